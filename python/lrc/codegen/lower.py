@@ -1,0 +1,292 @@
+"""`lr-lower-to-kernels`: lr functions on tensors -> kernel calls on flat memrefs.
+
+Each layer becomes a private kernel function (see emit.py); the entry function keeps the model's
+signature in destination-passing style, `@forward(%in..: memref<NxCxHxW>, %out..: memref<...>)`,
+marked `llvm.emit_c_interface`. Intermediate tensors live in one arena whose offsets come from a
+liveness-based first-fit plan, so peak memory is a few activations rather than all of them, and
+reshapes are free aliases (every buffer is a contiguous row-major array).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from torch_mlir import ir
+from torch_mlir.dialects import arith, func, memref
+
+from lrc.dialects import lr
+
+from .emit import Kernel, LayerOp
+from .ops_dense import emit_conv2d, emit_conv_transpose2d, emit_linear
+from .ops_elementwise import emit_activation, emit_batch_norm, emit_binary, emit_prelu
+from .ops_spatial import (emit_adaptive_avg_pool, emit_concat, emit_instance_norm, emit_pad, emit_permute,
+                          emit_pixel_shuffle, emit_pool, emit_upsample)
+
+EMITTERS = {
+    "conv2d": emit_conv2d, "conv_transpose2d": emit_conv_transpose2d, "linear": emit_linear,
+    "relu": emit_activation, "relu6": emit_activation, "sigmoid": emit_activation, "tanh": emit_activation,
+    "hardswish": emit_activation, "leaky_relu": emit_activation, "clamp": emit_activation,
+    "prelu": emit_prelu, "batch_norm": emit_batch_norm, "instance_norm": emit_instance_norm,
+    "add": emit_binary, "sub": emit_binary, "mul": emit_binary, "div": emit_binary,
+    "concat": emit_concat, "permute": emit_permute, "pad": emit_pad,
+    "max_pool2d": emit_pool, "avg_pool2d": emit_pool, "adaptive_avg_pool2d": emit_adaptive_avg_pool,
+    "upsample": emit_upsample, "pixel_shuffle": emit_pixel_shuffle,
+}
+
+ALIGN = 64  # bytes; every arena buffer starts on a cache line
+
+
+class LoweringError(ValueError):
+    pass
+
+
+def _numel(shape) -> int:
+    return int(np.prod(shape)) if len(shape) else 1
+
+
+def _shape(v: ir.Value) -> tuple[int, ...]:
+    return tuple(v.type.shape)
+
+
+@dataclass
+class Buf:
+    kind: str  # arg | out | arena | global
+    index: int = 0  # arg/out position, arena byte offset
+    numel: int = 0
+    name: str = ""
+
+
+class _Arena:
+    """First-fit allocator over byte offsets; freed ranges coalesce."""
+
+    def __init__(self):
+        self.free: list[tuple[int, int]] = []  # (offset, size), sorted
+        self.size = 0
+
+    def alloc(self, nbytes: int) -> int:
+        nbytes = -(-nbytes // ALIGN) * ALIGN
+        for i, (off, sz) in enumerate(self.free):
+            if sz >= nbytes:
+                if sz == nbytes:
+                    del self.free[i]
+                else:
+                    self.free[i] = (off + nbytes, sz - nbytes)
+                return off
+        # grow: reuse a free tail block if it touches the end
+        if self.free and self.free[-1][0] + self.free[-1][1] == self.size:
+            off, sz = self.free.pop()
+            self.size = off + nbytes
+            return off
+        off = self.size
+        self.size += nbytes
+        return off
+
+    def release(self, off: int, nbytes: int) -> None:
+        nbytes = -(-nbytes // ALIGN) * ALIGN
+        self.free.append((off, nbytes))
+        self.free.sort()
+        merged = []
+        for o, s in self.free:
+            if merged and merged[-1][0] + merged[-1][1] == o:
+                merged[-1] = (merged[-1][0], merged[-1][1] + s)
+            else:
+                merged.append((o, s))
+        self.free = merged
+
+
+def lower_to_kernels(module: ir.Module, vec: int = 8) -> ir.Module:
+    """A new module (same context) holding the kernels and the `@forward`-style entry points."""
+    ctx = module.context
+    lr.load(ctx)
+    with ctx, ir.Location.unknown(ctx):
+        out = ir.Module.create()
+        for op in module.body.operations:
+            if op.operation.name == "func.func":
+                _lower_func(op, out, vec)
+    return out
+
+
+def _lower_func(f, out_module: ir.Module, vec: int):
+    fname = ir.StringAttr(f.attributes["sym_name"]).value
+    block = f.regions[0].blocks[0]
+    ops = list(block.operations)
+    ret = ops[-1]
+    body_ops = ops[:-1]
+    buf: dict = {}
+    alias_of: dict = {}
+
+    def root(v):
+        while v in alias_of:
+            v = alias_of[v]
+        return v
+
+    for i, a in enumerate(block.arguments):
+        buf[a] = Buf("arg", i, _numel(_shape(a)))
+
+    globals_ip = ir.InsertionPoint(out_module.body)
+    gcount = [0]
+
+    def make_global(arr: np.ndarray) -> Buf:
+        name = f"__{fname}_c{gcount[0]}"
+        gcount[0] += 1
+        arr = np.ascontiguousarray(arr).reshape(-1)
+        elem = ir.F32Type.get() if arr.dtype == np.float32 else ir.IntegerType.get_signless(32)
+        mtype = ir.MemRefType.get([arr.size], elem)
+        attr = ir.DenseElementsAttr.get(arr, type=elem, shape=[arr.size])
+        with globals_ip, ir.Location.unknown():
+            memref.GlobalOp(name, ir.TypeAttr.get(mtype), sym_visibility="private", initial_value=attr,
+                            constant=True, alignment=ALIGN)
+        return Buf("global", 0, arr.size, name)
+
+    # A chain of binary concats along one axis (torch.cat of n tensors) is written by one kernel.
+    absorbed, leaves_of = set(), {}
+
+    def leaves(v, axis):
+        p = v.owner
+        p = getattr(p, "operation", None)
+        if (p is not None and p.name == "lr.concat" and len(list(v.uses)) == 1
+                and lr.attrs_of(p)["axis"] % len(_shape(v)) == axis):
+            absorbed.add(p)
+            return leaves(p.operands[0], axis) + leaves(p.operands[1], axis)
+        return [v]
+
+    for op in reversed(body_ops):
+        op = op.operation
+        if op.name == "lr.concat" and op not in absorbed:
+            axis = lr.attrs_of(op)["axis"] % len(_shape(op.results[0]))
+            leaves_of[op] = leaves(op.operands[0], axis) + leaves(op.operands[1], axis)
+
+    def operands_of(op):
+        return leaves_of.get(op, list(op.operands))
+
+    # 1. classify values
+    layer_ops = []
+    for op in body_ops:
+        op = op.operation
+        if op in absorbed:
+            continue
+        name = op.operation.name
+        if name == "arith.constant":
+            val = op.attributes["value"]
+            shape = _shape(op.results[0])
+            if isinstance(val, ir.DenseElementsAttr) and val.is_splat:
+                arr = np.full(shape, val.get_splat_value().value, np.float32)
+            else:
+                arr = np.array(val).astype(np.float32)
+            buf[op.results[0]] = make_global(arr)
+        elif name == "lr.reshape":
+            alias_of[op.results[0]] = op.operands[0]
+        elif name.startswith("lr."):
+            if name[3:] not in EMITTERS:
+                raise NotImplementedError(f"no lowering for '{name}' at {op.location}")
+            layer_ops.append(op)
+        else:
+            raise LoweringError(f"'{name}' at {op.location} is not an lr op; run lr-raise-torch first")
+
+    # 2. outputs: the producer of a returned value writes straight into the caller's buffer
+    returned = list(ret.operands)
+    copy_out: list[tuple[int, object]] = []
+    claimed = set()
+    for j, v in enumerate(returned):
+        r = root(v)
+        if r in buf or r in claimed:  # an input, a constant, or returned twice: copy at the end
+            copy_out.append((j, v))
+        else:
+            buf[r] = Buf("out", j, _numel(_shape(r)))
+            claimed.add(r)
+
+    # 3. liveness and arena plan
+    last_use: dict = {}
+    for t, op in enumerate(layer_ops):
+        for v in operands_of(op):
+            last_use[root(v)] = t
+    for _, v in copy_out:
+        last_use[root(v)] = len(layer_ops)
+    arena = _Arena()
+    live: list = []
+    for t, op in enumerate(layer_ops):
+        for v in list(live):
+            if last_use.get(v, -1) < t:
+                b = buf[v]
+                arena.release(b.index, b.numel * 4)
+                live.remove(v)
+        r = op.results[0]
+        if r not in buf:
+            n = _numel(_shape(r))
+            buf[r] = Buf("arena", arena.alloc(n * 4), n)
+            live.append(r)
+
+    # 4. kernels
+    sigs = []
+    with ir.InsertionPoint(out_module.body):
+        for t, op in enumerate(layer_ops):
+            opname = op.operation.name[3:]
+            try:
+                attrs = lr.attrs_of(op)
+            except lr.ShapeError as e:
+                raise LoweringError(f"'{op.operation.name}' at {op.location}: {e}") from None
+            label = op.attributes["lr.name"].value if "lr.name" in op.attributes else ""
+            layer = LayerOp(opname, attrs, [_shape(v) for v in operands_of(op)], _shape(op.results[0]),
+                            op.location, label)
+            with op.location:
+                sigs.append(EMITTERS[opname](Kernel(f"{fname}_l{t}_{opname}", vec), layer))
+
+    # 5. the entry function
+    in_types = [ir.MemRefType.get(list(_shape(a)), ir.F32Type.get()) for a in block.arguments]
+    out_types = [ir.MemRefType.get(list(_shape(v)), ir.F32Type.get()) for v in returned]
+    with ir.InsertionPoint(out_module.body), f.location:
+        entry = func.FuncOp(fname, (in_types + out_types, []))
+        entry.attributes["llvm.emit_c_interface"] = ir.UnitAttr.get()
+        eb = entry.add_entry_block()
+    nin = len(in_types)
+    with ir.InsertionPoint(eb), f.location:
+        def flat(v: ir.Value, n: int) -> ir.Value:
+            t = ir.MemRefType.get([n], ir.F32Type.get())
+            return memref.ReinterpretCastOp(t, v, [], [], [], static_offsets=[0], static_sizes=[n],
+                                            static_strides=[1]).result
+        arg_flat = [flat(eb.arguments[i], _numel(_shape(a))) for i, a in enumerate(block.arguments)]
+        out_flat = [flat(eb.arguments[nin + j], _numel(_shape(v))) for j, v in enumerate(returned)]
+        arena_v = None
+        if arena.size:
+            arena_v = memref.AllocOp(ir.MemRefType.get([arena.size], ir.IntegerType.get_signless(8)), [], [],
+                                     alignment=ALIGN).result
+        gview: dict = {}
+
+        def value_of(b: Buf) -> ir.Value:
+            if b.kind == "arg":
+                return arg_flat[b.index]
+            if b.kind == "out":
+                return out_flat[b.index]
+            if b.kind == "global":
+                if b.name not in gview:
+                    elem = ir.F32Type.get()
+                    gview[b.name] = memref.GetGlobalOp(ir.MemRefType.get([b.numel], elem), b.name).result
+                return gview[b.name]
+            shift = arith.ConstantOp(ir.IndexType.get(), b.index).result
+            return memref.ViewOp(ir.MemRefType.get([b.numel], ir.F32Type.get()), arena_v, shift, []).result
+
+        for t, op in enumerate(layer_ops):
+            sig = sigs[t]
+            operands = []
+            for a, ty in zip(sig.args, sig.types):
+                if a.kind == "in":
+                    operands.append(value_of(buf[root(operands_of(op)[a.index])]))
+                elif a.kind == "out":
+                    operands.append(value_of(buf[op.results[0]]))
+                else:
+                    g = make_global(a.array)
+                    operands.append(memref.GetGlobalOp(ty, g.name).result)
+            with op.location:
+                func.CallOp([], ir.FlatSymbolRefAttr.get(f"{fname}_l{t}_{op.operation.name[3:]}"), operands)
+        for j, v in copy_out:
+            src = value_of(buf[root(v)])
+            _emit_copy(src, out_flat[j], _numel(_shape(v)))
+        if arena_v is not None:
+            memref.DeallocOp(arena_v)
+        func.ReturnOp([])
+
+
+def _emit_copy(src, dst, n):
+    from torch_mlir.dialects import linalg
+    del n
+    linalg.copy(src, outs=[dst])

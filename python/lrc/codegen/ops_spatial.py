@@ -1,0 +1,390 @@
+"""Kernels for spatial layers: padding, pooling, resizing, pixel shuffle, instance norm, concat, permute.
+
+Shapes are static, so index maps that torch computes with floating point (resize source rows,
+adaptive-pool bins, pooling divisors) are computed here once in numpy and stored as small integer or
+float tables: the kernels stay simple gathers and match torch's rounding exactly.
+"""
+from __future__ import annotations
+
+import numpy as np
+from torch_mlir import ir
+from torch_mlir.dialects import arith, math, scf, vector
+
+from .emit import Kernel, LayerOp
+
+
+def _numel(shape) -> int:
+    return int(np.prod(shape)) if len(shape) else 1
+
+
+def _i(kb, buf, i):
+    """Load an i32 table entry as an index."""
+    v = kb.load(buf, i)
+    return arith.IndexCastOp(ir.IndexType.get(), v).result
+
+
+def emit_pad(k: Kernel, op: LayerOp):
+    n, c, h, w = op.in_shapes[0]
+    _, _, oh, ow = op.out_shape
+    pt, pl, pb, pr = op.attrs["pads"]
+    mode, value = op.attrs["mode"], op.attrs["value"]
+    k.inp(0, n * c * h * w)
+    # source row per output row (-1: constant fill), source column per output column
+    rows = np.arange(oh) - pt
+    cols = np.arange(ow) - pl
+    if mode == "constant":
+        rsrc = np.where((rows >= 0) & (rows < h), rows, -1)
+        csrc = np.where((cols >= 0) & (cols < w), cols, -1)
+    else:
+        rsrc = _map(rows, h, mode)
+        csrc = _map(cols, w, mode)
+    # columns [c0, c1) of the output copy a contiguous run of the input
+    inner = [j for j in range(ow) if csrc[j] >= 0 and csrc[j] == j - pl]
+    c0, c1 = (inner[0], inner[-1] + 1) if inner else (0, 0)
+    edges = [j for j in range(ow) if not (c0 <= j < c1)]
+    k.param(rsrc.astype(np.int32))
+    k.out(n * c * oh * ow)
+
+    def body(kb, a):
+        x, rt, y = a
+        with kb.loop(0, n * c) as nc:
+            ibase = kb.mul(nc, h * w)
+            obase = kb.mul(nc, oh * ow)
+            with kb.loop(0, oh) as r:
+                orow = kb.add(obase, kb.mul(r, ow))
+                src = kb.load(rt, r)
+                is_fill = arith.CmpIOp(arith.CmpIPredicate.slt, src, arith.ConstantOp(src.type, 0).result).result
+                ifop = scf.IfOp(is_fill, has_else=True)
+                with ir.InsertionPoint(ifop.then_block):
+                    kb.fill(y, orow, ow, value)
+                    scf.YieldOp([])
+                with ir.InsertionPoint(ifop.else_block):
+                    irow = kb.add(ibase, kb.mul(arith.IndexCastOp(ir.IndexType.get(), src).result, w))
+                    if c1 > c0:
+                        kb.copy(x, kb.add(irow, c0 - pl), y, kb.add(orow, c0), c1 - c0)
+                    for j in edges:  # pads are a few pixels wide: unroll
+                        if csrc[j] < 0:
+                            kb.store(kb.f(value), y, kb.add(orow, j))
+                        else:
+                            kb.store(kb.load(x, kb.add(irow, int(csrc[j]))), y, kb.add(orow, j))
+                    scf.YieldOp([])
+    return k.build(body)
+
+
+def _map(idx, size, mode):
+    if mode == "reflect":
+        j = np.abs(idx)
+        return np.where(j >= size, 2 * (size - 1) - j, j)
+    return np.clip(idx, 0, size - 1)
+
+
+def emit_pool(k: Kernel, op: LayerOp):
+    """Max / average pooling: the input is copied into a padded scratch plane per (n, c) so that
+    window loads need no bounds checks; avg divisors are per-row x per-column tables (torch's
+    divisor is separable in both count_include_pad modes)."""
+    n, c, h, w = op.in_shapes[0]
+    _, _, oh, ow = op.out_shape
+    kh, kw = op.attrs["kernel"]
+    sh, sw = op.attrs["stride"]
+    ph, pw = op.attrs["padding"]
+    dh, dw = op.attrs.get("dilation") or (1, 1)
+    is_max = op.name == "max_pool2d"
+    # scratch plane must cover every window, including ceil_mode overhang
+    hp = max(h + 2 * ph, (oh - 1) * sh + dh * (kh - 1) + 1)
+    wp = max(w + 2 * pw, (ow - 1) * sw + dw * (kw - 1) + 1)
+    fillv = -3.4028234663852886e38 if is_max else 0.0
+    k.inp(0, n * c * h * w)
+    if not is_max:
+        def divisors(size, out, kk, ss, pp):
+            st = np.arange(out) * ss - pp
+            if op.attrs["count_include_pad"]:
+                en = np.minimum(st + kk, size + pp)
+                return en - st
+            return np.minimum(st + kk, size) - np.maximum(st, 0)
+        rdiv = divisors(h, oh, kh, sh, ph).astype(np.float64)
+        cdiv = divisors(w, ow, kw, sw, pw).astype(np.float64)
+        k.param((1.0 / rdiv).astype(np.float32))
+        k.param((1.0 / cdiv).astype(np.float32))
+    k.out(n * c * oh * ow)
+
+    def body(kb, a):
+        if is_max:
+            x, y = a
+        else:
+            x, rdv, cdv, y = a
+        scratch = kb.alloc(hp * wp)
+        with kb.loop(0, n * c) as nc:
+            ibase = kb.mul(nc, h * w)
+            obase = kb.mul(nc, oh * ow)
+            kb.fill(scratch, 0, hp * wp, fillv)
+            with kb.loop(0, h) as r:
+                kb.copy(x, kb.add(ibase, kb.mul(r, w)), scratch, kb.add(kb.mul(r, wp), ph * wp + pw), w)
+            with kb.loop(0, oh) as r:
+                rbase = kb.mul(r, sh * wp)
+                rd = None if is_max else kb.load(rdv, r)
+                with kb.loop(0, ow) as q:
+                    base = kb.add(rbase, kb.mul(q, sw))
+                    acc = None
+                    for i in range(kh):
+                        for j in range(kw):
+                            v = kb.load(scratch, kb.add(base, i * dh * wp + j * dw))
+                            acc = v if acc is None else (kb.fmax(acc, v) if is_max else kb.fadd(acc, v))
+                    if not is_max:
+                        acc = kb.fmul(acc, kb.fmul(rd, kb.load(cdv, q)))
+                    kb.store(acc, y, kb.add(obase, kb.add(kb.mul(r, ow), q)))
+        kb.dealloc(scratch)
+    return k.build(body)
+
+
+def emit_adaptive_avg_pool(k: Kernel, op: LayerOp):
+    n, c, h, w = op.in_shapes[0]
+    _, _, oh, ow = op.out_shape
+
+    def bins(size, out):
+        st = np.array([(i * size) // out for i in range(out)])
+        en = np.array([-(-((i + 1) * size) // out) for i in range(out)])
+        return st, en
+    rs, re_ = bins(h, oh)
+    cs, ce = bins(w, ow)
+    k.inp(0, n * c * h * w)
+    k.out(n * c * oh * ow)
+
+    def body(kb, a):
+        x, y = a
+        with kb.loop(0, n * c) as nc:
+            ibase = kb.mul(nc, h * w)
+            obase = kb.mul(nc, oh * ow)
+            if (oh, ow) == (1, 1):  # global average pooling: one contiguous vector reduction
+                acc = _sum_range(kb, x, ibase, h * w)
+                kb.store(kb.fmul(acc, kb.f(1.0 / (h * w))), y, obase)
+                return
+            for i in range(oh):  # output grids are tiny (1x1 .. 7x7): unroll
+                for j in range(ow):
+                    acc = None
+                    for r in range(rs[i], re_[i]):
+                        s = _sum_range(kb, x, kb.add(ibase, r * w + int(cs[j])), int(ce[j] - cs[j]))
+                        acc = s if acc is None else kb.fadd(acc, s)
+                    cnt = (re_[i] - rs[i]) * (ce[j] - cs[j])
+                    kb.store(kb.fmul(acc, kb.f(1.0 / cnt)), y, kb.add(obase, i * ow + j))
+    return k.build(body)
+
+
+def _sum_range(kb, buf, off, n):
+    """Sum of n contiguous floats as a scalar (vector accumulator + scalar tail)."""
+    lanes = kb.vec
+    nv = (n // lanes) * lanes
+    total = kb.f(0.0)
+    if nv:
+        loop = scf.ForOp(kb.idx(0), kb.idx(nv), kb.idx(lanes), [kb.fv(0.0)])
+        with ir.InsertionPoint(loop.body):
+            v = kb.vload(buf, kb.add(off, loop.induction_variable))
+            scf.YieldOp([kb.fadd(loop.inner_iter_args[0], v)])
+        total = vector.ReductionOp(ir.F32Type.get(), vector.CombiningKind.ADD, loop.results[0]).result
+    if n - nv:
+        loop = scf.ForOp(kb.idx(nv), kb.idx(n), kb.idx(1), [total])
+        with ir.InsertionPoint(loop.body):
+            v = kb.load(buf, kb.add(off, loop.induction_variable))
+            scf.YieldOp([kb.fadd(loop.inner_iter_args[0], v)])
+        total = loop.results[0]
+    return total
+
+
+def _sum_sq_dev(kb, buf, off, n, mean_s):
+    lanes = kb.vec
+    nv = (n // lanes) * lanes
+    total = kb.f(0.0)
+    if nv:
+        mv = kb.splat(mean_s)
+        loop = scf.ForOp(kb.idx(0), kb.idx(nv), kb.idx(lanes), [kb.fv(0.0)])
+        with ir.InsertionPoint(loop.body):
+            d = kb.fsub(kb.vload(buf, kb.add(off, loop.induction_variable)), mv)
+            scf.YieldOp([vector.FMAOp(d, d, loop.inner_iter_args[0]).result])
+        total = vector.ReductionOp(ir.F32Type.get(), vector.CombiningKind.ADD, loop.results[0]).result
+    if n - nv:
+        loop = scf.ForOp(kb.idx(nv), kb.idx(n), kb.idx(1), [total])
+        with ir.InsertionPoint(loop.body):
+            d = kb.fsub(kb.load(buf, kb.add(off, loop.induction_variable)), mean_s)
+            scf.YieldOp([kb.fadd(loop.inner_iter_args[0], kb.fmul(d, d))])
+        total = loop.results[0]
+    return total
+
+
+def emit_instance_norm(k: Kernel, op: LayerOp):
+    """Two passes per plane (mean, then centred variance) for torch-level accuracy, then one
+    fused scale/shift pass."""
+    n, c = op.out_shape[:2]
+    plane = _numel(op.out_shape[2:])
+    gamma = op.attrs["weight"] if op.attrs["weight"] is not None else np.ones(c, np.float32)
+    beta = op.attrs["bias"] if op.attrs["bias"] is not None else np.zeros(c, np.float32)
+    eps = op.attrs["eps"]
+    k.inp(0, n * c * plane)
+    k.param(gamma.astype(np.float32))
+    k.param(beta.astype(np.float32))
+    k.out(n * c * plane)
+
+    def body(kb, a):
+        x, g, b, y = a
+        with kb.loop(0, n * c) as nc:
+            ch = arith.RemUIOp(nc, kb.idx(c)).result if n > 1 else nc
+            base = kb.mul(nc, plane)
+            mean = kb.fmul(_sum_range(kb, x, base, plane), kb.f(1.0 / plane))
+            var = kb.fmul(_sum_sq_dev(kb, x, base, plane, mean), kb.f(1.0 / plane))
+            inv = math.RsqrtOp(kb.fadd(var, kb.f(eps))).result
+            sc = kb.fmul(kb.load(g, ch), inv)
+            sh = kb.fsub(kb.load(b, ch), kb.fmul(mean, sc))
+            vs, vb = kb.splat(sc), kb.splat(sh)
+
+            def step(i, lanes):
+                j = kb.add(base, i)
+                if lanes == 1:
+                    kb.store(kb.fadd(kb.fmul(kb.load(x, j), sc), sh), y, j)
+                else:
+                    kb.vstore(kb.fadd(kb.fmul(kb.vload(x, j, lanes), vs), vb), y, j)
+            kb.map_range(plane, step)
+    return k.build(body)
+
+
+def _nearest_table(out, inp, scale):
+    # torch: src = floor(dst * (1/scale)) when a scale was given, else floor(dst * in/out)
+    r = (1.0 / scale) if scale else inp / out
+    idx = np.floor(np.arange(out, dtype=np.float64) * np.float32(r)).astype(np.int64)
+    return np.minimum(idx, inp - 1)
+
+
+def _bilinear_table(out, inp, align, scale):
+    if align:
+        r = (inp - 1) / (out - 1) if out > 1 else 0.0
+        src = np.arange(out, dtype=np.float64) * r
+    else:
+        r = (1.0 / scale) if scale else inp / out
+        src = np.maximum((np.arange(out, dtype=np.float64) + 0.5) * r - 0.5, 0.0)
+    i0 = np.minimum(np.floor(src).astype(np.int64), inp - 1)
+    i1 = np.minimum(i0 + 1, inp - 1)
+    lam = (src - i0).astype(np.float32)
+    return i0, i1, lam
+
+
+def emit_upsample(k: Kernel, op: LayerOp):
+    n, c, h, w = op.in_shapes[0]
+    _, _, oh, ow = op.out_shape
+    scales = op.attrs.get("scales") or ()
+    sh_, sw_ = (scales[0], scales[1]) if len(scales) == 2 else (None, None)
+    k.inp(0, n * c * h * w)
+    if op.attrs["mode"] == "nearest":
+        rows = _nearest_table(oh, h, sh_)
+        cols = _nearest_table(ow, w, sw_)
+        k.param(rows.astype(np.int32))
+        k.param(cols.astype(np.int32))
+        k.out(n * c * oh * ow)
+
+        def body(kb, a):
+            x, rt, ct, y = a
+            with kb.loop(0, n * c) as nc:
+                ibase, obase = kb.mul(nc, h * w), kb.mul(nc, oh * ow)
+                with kb.loop(0, oh) as r:
+                    irow = kb.add(ibase, kb.mul(_i(kb, rt, r), w))
+                    orow = kb.add(obase, kb.mul(r, ow))
+                    with kb.loop(0, ow) as q:
+                        kb.store(kb.load(x, kb.add(irow, _i(kb, ct, q))), y, kb.add(orow, q))
+        return k.build(body)
+
+    align = op.attrs["align_corners"]
+    r0, r1, rl = _bilinear_table(oh, h, align, sh_)
+    c0, c1, cl = _bilinear_table(ow, w, align, sw_)
+    for t in (r0, r1):
+        k.param(t.astype(np.int32))
+    k.param(rl)
+    for t in (c0, c1):
+        k.param(t.astype(np.int32))
+    k.param(cl)
+    k.out(n * c * oh * ow)
+
+    def body(kb, a):
+        x, tr0, tr1, trl, tc0, tc1, tcl, y = a
+        with kb.loop(0, n * c) as nc:
+            ibase, obase = kb.mul(nc, h * w), kb.mul(nc, oh * ow)
+            with kb.loop(0, oh) as r:
+                a0 = kb.add(ibase, kb.mul(_i(kb, tr0, r), w))
+                a1 = kb.add(ibase, kb.mul(_i(kb, tr1, r), w))
+                lr_ = kb.load(trl, r)
+                orow = kb.add(obase, kb.mul(r, ow))
+                with kb.loop(0, ow) as q:
+                    j0, j1, lc = _i(kb, tc0, q), _i(kb, tc1, q), kb.load(tcl, q)
+                    v00, v01 = kb.load(x, kb.add(a0, j0)), kb.load(x, kb.add(a0, j1))
+                    v10, v11 = kb.load(x, kb.add(a1, j0)), kb.load(x, kb.add(a1, j1))
+                    # torch: h0lambda * (w0lambda * v00 + w1lambda * v01) + h1lambda * (...)
+                    one = kb.f(1.0)
+                    top = kb.fadd(kb.fmul(kb.fsub(one, lc), v00), kb.fmul(lc, v01))
+                    bot = kb.fadd(kb.fmul(kb.fsub(one, lc), v10), kb.fmul(lc, v11))
+                    kb.store(kb.fadd(kb.fmul(kb.fsub(one, lr_), top), kb.fmul(lr_, bot)), y, kb.add(orow, q))
+    return k.build(body)
+
+
+def emit_pixel_shuffle(k: Kernel, op: LayerOp):
+    n, c, h, w = op.in_shapes[0]
+    f = op.attrs["factor"]
+    co = c // (f * f)
+    k.inp(0, n * c * h * w)
+    k.out(n * c * h * w)
+
+    def body(kb, a):
+        x, y = a
+        with kb.loop(0, n * co) as nc:
+            for i in range(f):
+                for j in range(f):
+                    # input channel nc*f*f + i*f + j feeds output pixels (h*f + i, w*f + j)
+                    ib = kb.mul(kb.add(kb.mul(nc, f * f), i * f + j), h * w)
+                    ob = kb.add(kb.mul(nc, h * f * w * f), i * w * f + j)
+                    with kb.loop(0, h) as r:
+                        irow = kb.add(ib, kb.mul(r, w))
+                        orow = kb.add(ob, kb.mul(r, f * w * f))
+                        with kb.loop(0, w) as q:
+                            kb.store(kb.load(x, kb.add(irow, q)), y, kb.add(orow, kb.mul(q, f)))
+    return k.build(body)
+
+
+def emit_concat(k: Kernel, op: LayerOp):
+    rank = len(op.out_shape)
+    axis = op.attrs["axis"] % rank
+    outer = _numel(op.out_shape[:axis])
+    inner = _numel(op.out_shape[axis + 1:])
+    for i, s in enumerate(op.in_shapes):
+        k.inp(i, _numel(s))
+    k.out(_numel(op.out_shape))
+    total_row = op.out_shape[axis] * inner
+
+    def body(kb, a):
+        y = a[-1]
+        off = 0
+        for i, s in enumerate(op.in_shapes):
+            seg = s[axis] * inner
+            if outer == 1:
+                kb.copy(a[i], 0, y, off, seg)
+            else:
+                with kb.loop(0, outer) as o:
+                    kb.copy(a[i], kb.mul(o, seg), y, kb.add(kb.mul(o, total_row), off), seg)
+            off += seg
+    return k.build(body)
+
+
+def emit_permute(k: Kernel, op: LayerOp):
+    ishape = op.in_shapes[0]
+    dims = op.attrs["dims"]
+    oshape = op.out_shape
+    istr = [_numel(ishape[d + 1:]) for d in range(len(ishape))]
+    src_str = [istr[d] for d in dims]  # stride in the input of each output dimension
+    k.inp(0, _numel(ishape))
+    k.out(_numel(oshape))
+
+    def body(kb, a):
+        x, y = a
+
+        def nest(d, ioff, ooff):
+            if d == len(oshape):
+                kb.store(kb.load(x, ioff), y, ooff)
+                return
+            with kb.loop(0, oshape[d]) as i:
+                nest(d + 1, kb.add(ioff, kb.mul(i, src_str[d])), kb.add(ooff, kb.mul(i, _numel(oshape[d + 1:]))))
+        nest(0, 0, 0)
+    return k.build(body)
+

@@ -1,0 +1,474 @@
+"""Raise torch-dialect IR (as imported from PyTorch) into the `lr` dialect, one op per layer.
+
+The torch function is rebuilt as a `func.func` over builtin tensors; every aten op maps to one lr op
+(or to nothing, for identities such as eval-mode dropout). An aten op without a mapping raises
+`UnsupportedOpError` naming it and its source location: we never guess at semantics.
+"""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+from torch_mlir import ir
+from torch_mlir.dialects import arith, func
+
+from lrc.dialects import lr
+
+PARAM_NAME_ATTR = "lr.param_name"  # set by fx_import on weight literals
+
+NAME_ATTR = "lr.name"
+
+
+class ImportError_(ValueError):
+    """The model cannot be expressed in lr (bad dtype, dynamic shape, unsupported argument)."""
+
+
+class UnsupportedOpError(NotImplementedError):
+    """An aten op that lrc has no lowering for; the message names the op and where it comes from."""
+
+
+def describe_location(loc: ir.Location) -> str:
+    """'file.py:12' style text for the user's innermost frame of a torch-mlir location."""
+    text = str(loc)
+    frames = re.findall(r'"([^"]+)":(\d+)', text)
+    user = [f for f in frames if "/torch/" not in f[0] and "site-packages" not in f[0]]
+    pick = (user or frames)
+    if not pick:
+        return "unknown location"
+    f, line = pick[-1] if user else pick[0]
+    return f"{f}:{line}"
+
+
+_VT = re.compile(r"!torch\.vtensor<\[([-0-9,]*)\],(\w+)>")
+
+
+def _tensor_type_of(t: ir.Type, what: str, loc) -> ir.RankedTensorType:
+    m = _VT.fullmatch(str(t))
+    if not m:
+        raise ImportError_(f"{what} has type {t} at {describe_location(loc)}: lrc needs tensors of static shape")
+    dims = [int(d) for d in m.group(1).split(",") if d != ""]
+    if any(d < 0 for d in dims):
+        raise ImportError_(f"{what} has a dynamic shape {dims} at {describe_location(loc)}: lrc needs static shapes")
+    if m.group(2) != "f32":
+        raise ImportError_(f"{what} has dtype {m.group(2)} at {describe_location(loc)}: lrc compiles float32 models")
+    return ir.RankedTensorType.get(dims, ir.F32Type.get())
+
+
+class _Raiser:
+    def __init__(self, sparsity_by_layer: dict[str, dict] | None):
+        self.values: dict = {}  # torch Value -> lr Value (hashable by identity of the MLIR value)
+        self.sparsity = sparsity_by_layer or {}
+
+    # --- reading torch constants --------------------------------------------------------------
+    def const(self, v: ir.Value):
+        owner = v.owner
+        name = owner.operation.name
+        if name == "torch.constant.none":
+            return None
+        if name in ("torch.constant.int", "torch.constant.float", "torch.constant.bool"):
+            a = owner.attributes["value"]
+            if isinstance(a, ir.BoolAttr):
+                return a.value
+            if isinstance(a, ir.IntegerAttr):
+                return bool(a.value) if name.endswith("bool") else a.value
+            return a.value
+        if name == "torch.constant.str":
+            return ir.StringAttr(owner.attributes["value"]).value
+        if name == "torch.prim.ListConstruct":
+            return [self.const(o) for o in owner.operands]
+        raise ImportError_(f"expected a constant argument, got the result of {name}")
+
+    def tensor(self, v: ir.Value) -> ir.Value:
+        if v in self.values:
+            return self.values[v]
+        owner = v.owner
+        if isinstance(owner, ir.OpView) or hasattr(owner, "name"):
+            if owner.operation.name == "torch.vtensor.literal":
+                arr = self.literal(v)
+                attr = ir.DenseElementsAttr.get(np.ascontiguousarray(arr, np.float32), type=ir.F32Type.get(),
+                                                shape=list(arr.shape))
+                c = arith.ConstantOp(ir.RankedTensorType.get(list(arr.shape), ir.F32Type.get()), attr,
+                                     loc=owner.location).result
+                self.values[v] = c
+                return c
+        raise ImportError_(f"value {v} has no lr equivalent")
+
+    def literal(self, v: ir.Value) -> np.ndarray:
+        owner = v.owner
+        if owner.operation.name != "torch.vtensor.literal":
+            raise ImportError_(f"expected a weight tensor, got the result of {owner.operation.name} at "
+                               f"{describe_location(owner.location)}")
+        a = owner.attributes["value"]
+        if isinstance(a, ir.DenseElementsAttr) and a.is_splat:
+            return np.full(a.type.shape, a.get_splat_value().value, dtype=np.float32)
+        return np.array(a).astype(np.float32, copy=False)
+
+    def maybe_literal(self, v: ir.Value):
+        return None if v.owner.operation.name == "torch.constant.none" else self.literal(v)
+
+    def scalar_or_tensor(self, v: ir.Value, loc) -> ir.Value:
+        if str(v.type).startswith("!torch.vtensor"):
+            return self.tensor(v)
+        x = self.const(v)
+        if not isinstance(x, (int, float)):
+            raise ImportError_(f"expected a number or tensor, got {x!r}")
+        attr = ir.DenseElementsAttr.get_splat(ir.RankedTensorType.get([], ir.F32Type.get()),
+                                              ir.FloatAttr.get(ir.F32Type.get(), float(x)))
+        return arith.ConstantOp(attr.type, attr, loc=loc).result
+
+    def param_name(self, v: ir.Value) -> str | None:
+        a = v.owner.attributes.get(PARAM_NAME_ATTR) if v.owner.operation.name == "torch.vtensor.literal" else None
+        return ir.StringAttr(a).value if a is not None else None
+
+
+def _pairs(x, what):
+    if isinstance(x, int):
+        return (x, x)
+    if len(x) == 1:
+        return (x[0], x[0])
+    if len(x) != 2:
+        raise ImportError_(f"{what} must have 1 or 2 values, got {x}")
+    return tuple(x)
+
+
+def _emit(r: _Raiser, op, name: str, operands, attrs, result_type=None):
+    loc = op.location
+    shape = None if result_type is None else tuple(result_type.shape)
+    try:
+        new = lr.build(name, operands, attrs, result_shape=shape, loc=loc)
+    except lr.ShapeError as e:
+        raise ImportError_(f"{op.operation.name} at {describe_location(loc)}: {e}") from None
+    return new
+
+
+# Each converter: (raiser, torch op, result tensor type) -> lr Value or None (identity of operand 0).
+def _conv(r, op, rt):
+    o = list(op.operands)
+    if op.operation.name == "torch.aten.convolution":
+        x, w, b, stride, pad, dil, transposed, out_pad, groups = o
+        if r.const(transposed):
+            return _conv_transpose_impl(r, op, rt, x, w, b, stride, pad, out_pad, groups, dil)
+    else:
+        x, w, b, stride, pad, dil, groups = o
+    weight = r.literal(w)
+    padv = r.const(pad)
+    if isinstance(padv, str):
+        if padv == "valid":
+            padv = [0, 0]
+        else:  # "same": torch puts the odd pixel at the bottom/right
+            kh, kw = weight.shape[2:]
+            d = _pairs(r.const(dil), "dilation")
+            tot = (d[0] * (kh - 1), d[1] * (kw - 1))
+            pads = (tot[0] // 2, tot[1] // 2, tot[0] - tot[0] // 2, tot[1] - tot[1] // 2)
+            padv = None
+    if padv is not None:
+        ph, pw = _pairs(padv, "padding")
+        pads = (ph, pw, ph, pw)
+    attrs = {"weight": weight, "bias": r.maybe_literal(b), "stride": _pairs(r.const(stride), "stride"),
+             "padding": pads, "dilation": _pairs(r.const(dil), "dilation"), "groups": r.const(groups)}
+    name = r.param_name(w)
+    layer = name[: -len(".weight")] if name and name.endswith(".weight") else name
+    if layer in r.sparsity:
+        attrs["sparsity"] = r.sparsity[layer]
+    new = _emit(r, op, "conv2d", [r.tensor(x)], attrs, rt)
+    if layer:
+        new.attributes[NAME_ATTR] = ir.StringAttr.get(layer)
+    return new.result
+
+
+def _conv_transpose_impl(r, op, rt, x, w, b, stride, pad, out_pad, groups, dil):
+    attrs = {"weight": r.literal(w), "bias": r.maybe_literal(b), "stride": _pairs(r.const(stride), "stride"),
+             "padding": _pairs(r.const(pad), "padding"), "output_padding": _pairs(r.const(out_pad), "output_padding"),
+             "dilation": _pairs(r.const(dil), "dilation"), "groups": r.const(groups)}
+    return _emit(r, op, "conv_transpose2d", [r.tensor(x)], attrs, rt).result
+
+
+def _conv_transpose(r, op, rt):
+    x, w, b, stride, pad, out_pad, groups, dil = list(op.operands)
+    return _conv_transpose_impl(r, op, rt, x, w, b, stride, pad, out_pad, groups, dil)
+
+
+def _batch_norm(r, op, rt):
+    x, w, b, mean, var = list(op.operands)[:5]
+    eps = r.const(list(op.operands)[7])
+    if op.operation.name.endswith("batch_norm") and r.const(list(op.operands)[5]):
+        raise ImportError_(f"batch_norm in training mode at {describe_location(op.location)}: call model.eval()")
+    if mean.owner.operation.name == "torch.constant.none":
+        raise ImportError_(f"batch_norm without running statistics at {describe_location(op.location)}")
+    attrs = {"weight": r.maybe_literal(w), "bias": r.maybe_literal(b), "mean": r.literal(mean),
+             "var": r.literal(var), "eps": eps}
+    return _emit(r, op, "batch_norm", [r.tensor(x)], attrs, rt).result
+
+
+def _instance_norm(r, op, rt):
+    x, w, b, rm, rv, use_input_stats, momentum, eps = list(op.operands)[:8]
+    if not r.const(use_input_stats):
+        raise ImportError_(f"instance_norm with track_running_stats at {describe_location(op.location)} is not "
+                           "supported")
+    attrs = {"weight": r.maybe_literal(w), "bias": r.maybe_literal(b), "eps": r.const(eps)}
+    return _emit(r, op, "instance_norm", [r.tensor(x)], attrs, rt).result
+
+
+def _unary(name):
+    def conv(r, op, rt):
+        return _emit(r, op, name, [r.tensor(op.operands[0])], {}, rt).result
+    return conv
+
+
+def _hardtanh(r, op, rt):
+    lo, hi = r.const(op.operands[1]), r.const(op.operands[2])
+    if (lo, hi) == (0, 6):
+        return _emit(r, op, "relu6", [r.tensor(op.operands[0])], {}, rt).result
+    return _emit(r, op, "clamp", [r.tensor(op.operands[0])], {"min": lo, "max": hi}, rt).result
+
+
+def _clamp(r, op, rt):
+    lo, hi = r.const(op.operands[1]), r.const(op.operands[2])
+    lo = -3.4e38 if lo is None else lo
+    hi = 3.4e38 if hi is None else hi
+    if (lo, hi) == (0, 6):
+        return _emit(r, op, "relu6", [r.tensor(op.operands[0])], {}, rt).result
+    return _emit(r, op, "clamp", [r.tensor(op.operands[0])], {"min": lo, "max": hi}, rt).result
+
+
+def _leaky(r, op, rt):
+    return _emit(r, op, "leaky_relu", [r.tensor(op.operands[0])], {"alpha": r.const(op.operands[1])}, rt).result
+
+
+def _prelu(r, op, rt):
+    return _emit(r, op, "prelu", [r.tensor(op.operands[0])], {"slope": r.literal(op.operands[1])}, rt).result
+
+
+def _binary(name):
+    def conv(r, op, rt):
+        o = list(op.operands)
+        x = r.scalar_or_tensor(o[0], op.location)
+        y = r.scalar_or_tensor(o[1], op.location)
+        if name in ("add", "sub") and len(o) > 2:
+            alpha = r.const(o[2])
+            if alpha not in (None, 1):
+                ashape = ir.RankedTensorType(y.type)
+                a = ir.DenseElementsAttr.get_splat(ir.RankedTensorType.get([], ir.F32Type.get()),
+                                                   ir.FloatAttr.get(ir.F32Type.get(), float(alpha)))
+                ac = arith.ConstantOp(a.type, a, loc=op.location).result
+                y = _emit(r, op, "mul", [y, ac], {}, ashape).result
+        return _emit(r, op, name, [x, y], {}, rt).result
+    return conv
+
+
+def _cat(r, op, rt):
+    items = [r.tensor(v) for v in op.operands[0].owner.operands]
+    axis = r.const(op.operands[1])
+    acc = items[0]
+    for v in items[1:-1]:  # torch.cat of n tensors -> a left-leaning chain of binary concats
+        acc = _emit(r, op, "concat", [acc, v], {"axis": axis}).result
+    if len(items) == 1:
+        return acc
+    return _emit(r, op, "concat", [acc, items[-1]], {"axis": axis}, rt).result
+
+
+def _max_pool(r, op, rt):
+    x, k, s, p, d, ceil = list(op.operands)[:6]
+    kk = _pairs(r.const(k), "kernel_size")
+    sv = r.const(s)
+    attrs = {"kernel": kk, "stride": _pairs(sv, "stride") if sv else kk, "padding": _pairs(r.const(p), "padding"),
+             "dilation": _pairs(r.const(d), "dilation"), "ceil_mode": r.const(ceil)}
+    return _emit(r, op, "max_pool2d", [r.tensor(x)], attrs, rt).result
+
+
+def _avg_pool(r, op, rt):
+    x, k, s, p, ceil, cip, div = list(op.operands)[:7]
+    if r.const(div) is not None:
+        raise UnsupportedOpError(f"avg_pool2d with divisor_override at {describe_location(op.location)}")
+    kk = _pairs(r.const(k), "kernel_size")
+    sv = r.const(s)
+    attrs = {"kernel": kk, "stride": _pairs(sv, "stride") if sv else kk, "padding": _pairs(r.const(p), "padding"),
+             "ceil_mode": r.const(ceil), "count_include_pad": r.const(cip)}
+    return _emit(r, op, "avg_pool2d", [r.tensor(x)], attrs, rt).result
+
+
+def _adaptive(r, op, rt):
+    return _emit(r, op, "adaptive_avg_pool2d", [r.tensor(op.operands[0])],
+                 {"output_size": tuple(rt.shape[2:])}, rt).result
+
+
+def _upsample(mode):
+    def conv(r, op, rt):
+        o = list(op.operands)
+        align = False
+        if mode == "bilinear":
+            if op.operation.name.endswith(".vec"):
+                x, size, align, scales = o[0], o[1], r.const(o[2]), r.const(o[3])
+            else:
+                x, align, scales = o[0], r.const(o[2]), [r.const(o[3]), r.const(o[4])]
+        else:
+            if op.operation.name.endswith(".vec"):
+                x, scales = o[0], r.const(o[2])
+            else:
+                x, scales = o[0], [r.const(o[2]), r.const(o[3])]
+        attrs = {"mode": mode, "size": tuple(rt.shape[2:]), "align_corners": bool(align)}
+        if scales and all(s is not None for s in scales):
+            attrs["scales"] = tuple(float(s) for s in scales)
+        return _emit(r, op, "upsample", [r.tensor(x)], attrs, rt).result
+    return conv
+
+
+def _pixel_shuffle(r, op, rt):
+    return _emit(r, op, "pixel_shuffle", [r.tensor(op.operands[0])], {"factor": r.const(op.operands[1])}, rt).result
+
+
+def _torch_pads_to_tlbr(p, op):
+    # torch lists (left, right, top, bottom) for the last two dims
+    if len(p) != 4:
+        raise UnsupportedOpError(f"padding of {len(p)//2} dimensions ({p}) at {describe_location(op.location)}; "
+                                 "lrc pads H and W only")
+    left, right, top, bottom = p
+    return (top, left, bottom, right)
+
+
+def _pad(r, op, rt):
+    o = list(op.operands)
+    name = op.operation.name
+    if name == "torch.aten.pad":
+        mode, value = r.const(o[2]), r.const(o[3])
+    elif name == "torch.aten.constant_pad_nd":
+        mode, value = "constant", r.const(o[2])
+    elif "reflection" in name:
+        mode, value = "reflect", 0.0
+    else:
+        mode, value = "replicate", 0.0
+    if mode not in ("constant", "reflect", "replicate"):
+        raise UnsupportedOpError(f"pad mode '{mode}' at {describe_location(op.location)}")
+    attrs = {"pads": _torch_pads_to_tlbr(r.const(o[1]), op), "mode": mode, "value": float(value or 0.0)}
+    return _emit(r, op, "pad", [r.tensor(o[0])], attrs, rt).result
+
+
+def _linear(r, op, rt):
+    x, w, b = list(op.operands)
+    new = _emit(r, op, "linear", [r.tensor(x)], {"weight": r.literal(w), "bias": r.maybe_literal(b)}, rt)
+    name = r.param_name(w)
+    if name and name.endswith(".weight"):
+        new.attributes[NAME_ATTR] = ir.StringAttr.get(name[: -len(".weight")])
+    return new.result
+
+
+def _reshape(r, op, rt):
+    x = r.tensor(op.operands[0])
+    if tuple(ir.RankedTensorType(x.type).shape) == tuple(rt.shape):
+        return x
+    return _emit(r, op, "reshape", [x], {}, rt).result
+
+
+def _permute(r, op, rt):
+    x = r.tensor(op.operands[0])
+    rank = len(ir.RankedTensorType(x.type).shape)
+    if op.operation.name == "torch.aten.permute":
+        dims = [d % rank for d in r.const(op.operands[1])]
+    else:
+        a, b = r.const(op.operands[1]) % rank, r.const(op.operands[2]) % rank
+        dims = list(range(rank))
+        dims[a], dims[b] = dims[b], dims[a]
+    return _emit(r, op, "permute", [x], {"dims": tuple(dims)}, rt).result
+
+
+def _mean(r, op, rt):
+    x = r.tensor(op.operands[0])
+    shape = tuple(ir.RankedTensorType(x.type).shape)
+    dims = sorted(d % len(shape) for d in (r.const(op.operands[1]) or []))
+    if len(shape) != 4 or dims != [2, 3]:
+        raise UnsupportedOpError(f"aten.mean over dims {dims} of a rank-{len(shape)} tensor at "
+                                 f"{describe_location(op.location)}; lrc supports the spatial mean (dims 2, 3)")
+    pooled = _emit(r, op, "adaptive_avg_pool2d", [x], {"output_size": (1, 1)},
+                   ir.RankedTensorType.get(list(shape[:2]) + [1, 1], ir.F32Type.get())).result
+    if tuple(rt.shape) == shape[:2] + (1, 1):
+        return pooled
+    return _emit(r, op, "reshape", [pooled], {}, rt).result
+
+
+def _identity(r, op, rt):
+    return r.tensor(op.operands[0])
+
+
+CONVERTERS = {
+    "aten.conv2d": _conv, "aten.conv2d.padding": _conv, "aten.convolution": _conv,
+    "aten.conv_transpose2d.input": _conv_transpose,
+    "aten.batch_norm": _batch_norm, "aten._native_batch_norm_legit_no_training": None,
+    "aten.instance_norm": _instance_norm,
+    "aten.relu": _unary("relu"), "aten.relu6": _unary("relu6"), "aten.sigmoid": _unary("sigmoid"),
+    "aten.tanh": _unary("tanh"), "aten.hardswish": _unary("hardswish"), "aten.hardtanh": _hardtanh,
+    "aten.clamp": _clamp, "aten.leaky_relu": _leaky, "aten.prelu": _prelu,
+    "aten.add.Tensor": _binary("add"), "aten.add.Scalar": _binary("add"), "aten.sub.Tensor": _binary("sub"),
+    "aten.sub.Scalar": _binary("sub"), "aten.mul.Tensor": _binary("mul"), "aten.mul.Scalar": _binary("mul"),
+    "aten.div.Tensor": _binary("div"), "aten.div.Scalar": _binary("div"),
+    "aten.cat": _cat, "aten.concat": _cat,
+    "aten.max_pool2d": _max_pool, "aten.avg_pool2d": _avg_pool, "aten.adaptive_avg_pool2d": _adaptive,
+    "aten.upsample_nearest2d.vec": _upsample("nearest"), "aten.upsample_nearest2d": _upsample("nearest"),
+    "aten.upsample_bilinear2d.vec": _upsample("bilinear"), "aten.upsample_bilinear2d": _upsample("bilinear"),
+    "aten.pixel_shuffle": _pixel_shuffle,
+    "aten.pad": _pad, "aten.constant_pad_nd": _pad, "aten.reflection_pad2d": _pad, "aten.replication_pad2d": _pad,
+    "aten.linear": _linear,
+    "aten.flatten.using_ints": _reshape, "aten.view": _reshape, "aten.reshape": _reshape,
+    "aten._unsafe_view": _reshape, "aten.squeeze.dim": _reshape, "aten.squeeze.dims": _reshape,
+    "aten.squeeze": _reshape, "aten.unsqueeze": _reshape,
+    "aten.permute": _permute, "aten.transpose.int": _permute,
+    "aten.mean.dim": _mean,
+    "aten.dropout": _identity, "aten.clone": _identity, "aten.contiguous": _identity, "aten.detach": _identity,
+    "aten.alias": _identity, "aten.feature_dropout": _identity,
+}
+CONVERTERS = {k: v for k, v in CONVERTERS.items() if v is not None}
+
+_CONSTANT_OPS = {"torch.constant.int", "torch.constant.float", "torch.constant.bool", "torch.constant.str",
+                 "torch.constant.none", "torch.prim.ListConstruct", "torch.vtensor.literal"}
+
+
+def _aten_name(op_name: str) -> str:
+    # torch.aten.relu_ (in place) behaves as torch.aten.relu on value tensors
+    base = op_name[len("torch."):]
+    parts = base.split(".")
+    if len(parts) >= 2 and parts[1].endswith("_") and not parts[1].startswith("_"):
+        parts[1] = parts[1][:-1]
+    return ".".join(parts)
+
+
+def raise_torch_module(torch_module: ir.Module, sparsity_by_layer: dict | None = None) -> ir.Module:
+    """Build a new lr-dialect module (same context) from a torch-dialect module."""
+    ctx = torch_module.context
+    lr.load(ctx)
+    funcs = [op for op in torch_module.body.operations if op.operation.name == "func.func"]
+    with ctx, ir.Location.unknown(ctx):
+        out = ir.Module.create()
+        for f in funcs:
+            _raise_func(f, out, sparsity_by_layer)
+    return out
+
+
+def _raise_func(tf, out: ir.Module, sparsity_by_layer):
+    r = _Raiser(sparsity_by_layer)
+    block = tf.regions[0].blocks[0]
+    in_types = [_tensor_type_of(a.type, f"input #{i}", tf.location) for i, a in enumerate(block.arguments)]
+    ret = [op for op in block.operations if op.operation.name == "func.return"][0]
+    out_types = [_tensor_type_of(v.type, f"output #{i}", ret.location) for i, v in enumerate(ret.operands)]
+    name = ir.StringAttr(tf.attributes["sym_name"]).value
+    with ir.InsertionPoint(out.body):
+        f = func.FuncOp(name, (in_types, out_types), loc=tf.location)
+    entry = f.add_entry_block()
+    for ta, na in zip(block.arguments, entry.arguments):
+        r.values[ta] = na
+    with ir.InsertionPoint(entry):
+        for op in block.operations:
+            if op.operation.name in _CONSTANT_OPS:
+                continue
+            if op.operation.name == "func.return":
+                func.ReturnOp([r.tensor(v) for v in op.operands], loc=op.location)
+                continue
+            key = _aten_name(op.operation.name)
+            conv = CONVERTERS.get(key)
+            if conv is None:
+                raise UnsupportedOpError(
+                    f"lrc has no lowering for {key} (at {describe_location(op.location)}); supported layers: "
+                    "conv, conv-transpose, batch/instance norm, activations, add/sub/mul/div, cat, pooling, "
+                    "upsample, pixel shuffle, pad, linear, reshape/permute")
+            rt = _tensor_type_of(op.results[0].type, f"result of {key}", op.location)
+            with op.location:
+                r.values[op.results[0]] = conv(r, op, rt)
+    return f

@@ -1,0 +1,7 @@
+"""lr passes; importing this package registers them all."""
+from . import cleanup, fusion, lowering  # noqa: F401  (registration side effects)
+from .base import PASSES, Pass, PassError, parse_pipeline, run_pipeline
+
+DEFAULT_OPT_PIPELINE = "builtin.module(lr-fuse-conv-bn-act, lr-fuse-elementwise, lr-canonicalize)"
+
+__all__ = ["PASSES", "Pass", "PassError", "parse_pipeline", "run_pipeline", "DEFAULT_OPT_PIPELINE"]
