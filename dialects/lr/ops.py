@@ -123,7 +123,8 @@ def sparsity_value(attr) -> dict:
     attr = SparsityAttr(attr) if not isinstance(attr, SparsityAttr) else attr
     kind = ir.StringAttr(attr.kind).value
     library = [tuple(ir.DenseI64ArrayAttr(p)) for p in ir.ArrayAttr(attr.library)]
-    ids = None if isinstance(attr.ids, ir.UnitAttr) else np.array(ir.DenseIntElementsAttr(attr.ids))
+    raw = attr.ids
+    ids = None if str(raw) == "unit" else np.array(ir.DenseIntElementsAttr(raw))
     return {"kind": kind, "library": library, "ids": ids}
 
 

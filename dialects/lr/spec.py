@@ -80,7 +80,26 @@ def _infer_conv2d(a, shapes):
     if len(shapes) == 2 and tuple(shapes[1]) != out:
         raise ShapeError(f"residual operand must have the output shape {list(out)}, got {list(shapes[1])}")
     _check_act(a)
+    if a.get("sparsity") is not None:
+        _check_sparsity(a["sparsity"], k, cg, kh * kw)
     return out
+
+
+def _check_sparsity(sp, k, cg, taps):
+    kind, library, ids = sp["kind"], sp["library"], sp["ids"]
+    for i, pat in enumerate(library):
+        if not pat or min(pat) < 0 or max(pat) >= taps or len(set(pat)) != len(pat):
+            raise ShapeError(f"sparsity pattern #{i} {list(pat)} must list distinct kernel positions in [0, {taps})")
+    if kind in ("pattern", "pattern+kernel") and not library:
+        raise ShapeError(f"sparsity kind \"{kind}\" needs a pattern library")
+    if ids is not None:
+        if tuple(ids.shape) != (k, cg):
+            raise ShapeError(f"sparsity ids must have shape [{k}, {cg}] (filters x channels per group), "
+                             f"got {list(ids.shape)}")
+        hi = max(len(library), 1)
+        if ids.size and (ids.min() < -1 or ids.max() >= hi):
+            raise ShapeError(f"sparsity ids must be in [-1, {hi}) (-1 = removed kernel), got values in "
+                             f"[{int(ids.min())}, {int(ids.max())}]")
 
 
 def _infer_conv_transpose2d(a, shapes):

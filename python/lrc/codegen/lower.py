@@ -37,7 +37,17 @@ ALIGN = 64  # bytes; every arena buffer starts on a cache line
 
 
 class LoweringError(ValueError):
-    pass
+    """An op the lowering cannot handle; `location` points at it."""
+
+    def __init__(self, message: str, location=None):
+        super().__init__(message)
+        self.location = location
+
+
+class LoweringNotImplemented(NotImplementedError):
+    def __init__(self, message: str, location=None):
+        super().__init__(message)
+        self.location = location
 
 
 def _numel(shape) -> int:
@@ -178,10 +188,10 @@ def _lower_func(f, out_module: ir.Module, vec: int):
             alias_of[op.results[0]] = op.operands[0]
         elif name.startswith("lr."):
             if name[3:] not in EMITTERS:
-                raise NotImplementedError(f"no lowering for '{name}' at {op.location}")
+                raise LoweringNotImplemented(f"'{name}' has no lowering to kernels", op.location)
             layer_ops.append(op)
         else:
-            raise LoweringError(f"'{name}' at {op.location} is not an lr op; run lr-raise-torch first")
+            raise LoweringError(f"'{name}' is not an lr op; run lr-raise-torch first", op.location)
 
     # 2. outputs: the producer of a returned value writes straight into the caller's buffer
     returned = list(ret.operands)
@@ -224,7 +234,7 @@ def _lower_func(f, out_module: ir.Module, vec: int):
             try:
                 attrs = lr.attrs_of(op)
             except lr.ShapeError as e:
-                raise LoweringError(f"'{op.operation.name}' at {op.location}: {e}") from None
+                raise LoweringError(f"'{op.operation.name}': {e}", op.location) from None
             label = op.attributes["lr.name"].value if "lr.name" in op.attributes else ""
             layer = LayerOp(opname, attrs, [_shape(v) for v in operands_of(op)], _shape(op.results[0]),
                             op.location, label)

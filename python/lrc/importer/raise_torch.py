@@ -445,9 +445,13 @@ def raise_torch_module(torch_module: ir.Module, sparsity_by_layer: dict | None =
 def _raise_func(tf, out: ir.Module, sparsity_by_layer):
     r = _Raiser(sparsity_by_layer)
     block = tf.regions[0].blocks[0]
-    in_types = [_tensor_type_of(a.type, f"input #{i}", tf.location) for i, a in enumerate(block.arguments)]
     ret = [op for op in block.operations if op.operation.name == "func.return"][0]
-    out_types = [_tensor_type_of(v.type, f"output #{i}", ret.location) for i, v in enumerate(ret.operands)]
+    try:
+        in_types = [_tensor_type_of(a.type, f"input #{i}", tf.location) for i, a in enumerate(block.arguments)]
+        out_types = [_tensor_type_of(v.type, f"output #{i}", ret.location) for i, v in enumerate(ret.operands)]
+    except ImportError_ as e:
+        e.location = tf.location
+        raise
     name = ir.StringAttr(tf.attributes["sym_name"]).value
     with ir.InsertionPoint(out.body):
         f = func.FuncOp(name, (in_types, out_types), loc=tf.location)
@@ -464,11 +468,17 @@ def _raise_func(tf, out: ir.Module, sparsity_by_layer):
             key = _aten_name(op.operation.name)
             conv = CONVERTERS.get(key)
             if conv is None:
-                raise UnsupportedOpError(
+                err = UnsupportedOpError(
                     f"lrc has no lowering for {key} (at {describe_location(op.location)}); supported layers: "
                     "conv, conv-transpose, batch/instance norm, activations, add/sub/mul/div, cat, pooling, "
                     "upsample, pixel shuffle, pad, linear, reshape/permute")
-            rt = _tensor_type_of(op.results[0].type, f"result of {key}", op.location)
-            with op.location:
-                r.values[op.results[0]] = conv(r, op, rt)
+                err.location = op.location
+                raise err
+            try:
+                rt = _tensor_type_of(op.results[0].type, f"result of {key}", op.location)
+                with op.location:
+                    r.values[op.results[0]] = conv(r, op, rt)
+            except (ImportError_, UnsupportedOpError) as e:
+                e.location = op.location  # lets a pass driver report it as a located diagnostic
+                raise
     return f

@@ -113,7 +113,8 @@ def _run_chunk(text: str, line_offset: int, args, pipeline: str | None, diags: l
                     _collect(d, diags, line_offset)
                 return None
             except (PassError, ValueError, NotImplementedError) as e:
-                diags.append(_Diag("error", None, None, str(e)))
+                if not getattr(e, "reported", False):
+                    diags.append(_Diag("error", None, None, str(e)))
                 return None
         if not module.operation.verify():
             return None

@@ -14,7 +14,11 @@ from torch_mlir.passmanager import PassManager
 
 
 class PassError(ValueError):
-    """A pass failed; diagnostics (with locations) were already emitted or are in the message."""
+    """A pass failed; with `reported`, a located diagnostic was already emitted for it."""
+
+    def __init__(self, message: str, reported: bool = False):
+        super().__init__(message)
+        self.reported = reported
 
 
 @dataclass(frozen=True)

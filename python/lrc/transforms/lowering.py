@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 # Lowerings import lazily: lr-opt runs that only fuse should not pay for importing torch.
-from .base import Option, Pass, register
+from .base import Option, Pass, PassError, register
 
 
 @register
@@ -11,9 +11,16 @@ class RaiseTorch(Pass):
     summary = "torch dialect (aten ops, as imported by torch-mlir) -> lr dialect, one op per layer"
 
     def run(self, module):
-        from lrc.importer.raise_torch import raise_torch_module
+        from lrc.importer.raise_torch import ImportError_, UnsupportedOpError, raise_torch_module
 
-        return raise_torch_module(module)
+        try:
+            return raise_torch_module(module)
+        except (ImportError_, UnsupportedOpError) as e:
+            loc = getattr(e, "location", None)
+            if loc is None:
+                raise
+            loc.emit_error(str(e))
+            raise PassError(str(e), reported=True) from None
 
 
 @register
@@ -23,9 +30,15 @@ class LowerToKernels(Pass):
     options = {"vec": Option(int, 8, "f32 lanes per vector: 8 for AVX2, 4 for NEON")}
 
     def run(self, module):
-        from lrc.codegen.lower import lower_to_kernels
+        from lrc.codegen.lower import LoweringError, LoweringNotImplemented, lower_to_kernels
 
-        return lower_to_kernels(module, vec=self.vec)
+        try:
+            return lower_to_kernels(module, vec=self.vec)
+        except (LoweringError, LoweringNotImplemented) as e:
+            if e.location is None:
+                raise
+            e.location.emit_error(str(e))
+            raise PassError(str(e), reported=True) from None
 
 
 @register

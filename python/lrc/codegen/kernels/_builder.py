@@ -1,0 +1,192 @@
+"""Small helpers shared by the kernel emitters.
+
+Every shape in a kernel is static, so most index arithmetic is folded in Python: an "index" below is
+either a Python int or an MLIR index Value, and the helpers only emit IR when a dynamic value is
+involved. Constants are hoisted to the top of the function so that they dominate every use no matter
+which loop asked for them first.
+"""
+from __future__ import annotations
+
+import math as _pymath
+from typing import Callable, Sequence, Union
+
+from torch_mlir import ir
+from torch_mlir.dialects import arith, func, math as mmath, memref, scf, vector
+
+Index = Union[int, ir.Value]
+
+ACTIVATIONS = ("none", "relu", "relu6", "leaky_relu", "clamp", "sigmoid", "tanh", "hardswish")
+
+
+def check_act(act: str, act_params: Sequence[float]) -> None:
+    if act not in ACTIVATIONS:
+        raise ValueError(f"unsupported activation {act!r}")
+    need = {"leaky_relu": 1, "clamp": 2}.get(act, 0)
+    if len(act_params) < need:
+        raise ValueError(f"activation {act} needs {need} parameter(s), got {tuple(act_params)}")
+
+
+def flat_memref(n: int) -> ir.MemRefType:
+    return ir.MemRefType.get([n], ir.F32Type.get())
+
+
+class KernelBuilder:
+    """Index folding, hoisted constants and vector helpers for one function body."""
+
+    def __init__(self, fn: func.FuncOp, vec: int):
+        self.fn = fn
+        self.V = vec
+        self.f32 = ir.F32Type.get()
+        self.index = ir.IndexType.get()
+        self.vt = ir.VectorType.get([vec], self.f32)
+        self.mask_t = ir.VectorType.get([vec], ir.IntegerType.get_signless(1))
+        entry = fn.entry_block
+        # Every constant goes in front of this anchor, i.e. at the very top of the entry block.
+        with ir.InsertionPoint(entry):
+            self._anchor = arith.ConstantOp(self.index, 0)
+        self._consts: dict = {0: self._anchor.result}
+
+    # ---- constants -------------------------------------------------------------------------
+    def _hoisted(self, key, make):
+        v = self._consts.get(key)
+        if v is None:
+            with ir.InsertionPoint(self._anchor):
+                v = make()
+            self._consts[key] = v
+        return v
+
+    def c(self, n: int) -> ir.Value:
+        if n == 0:
+            return self._anchor.result
+        return self._hoisted(n, lambda: arith.ConstantOp(self.index, n).result)
+
+    def cf(self, x: float) -> ir.Value:
+        return self._hoisted(("f", float(x)), lambda: arith.ConstantOp(self.f32, float(x)).result)
+
+    def splat(self, x: float, vt: ir.VectorType | None = None) -> ir.Value:
+        vt = vt or self.vt
+        return self._hoisted(
+            ("v", str(vt), float(x)),
+            lambda: arith.ConstantOp(vt, ir.DenseElementsAttr.get_splat(vt, ir.FloatAttr.get(self.f32, float(x)))).result,
+        )
+
+    def mask(self, lanes: int, n: int | None = None) -> ir.Value:
+        n = n or self.V
+        mt = ir.VectorType.get([n], ir.IntegerType.get_signless(1))
+        return self._hoisted(("m", n, lanes), lambda: vector.constant_mask(mt, [lanes]))
+
+    # ---- index arithmetic --------------------------------------------------------------------
+    def v(self, a: Index) -> ir.Value:
+        return self.c(a) if isinstance(a, int) else a
+
+    def add(self, *xs: Index) -> Index:
+        const = sum(x for x in xs if isinstance(x, int))
+        dyn = [x for x in xs if not isinstance(x, int)]
+        if not dyn:
+            return const
+        acc = dyn[0]
+        for d in dyn[1:]:
+            acc = arith.addi(acc, d)
+        if const:
+            acc = arith.addi(acc, self.c(const))
+        return acc
+
+    def mul(self, a: Index, b: int) -> Index:
+        if isinstance(a, int):
+            return a * b
+        if b == 0:
+            return 0
+        if b == 1:
+            return a
+        return arith.muli(a, self.c(b))
+
+    def min(self, a: Index, b: Index) -> Index:
+        if isinstance(a, int) and isinstance(b, int):
+            return min(a, b)
+        return arith.minsi(self.v(a), self.v(b))
+
+    # ---- loops -------------------------------------------------------------------------------
+    def loop(self, lb: Index, ub: Index, step: int, body: Callable, inits: Sequence[ir.Value] = ()):
+        """scf.for from lb to ub; `body(iv, iter_args) -> list of yielded values (or None)`.
+
+        Static trip counts of 0 and 1 are resolved in Python: no loop is emitted.
+        """
+        inits = list(inits)
+        if isinstance(lb, int) and isinstance(ub, int):
+            trips = max(0, -(-(ub - lb) // step))
+            if trips == 0:
+                return inits
+            if trips == 1:
+                res = body(lb, inits)
+                return list(res) if res is not None else []
+        f = scf.ForOp(self.v(lb), self.v(ub), self.c(step), inits)
+        with ir.InsertionPoint(f.body):
+            res = body(f.induction_variable, list(f.inner_iter_args))
+            scf.YieldOp(list(res) if res is not None else [])
+        return list(f.results)
+
+    # ---- vectors -----------------------------------------------------------------------------
+    def load(self, mem: ir.Value, idx: Index, lanes: int | None = None) -> ir.Value:
+        """A vector load; `lanes` < V reads only the first lanes (the rest are zero)."""
+        if lanes is None or lanes >= self.V:
+            return vector.load(self.vt, mem, [self.v(idx)])
+        return vector.maskedload(self.vt, mem, [self.v(idx)], self.mask(lanes), self.splat(0.0))
+
+    def store(self, val: ir.Value, mem: ir.Value, idx: Index, lanes: int | None = None) -> None:
+        if lanes is None or lanes >= self.V:
+            vector.store(val, mem, [self.v(idx)])
+        else:
+            vector.maskedstore(mem, [self.v(idx)], self.mask(lanes), val)
+
+    def bcast(self, mem: ir.Value, idx: Index) -> ir.Value:
+        return vector.broadcast(self.vt, memref.load(mem, [self.v(idx)]))
+
+    def fma(self, a: ir.Value, b: ir.Value, acc: ir.Value) -> ir.Value:
+        return vector.fma(a, b, acc)
+
+    def zero_fill(self, mem: ir.Value, size: int, unroll: int = 4) -> None:
+        """Zero a flat buffer whose size is a multiple of V."""
+        V = self.V
+        assert size % V == 0
+        z = self.splat(0.0)
+        chunk = V * unroll
+        nfull = size // chunk
+
+        def body(i, _):
+            for u in range(unroll):
+                self.store(z, mem, self.add(i, u * V))
+
+        self.loop(0, nfull * chunk, chunk, body)
+        for off in range(nfull * chunk, size, V):
+            self.store(z, mem, off)
+
+    # ---- activations -------------------------------------------------------------------------
+    def activation(self, x: ir.Value, act: str, params: Sequence[float]) -> ir.Value:
+        if act == "none":
+            return x
+        if act == "relu":
+            return arith.maximumf(x, self.splat(0.0))
+        if act == "relu6":
+            return arith.minimumf(arith.maximumf(x, self.splat(0.0)), self.splat(6.0))
+        if act == "leaky_relu":
+            pos = arith.cmpf(arith.CmpFPredicate.OGT, x, self.splat(0.0))
+            return arith.select(pos, x, arith.mulf(x, self.splat(params[0])))
+        if act == "clamp":
+            lo, hi = params[0], params[1]
+            y = x
+            if lo is not None and not _pymath.isinf(lo):
+                y = arith.maximumf(y, self.splat(lo))
+            if hi is not None and not _pymath.isinf(hi):
+                y = arith.minimumf(y, self.splat(hi))
+            return y
+        if act == "sigmoid":
+            return arith.divf(self.splat(1.0), arith.addf(self.splat(1.0), self.exp(arith.negf(x))))
+        if act == "tanh":
+            return mmath.tanh(x)
+        if act == "hardswish":
+            r6 = arith.minimumf(arith.maximumf(arith.addf(x, self.splat(3.0)), self.splat(0.0)), self.splat(6.0))
+            return arith.divf(arith.mulf(x, r6), self.splat(6.0))
+        raise ValueError(f"unsupported activation {act!r}")
+
+    def exp(self, x: ir.Value) -> ir.Value:
+        return mmath.exp(x)

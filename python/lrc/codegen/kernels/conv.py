@@ -1,0 +1,578 @@
+"""Dense 2-D convolution kernels emitted directly as scf/vector/memref IR.
+
+Design (details and measurements in docs/kernels.md):
+
+* Activations stay NCHW; the vector dimension is the output width. A register tile holds KB output
+  channels x WB vectors of V output columns of one output row. The reduction loop (scf.for over the
+  input channels of the group) carries the KB*WB accumulators; all KH*KW taps are unrolled inside it.
+  Per tap: WB contiguous input loads, KB broadcast weights, KB*WB FMAs.
+* Weights are packed per group into blocks of KB output channels, [g][kblock][c][kh][kw][KB], so the
+  KB broadcasts of one tap are adjacent and a tile walks its weights sequentially.
+* The input is read in one of three ways:
+    - "flat": 1x1, stride 1, no padding: the H*W plane is one long row (a GEMM over pixels);
+    - "direct": no padding and unit column stride: rows of the input are read in place;
+    - "prep": otherwise the input channels of one group are copied into a zeroed scratch buffer with
+      the padding applied and, for a column stride s > 1, every row split into s column phases so that
+      the input of s-strided output columns is contiguous again. Scratch rows are wide enough that
+      every vector load of every tile stays inside the buffer, so the kernel needs no bounds checks.
+* Widths that are not a multiple of WB*V end in one tail tile with fewer vectors whose last vector is
+  stored (and, when reading the caller's input in place, loaded) with a mask. Output channels that are
+  not a multiple of KB get a second loop nest with a narrower channel block.
+* Bias initialises the accumulators; residual add and the activation are applied before the store.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+from torch_mlir import ir
+from torch_mlir.dialects import arith, func, memref, vector
+
+from ._builder import Index, KernelBuilder, check_act, flat_memref
+
+# Weight bytes of one group above which the output channels are processed in chunks, so that the
+# weights a row of tiles touches stay in L2 (Zen 1: 512 KiB per core).
+_WEIGHT_CHUNK_BYTES = 192 * 1024
+
+
+@dataclass(frozen=True)
+class ConvSpec:
+    N: int
+    C: int
+    H: int
+    W: int
+    K: int
+    KH: int
+    KW: int
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int, int, int] = (0, 0, 0, 0)  # top, left, bottom, right
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
+    act: str = "none"
+    act_params: tuple[float, ...] = ()
+    residual: bool = False
+    vec: int = 8
+
+    @property
+    def OH(self) -> int:
+        pt, _, pb, _ = self.padding
+        return (self.H + pt + pb - self.dilation[0] * (self.KH - 1) - 1) // self.stride[0] + 1
+
+    @property
+    def OW(self) -> int:
+        _, pl, _, pr = self.padding
+        return (self.W + pl + pr - self.dilation[1] * (self.KW - 1) - 1) // self.stride[1] + 1
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.N * self.K * self.OH * self.OW * (self.C // self.groups) * self.KH * self.KW
+
+
+@dataclass(frozen=True)
+class _Geom:
+    """A stride/dilation/padding conv over an optionally zero-stuffed input (shared with conv_transpose).
+
+    Scratch coordinates of input pixel (ih, iw) are (pt + ih*lh, pl + iw*lw); pt/pl may be negative
+    (cropping). Output (oh, ow) reads scratch (oh*sh + kh*dh, ow*sw + kw*dw).
+    """
+
+    N: int
+    C: int
+    H: int
+    W: int
+    K: int
+    KH: int
+    KW: int
+    OH: int
+    OW: int
+    sh: int
+    sw: int
+    dh: int
+    dw: int
+    pt: int
+    pl: int
+    lh: int
+    lw: int
+    groups: int
+    act: str
+    act_params: tuple
+    residual: bool
+    V: int
+    tile: tuple | None = None  # (KB, WB) override, for benchmarks
+    k_outer: bool | None = None
+    cunroll: int | None = None
+
+    @property
+    def Cg(self) -> int:
+        return self.C // self.groups
+
+    @property
+    def Kg(self) -> int:
+        return self.K // self.groups
+
+
+def _geom_from_spec(s: ConvSpec) -> _Geom:
+    pt, pl, pb, pr = s.padding
+    if min(s.padding) < 0:
+        raise ValueError("negative padding")
+    if s.C % s.groups or s.K % s.groups:
+        raise ValueError("channels not divisible by groups")
+    if s.OH < 1 or s.OW < 1:
+        raise ValueError(f"empty output for {s}")
+    check_act(s.act, s.act_params)
+    return _Geom(s.N, s.C, s.H, s.W, s.K, s.KH, s.KW, s.OH, s.OW, s.stride[0], s.stride[1], s.dilation[0],
+                 s.dilation[1], pt, pl, 1, 1, s.groups, s.act, tuple(s.act_params), s.residual, s.vec)
+
+
+# --------------------------------------------------------------------------------------------------
+# Planning
+
+
+@dataclass
+class _Plan:
+    mode: str  # flat | direct | prep
+    KB: int
+    WB: int
+    rows: int  # output rows iterated (1 in flat mode)
+    cols: int  # output columns per iterated row
+    RS: int = 0  # source elements between consecutive scratch/input rows
+    CS: int = 0  # source elements between input channels
+    Hs: int = 0
+    Ws: int = 0
+    Wq: int = 0
+    k_outer: bool = False
+    chunk_blocks: int = 0  # full KB-blocks per weight chunk
+    nkb: int = 0  # KB-blocks per group including a partial one
+    cunroll: int = 1
+    # The copy writes every scratch element except a border that it zeroes itself (one pass over the
+    # scratch per image); zero-stuffed inputs instead zero the whole scratch once per call.
+    border_zero: bool = False
+
+
+def _choose_tile(g: _Geom, cols: int) -> tuple[int, int]:
+    V = g.V
+    if g.tile:
+        return g.tile
+    nvec = -(-cols // V)
+    # 16 vector registers: KB*WB accumulators + WB input vectors + 1 broadcast.
+    if g.Kg == 1:
+        return 1, min(4, nvec)
+    if nvec == 1:
+        KB = min(g.Kg, 8)
+        return KB, 1
+    KB = min(g.Kg, 4)
+    if g.Kg % 4 and g.Kg < 8:
+        KB = min(g.Kg, 6)
+    WB = 2 if KB >= 3 else 4
+    return KB, min(WB, nvec)
+
+
+def _plan(g: _Geom) -> _Plan:
+    V = g.V
+    no_pad = g.pt == 0 and g.pl == 0 and g.lh == 1 and g.lw == 1
+    # Both "in place" modes need the whole input width to be read (no right-side cropping).
+    fits_w = (g.OW - 1) * g.sw + (g.KW - 1) * g.dw + 1 == g.W
+    fits_h = (g.OH - 1) * g.sh + (g.KH - 1) * g.dh + 1 <= g.H
+    if g.KH == 1 and g.KW == 1 and g.sh == 1 and g.sw == 1 and no_pad and g.OH == g.H and g.OW == g.W:
+        p = _Plan("flat", 0, 0, rows=1, cols=g.H * g.W, RS=0, CS=g.H * g.W)
+    elif no_pad and g.sw == 1 and fits_w and fits_h:
+        p = _Plan("direct", 0, 0, rows=g.OH, cols=g.OW, RS=g.W, CS=g.H * g.W)
+    else:
+        Hs = (g.OH - 1) * g.sh + (g.KH - 1) * g.dh + 1
+        Ws = (g.OW - 1) * g.sw + (g.KW - 1) * g.dw + 1
+        need = -(-g.OW // V) * V + ((g.KW - 1) * g.dw) // g.sw
+        Wq = max(-(-Ws // g.sw), need)
+        Wq = -(-Wq // V) * V
+        p = _Plan("prep", 0, 0, rows=g.OH, cols=g.OW, RS=g.sw * Wq, CS=Hs * g.sw * Wq, Hs=Hs, Ws=Ws, Wq=Wq)
+        p.border_zero = g.lh == 1 and g.lw == 1
+    p.KB, p.WB = _choose_tile(g, p.cols)
+    p.nkb = -(-g.Kg // p.KB)
+    wbytes = g.Cg * g.KH * g.KW * g.Kg * 4
+    nfull = g.Kg // p.KB
+    p.chunk_blocks = nfull
+    if wbytes > _WEIGHT_CHUNK_BYTES and nfull > 1:
+        per_block = g.Cg * g.KH * g.KW * p.KB * 4
+        p.chunk_blocks = max(1, _WEIGHT_CHUNK_BYTES // per_block)
+    # Walk channel blocks innermost when one row of output tiles re-reads a small input strip.
+    if g.k_outer is not None:
+        p.k_outer = g.k_outer
+    else:
+        strip = g.Cg * g.KH * (p.RS or p.cols) * 4
+        p.k_outer = p.mode != "flat" and strip <= 24 * 1024
+    T = g.KH * g.KW
+    p.cunroll = 4 if T == 1 else 2 if T <= 4 else 1
+    if g.cunroll:
+        p.cunroll = g.cunroll
+    return p
+
+
+def _width_segments(cols: int, V: int, WB: int) -> list[tuple[int, int, int]]:
+    """Split a row of `cols` outputs into tiles: [(count, vectors per tile, lanes of the last vector)].
+
+    Rows rarely hold a multiple of WB vectors (56 = 7 x 8); rather than finishing with a thin tile that
+    has too few FMAs per load, the leftover vectors are spread as one extra vector over the last tiles.
+    A partial last vector is always in a tile of its own (count 1) so that only it carries a mask.
+    """
+    nvec = -(-cols // V)
+    last = cols - (nvec - 1) * V
+    if nvec <= WB:
+        sizes = [nvec]
+    else:
+        q = nvec // WB
+        extra = nvec - q * WB
+        if extra <= q:
+            sizes = [WB] * (q - extra) + [WB + 1] * extra
+        else:
+            sizes = [WB] * q + [extra]
+    segs: list[list[int]] = []
+    for sz in sizes:
+        if segs and segs[-1][1] == sz:
+            segs[-1][0] += 1
+        else:
+            segs.append([1, sz])
+    out = [(c, sz, V) for c, sz in segs]
+    if last < V:
+        c, sz, _ = out[-1]
+        out[-1:] = ([(c - 1, sz, V)] if c > 1 else []) + [(1, sz, last)]
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Weight packing
+
+
+def _pack(g: _Geom, p: _Plan, weight: np.ndarray) -> np.ndarray:
+    """[K, Cg, KH, KW] -> [groups][nkb][Cg][KH][KW][KB], zero-filled past Kg."""
+    G, Kg, Cg, KB, nkb = g.groups, g.Kg, g.Cg, p.KB, p.nkb
+    w = np.asarray(weight, dtype=np.float32).reshape(G, Kg, Cg, g.KH, g.KW)
+    wp = np.zeros((G, nkb * KB, Cg, g.KH, g.KW), np.float32)
+    wp[:, :Kg] = w
+    wp = wp.reshape(G, nkb, KB, Cg, g.KH, g.KW).transpose(0, 1, 3, 4, 5, 2)
+    return np.ascontiguousarray(wp).reshape(-1)
+
+
+def pack_conv_weights(spec: ConvSpec, weight: np.ndarray, bias: np.ndarray | None) -> list[np.ndarray]:
+    g = _geom_from_spec(spec)
+    want = (spec.K, spec.C // spec.groups, spec.KH, spec.KW)
+    if tuple(weight.shape) != want:
+        raise ValueError(f"weight shape {tuple(weight.shape)} != {want}")
+    out = [_pack(g, _plan(g), weight)]
+    if bias is not None:
+        out.append(np.ascontiguousarray(np.asarray(bias, np.float32).reshape(spec.K)))
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Emission
+
+
+def emit_conv_func(spec: ConvSpec, name: str, packed: Sequence[np.ndarray]) -> func.FuncOp:
+    return _emit(_geom_from_spec(spec), name, packed)
+
+
+def _emit(g: _Geom, name: str, packed: Sequence[np.ndarray]) -> func.FuncOp:
+    p = _plan(g)
+    has_bias = len(packed) == 2
+    wsize = g.groups * p.nkb * g.Cg * g.KH * g.KW * p.KB
+    if packed[0].size != wsize:
+        raise ValueError(f"packed weight size {packed[0].size} != {wsize} (packed for another spec?)")
+    in_size = g.N * g.C * g.H * g.W
+    out_size = g.N * g.K * g.OH * g.OW
+    arg_types = [flat_memref(in_size)] + [flat_memref(a.size) for a in packed]
+    if g.residual:
+        arg_types.append(flat_memref(out_size))
+    arg_types.append(flat_memref(out_size))
+    fn = func.FuncOp(name, (arg_types, []), visibility="private")
+    fn.add_entry_block()
+    with ir.InsertionPoint(fn.entry_block):
+        args = list(fn.arguments)
+        x, wts = args[0], args[1]
+        bias = args[2] if has_bias else None
+        res = args[-2] if g.residual else None
+        out = args[-1]
+        _ConvEmitter(g, p, x, wts, bias, res, out, KernelBuilder(fn, g.V)).run()
+        func.ReturnOp([])
+    return fn
+
+
+class _ConvEmitter:
+    def __init__(self, g: _Geom, p: _Plan, x, wts, bias, res, out, b: KernelBuilder):
+        self.g, self.p, self.b = g, p, b
+        self.x, self.wts, self.bias, self.res, self.out = x, wts, bias, res, out
+        self.T = g.KH * g.KW
+        self.OHW = g.OH * g.OW
+
+    # ---- top level ---------------------------------------------------------------------------
+    def run(self):
+        g, p, b = self.g, self.p, self.b
+        scratch = None
+        if p.mode == "prep":
+            size = g.Cg * p.CS
+            scratch = memref.alloc(flat_memref(size), [], [], alignment=64)
+            if not p.border_zero:
+                b.zero_fill(scratch, size)
+        self.src = scratch if scratch is not None else self.x
+
+        def per_image(n, _):
+            def per_group(gi, _):
+                if scratch is not None:
+                    self.prep(n, gi, scratch)
+                    in_base = 0
+                else:
+                    in_base = b.add(b.mul(n, g.C * g.H * g.W), b.mul(gi, g.Cg * g.H * g.W))
+                self.group(n, gi, in_base)
+
+            b.loop(0, g.groups, 1, per_group)
+
+        b.loop(0, g.N, 1, per_image)
+        if scratch is not None:
+            memref.dealloc(scratch)
+
+    def group(self, n, gi, in_base):
+        g, p, b = self.g, self.p, self.b
+        nfull = g.Kg // p.KB
+        tail = g.Kg - nfull * p.KB
+        if nfull:
+            if p.chunk_blocks >= nfull:
+                self.nest(n, gi, in_base, 0, nfull, p.KB)
+            else:
+                cb = p.chunk_blocks
+                nchunks = -(-nfull // cb)
+
+                def chunk(ci, _):
+                    lo = b.mul(ci, cb)
+                    hi = b.min(b.add(lo, cb), nfull)
+                    self.nest(n, gi, in_base, lo, hi, p.KB)
+
+                b.loop(0, nchunks, 1, chunk)
+        if tail:
+            self.nest(n, gi, in_base, nfull, nfull + 1, tail)
+
+    def nest(self, n, gi, in_base, kblk_lo, kblk_hi, kb):
+        """All output rows and columns for channel blocks [kblk_lo, kblk_hi) of width kb."""
+        g, p, b = self.g, self.p, self.b
+        V = g.V
+        segs = _width_segments(p.cols, V, p.WB)
+        out_img = b.add(b.mul(n, g.K * self.OHW), b.mul(gi, g.Kg * self.OHW))
+
+        def row(oh, _):
+            row_in = b.add(in_base, b.mul(oh, g.sh * p.RS))
+            row_out = b.add(out_img, b.mul(oh, g.OW))
+
+            def walk_width(each):
+                start = 0
+                for count, nv, last in segs:
+                    span = nv * V
+                    if count == 1:
+                        each(start, nv, last)
+                    else:
+                        b.loop(0, count, 1, lambda wi, _, st=start, nv=nv, span=span: each(b.add(st, b.mul(wi, span)), nv, V))
+                    start += count * span
+
+            if p.k_outer:
+                def kblock(kblk, _):
+                    walk_width(lambda ow0, nv, last: self.tile(gi, kblk, kb, row_in, row_out, ow0, nv, last))
+
+                b.loop(kblk_lo, kblk_hi, 1, kblock)
+            else:
+                walk_width(lambda ow0, nv, last: b.loop(
+                    kblk_lo, kblk_hi, 1, lambda kblk, _: self.tile(gi, kblk, kb, row_in, row_out, ow0, nv, last)))
+
+        b.loop(0, p.rows, 1, row)
+
+    # ---- register tile -----------------------------------------------------------------------
+    def tile(self, gi, kblk, kb, row_in, row_out, ow0, nv, last):
+        """KB output channels x nv vectors; the last vector has `last` valid lanes."""
+        g, p, b = self.g, self.p, self.b
+        V, T, KB = g.V, self.T, p.KB
+        masked_loads = p.mode != "prep" and last < V
+        k0 = b.add(b.mul(gi, g.Kg), b.mul(kblk, KB))  # first output channel
+        wblk = b.add(b.mul(gi, p.nkb * g.Cg * T * KB), b.mul(kblk, g.Cg * T * KB))
+        taps = []
+        for kh in range(g.KH):
+            for kw in range(g.KW):
+                cw = kw * g.dw
+                taps.append(kh * g.dh * p.RS + (cw % g.sw) * p.Wq + cw // g.sw)
+        if self.bias is not None:
+            init = [b.bcast(self.bias, b.add(k0, k)) for k in range(kb) for _ in range(nv)]
+        else:
+            init = [b.splat(0.0)] * (kb * nv)
+        base = b.add(row_in, ow0)
+
+        def cbody(c, accs):
+            ib = b.add(base, b.mul(c, p.CS))
+            wb = b.add(wblk, b.mul(c, T * KB))
+            for t, toff in enumerate(taps):
+                xs = [b.load(self.src, b.add(ib, toff + v * V), last if (masked_loads and v == nv - 1) else None)
+                      for v in range(nv)]
+                for k in range(kb):
+                    w = b.bcast(self.wts, b.add(wb, t * KB + k))
+                    for v in range(nv):
+                        accs[k * nv + v] = b.fma(xs[v], w, accs[k * nv + v])
+            return accs
+
+        # Few taps leave little work per reduction step: unroll the channel loop to amortise it.
+        U = p.cunroll
+        cmain = (g.Cg // U) * U
+
+        def cbody_unrolled(c, accs):
+            for u in range(U):
+                accs = cbody(b.add(c, u), accs)
+            return accs
+
+        accs = b.loop(0, cmain, U, cbody_unrolled, init)
+        for c in range(cmain, g.Cg):
+            accs = cbody(c, accs)
+        ob = b.add(row_out, ow0, b.mul(kblk, KB * self.OHW))
+        for k in range(kb):
+            for v in range(nv):
+                lanes = last if v == nv - 1 else V
+                idx = b.add(ob, k * self.OHW + v * V)
+                val = accs[k * nv + v]
+                if self.res is not None:
+                    val = arith.addf(val, b.load(self.res, idx, lanes))
+                val = b.activation(val, g.act, g.act_params)
+                b.store(val, self.out, idx, lanes)
+
+    # ---- padded / phase-split input copy -------------------------------------------------------
+    def prep(self, n, gi, S):
+        g, p, b = self.g, self.p, self.b
+        V = g.V
+        ih_lo = max(0, -(-(-g.pt) // g.lh))
+        ih_hi = min(g.H, (p.Hs - 1 - g.pt) // g.lh + 1) if p.Hs - 1 - g.pt >= 0 else 0
+        iw_lo = max(0, -(-(-g.pl) // g.lw))
+        iw_hi = min(g.W, (p.Ws - 1 - g.pl) // g.lw + 1) if p.Ws - 1 - g.pl >= 0 else 0
+        L = iw_hi - iw_lo
+        if ih_hi <= ih_lo or L <= 0:
+            if p.border_zero:
+                self._zero_span(0, 0, g.Cg * p.CS)
+            return
+        src_base = b.add(b.mul(n, g.C * g.H * g.W), b.mul(gi, g.Cg * g.H * g.W))
+        wp0 = g.pl + iw_lo * g.lw
+
+        # Zero only what the copy does not overwrite (see _Plan.border_zero): rows above and below
+        # the data, and per data row and column phase the columns left and right of the data.
+        hp_lo, hp_hi = g.pt + ih_lo, g.pt + ih_hi
+        spans = []  # (phase, first data column, end of data columns)
+        for ph in range(g.sw):
+            first = next((w for w in range(wp0, wp0 + L) if w % g.sw == ph), None)
+            if first is None:
+                spans.append((ph, 0, 0))
+            else:
+                cnt = len(range(first, wp0 + L, g.sw))
+                spans.append((ph, first // g.sw, first // g.sw + cnt))
+
+        def chan(c, _):
+            xc = b.add(src_base, b.mul(c, g.H * g.W))
+            sc = b.mul(c, p.CS)
+            if p.border_zero:
+                self._zero_span(sc, 0, hp_lo * p.RS)
+                self._zero_span(sc, hp_hi * p.RS, p.Hs * p.RS)
+
+            def row(ih, _):
+                xr = b.add(xc, b.mul(ih, g.W), iw_lo)
+                sr = b.add(sc, b.mul(ih, g.lh * p.RS), (g.pt) * p.RS)
+                if p.border_zero:
+                    for ph, j0, j1 in spans:
+                        self._zero_span(b.add(sr, ph * p.Wq), 0, j0)
+                        self._zero_span(b.add(sr, ph * p.Wq), j1, p.Wq)
+                if g.sw == 1 and g.lw == 1:
+                    self._copy_run(xr, b.add(sr, wp0), L)
+                elif g.sw == 2 and g.lw == 1:
+                    self._copy_deinterleave(xr, sr, wp0, L)
+                else:
+                    self._copy_scalar(xr, sr, L)
+
+            b.loop(ih_lo, ih_hi, 1, row)
+
+        b.loop(0, g.Cg, 1, chan)
+
+    def _zero_span(self, base, start: int, end: int):
+        """Zero S[base+start : base+end] with vector stores (the last one masked)."""
+        b, V = self.b, self.g.V
+        n = end - start
+        if n <= 0:
+            return
+        z = b.splat(0.0)
+        nfull = n // V
+        if nfull > 4:
+            U = 4
+            main = (nfull // U) * U
+
+            def body(i, _):
+                for u in range(U):
+                    b.store(z, self.src, b.add(base, start + u * V, b.mul(i, V)))
+
+            b.loop(0, main, U, body)
+        else:
+            main = 0
+        for k in range(main, nfull):
+            b.store(z, self.src, b.add(base, start + k * V))
+        if n % V:
+            b.store(z, self.src, b.add(base, start + nfull * V), n % V)
+
+    def _copy_run(self, xr, sr, L):
+        b, V = self.b, self.g.V
+        S = self.src
+        nfull = L // V
+
+        def body(i, _):
+            off = b.mul(i, V)
+            b.store(b.load(self.x, b.add(xr, off)), S, b.add(sr, off))
+
+        b.loop(0, nfull, 1, body)
+        if L % V:
+            r = L % V
+            b.store(b.load(self.x, b.add(xr, nfull * V), r), S, b.add(sr, nfull * V), r)
+
+    def _copy_deinterleave(self, xr, sr, wp0, L):
+        # Source element iw_lo+2t lands in phase wp0%2 at column wp0//2+t; iw_lo+2t+1 in the other
+        # phase at column (wp0+1)//2+t.
+        b, V = self.b, self.g.V
+        S, Wq = self.src, self.p.Wq
+        vt2 = ir.VectorType.get([2 * V], b.f32)
+        ev_base = b.add(sr, (wp0 % 2) * Wq + wp0 // 2)
+        od_base = b.add(sr, ((wp0 + 1) % 2) * Wq + (wp0 + 1) // 2)
+        nfull = L // (2 * V)
+
+        def split(idx, lanes):
+            if lanes is None:
+                v2 = vector.load(vt2, self.x, [b.v(idx)])
+            else:
+                v2 = vector.maskedload(vt2, self.x, [b.v(idx)], b.mask(lanes, 2 * V), b.splat(0.0, vt2))
+            ev, od = vector.deinterleave(v2)
+            return ev, od
+
+        def body(i, _):
+            ev, od = split(b.add(xr, b.mul(i, 2 * V)), None)
+            b.store(ev, S, b.add(ev_base, b.mul(i, V)))
+            b.store(od, S, b.add(od_base, b.mul(i, V)))
+
+        b.loop(0, nfull, 1, body)
+        r = L - nfull * 2 * V
+        if r:
+            ev, od = split(b.add(xr, nfull * 2 * V), r)
+            b.store(ev, S, b.add(ev_base, nfull * V), (r + 1) // 2)
+            if r // 2:
+                b.store(od, S, b.add(od_base, nfull * V), r // 2)
+
+    def _copy_scalar(self, xr, sr, L):
+        g, p, b = self.g, self.p, self.b
+        S = self.src
+
+        def body(i, _):
+            val = memref.load(self.x, [b.v(b.add(xr, i))])
+            wp = b.add(b.mul(i, g.lw), g.pl + (self._iw_lo() * g.lw))
+            if g.sw == 1:
+                col = wp
+            else:
+                col = arith.addi(arith.muli(arith.remui(b.v(wp), b.c(g.sw)), b.c(p.Wq)),
+                                 arith.divui(b.v(wp), b.c(g.sw)))
+            memref.store(val, S, [b.v(b.add(sr, col))])
+
+        b.loop(0, L, 1, body)
+
+    def _iw_lo(self):
+        g = self.g
+        return max(0, -(-(-g.pl) // g.lw))

@@ -1,0 +1,17 @@
+// RUN: lr-opt %s --split-input-file --lr-raise-torch --verify-diagnostics
+
+func.func @forward(%arg0: !torch.vtensor<[1,4],f32>) -> !torch.vtensor<[1,4],f32> {
+  %i1 = torch.constant.int 1
+  %false = torch.constant.bool false
+  // expected-error @+1 {{lrc has no lowering for aten._softmax}}
+  %0 = torch.aten._softmax %arg0, %i1, %false : !torch.vtensor<[1,4],f32>, !torch.int, !torch.bool -> !torch.vtensor<[1,4],f32>
+  return %0 : !torch.vtensor<[1,4],f32>
+}
+
+// -----
+
+// expected-error @+1 {{input #0 has dtype si64}}
+func.func @forward(%arg0: !torch.vtensor<[1,4],si64>) -> !torch.vtensor<[1,4],si64> {
+  %0 = torch.aten.relu %arg0 : !torch.vtensor<[1,4],si64> -> !torch.vtensor<[1,4],si64>
+  return %0 : !torch.vtensor<[1,4],si64>
+}

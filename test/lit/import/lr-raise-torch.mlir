@@ -1,0 +1,32 @@
+// RUN: lr-opt %s --split-input-file --lr-raise-torch | FileCheck %s
+
+// CHECK-LABEL: func.func @forward(%arg0: tensor<1x3x8x8xf32>) -> tensor<1x3x16x16xf32>
+// CHECK: %[[R:.*]] = "lr.relu"(%arg0) : (tensor<1x3x8x8xf32>) -> tensor<1x3x8x8xf32>
+// CHECK: %[[U:.*]] = "lr.upsample"(%[[R]]) {scales = array<f64: 2.000000e+00, 2.000000e+00>, size = array<i64: 16, 16>}
+// CHECK: return %[[U]]
+func.func @forward(%arg0: !torch.vtensor<[1,3,8,8],f32>) -> !torch.vtensor<[1,3,16,16],f32> {
+  %0 = torch.aten.relu %arg0 : !torch.vtensor<[1,3,8,8],f32> -> !torch.vtensor<[1,3,8,8],f32>
+  %none = torch.constant.none
+  %f2 = torch.constant.float 2.000000e+00
+  %1 = torch.prim.ListConstruct %f2, %f2 : (!torch.float, !torch.float) -> !torch.list<float>
+  %2 = torch.aten.upsample_nearest2d.vec %0, %none, %1 : !torch.vtensor<[1,3,8,8],f32>, !torch.none, !torch.list<float> -> !torch.vtensor<[1,3,16,16],f32>
+  return %2 : !torch.vtensor<[1,3,16,16],f32>
+}
+
+// -----
+
+// Weights arrive as literals; conv arguments become attributes (torch padding -> top, left, bottom, right).
+// CHECK-LABEL: func.func @conv
+// CHECK: "lr.conv2d"(%arg0) {bias = dense<5.000000e-01> : tensor<2xf32>, padding = array<i64: 1, 0, 1, 0>, stride = array<i64: 2, 1>, weight = dense<1.000000e+00> : tensor<2x3x3x1xf32>}
+func.func @conv(%arg0: !torch.vtensor<[1,3,8,8],f32>) -> !torch.vtensor<[1,2,4,8],f32> {
+  %w = torch.vtensor.literal(dense<1.0> : tensor<2x3x3x1xf32>) : !torch.vtensor<[2,3,3,1],f32>
+  %b = torch.vtensor.literal(dense<0.5> : tensor<2xf32>) : !torch.vtensor<[2],f32>
+  %i0 = torch.constant.int 0
+  %i1 = torch.constant.int 1
+  %i2 = torch.constant.int 2
+  %s = torch.prim.ListConstruct %i2, %i1 : (!torch.int, !torch.int) -> !torch.list<int>
+  %p = torch.prim.ListConstruct %i1, %i0 : (!torch.int, !torch.int) -> !torch.list<int>
+  %d = torch.prim.ListConstruct %i1, %i1 : (!torch.int, !torch.int) -> !torch.list<int>
+  %0 = torch.aten.conv2d %arg0, %w, %b, %s, %p, %d, %i1 : !torch.vtensor<[1,3,8,8],f32>, !torch.vtensor<[2,3,3,1],f32>, !torch.vtensor<[2],f32>, !torch.list<int>, !torch.list<int>, !torch.list<int>, !torch.int -> !torch.vtensor<[1,2,4,8],f32>
+  return %0 : !torch.vtensor<[1,2,4,8],f32>
+}
