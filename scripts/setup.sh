@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PKGS="clang-22 lld-22 llvm-22-tools"
+APT_PKGS="clang-22 lld-22 llvm-22-tools mlir-22-tools cmake"
 missing=""
 for p in $APT_PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

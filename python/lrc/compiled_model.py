@@ -12,7 +12,7 @@ class CompiledModel:
     """
 
     def __init__(self, runner, input_shapes, output_shapes, target: str, lr_ir: str = "", artifact=None,
-                 stats: dict | None = None):
+                 stats: dict | None = None, keepalive=None):
         self._runner = runner
         self.input_shapes = [tuple(s) for s in input_shapes]
         self.output_shapes = [tuple(s) for s in output_shapes]
@@ -20,6 +20,7 @@ class CompiledModel:
         self.lr_ir = lr_ir
         self._artifact = artifact  # how to build a shared object for save(); None when not supported
         self.stats = stats or {}
+        self._keepalive = keepalive  # e.g. the loaded shared object, which must outlive the runner
 
     def _as_array(self, i, x):
         is_torch = False

@@ -1,0 +1,105 @@
+"""The user-facing Python API: calling conventions, errors, artifacts."""
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+import lrc
+
+
+@pytest.fixture(scope="module")
+def small():
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
+    x = torch.randn(1, 3, 8, 8)
+    return m.eval(), x, lrc.compile(m, (x,))
+
+
+def test_torch_in_torch_out(small):
+    m, x, cm = small
+    y = cm(x)
+    assert isinstance(y, torch.Tensor)
+    assert torch.allclose(y, m(x), atol=1e-5)
+
+
+def test_numpy_in_numpy_out(small):
+    m, x, cm = small
+    y = cm(x.numpy())
+    assert isinstance(y, np.ndarray)
+    np.testing.assert_allclose(y, m(x).detach().numpy(), atol=1e-5)
+
+
+def test_wrong_shape_names_expected_and_given(small):
+    _, _, cm = small
+    with pytest.raises(ValueError, match=r"expected shape \[1, 3, 8, 8\], got \[1, 3, 9, 8\]"):
+        cm(torch.randn(1, 3, 9, 8))
+
+
+def test_wrong_dtype(small):
+    _, x, cm = small
+    with pytest.raises(ValueError, match="expected dtype float32, got torch.float64"):
+        cm(x.double())
+    with pytest.raises(ValueError, match="expected dtype float32, got int64"):
+        cm(np.zeros((1, 3, 8, 8), dtype=np.int64))
+
+
+def test_wrong_arity(small):
+    _, x, cm = small
+    with pytest.raises(ValueError, match="expected 1 input"):
+        cm(x, x)
+
+
+def test_non_contiguous_input_is_accepted(small):
+    m, x, cm = small
+    xt = torch.randn(1, 3, 8, 8).transpose(2, 3)
+    assert torch.allclose(cm(xt), m(xt), atol=1e-5)
+
+
+def test_unknown_target():
+    with pytest.raises(ValueError, match="unknown target 'tpu'"):
+        lrc.compile(nn.ReLU(), (torch.randn(1, 2),), target="tpu")
+
+
+def test_unbuilt_target_says_so():
+    with pytest.raises(NotImplementedError, match="target 'vulkan'"):
+        lrc.compile(nn.ReLU(), (torch.randn(1, 2),), target="vulkan")
+
+
+def test_unknown_option():
+    with pytest.raises(ValueError, match="unknown compile option"):
+        lrc.compile(nn.ReLU(), (torch.randn(1, 2),), fast=True)
+
+
+def test_bad_example_inputs():
+    with pytest.raises(ValueError, match="example input #0 has dtype torch.int64"):
+        lrc.compile(nn.ReLU(), (torch.zeros(1, 2, dtype=torch.long),))
+    with pytest.raises(ValueError, match="not a torch.nn.Module|must be a torch.nn.Module"):
+        lrc.compile(lambda x: x, (torch.zeros(1),))
+
+
+class Softmaxer(nn.Module):
+    def forward(self, x):
+        return torch.softmax(x, dim=1)
+
+
+def test_unsupported_op_names_op_and_source_line():
+    with pytest.raises(lrc.UnsupportedOpError) as e:
+        lrc.import_model(Softmaxer(), (torch.randn(1, 4),))
+    msg = str(e.value)
+    assert "aten._softmax" in msg or "aten.softmax" in msg
+    assert "test_api.py:" in msg
+
+
+def test_import_model_returns_lr_module():
+    m = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU())
+    mod = lrc.import_model(m, (torch.randn(1, 3, 8, 8),))
+    text = str(mod)
+    assert '"lr.conv2d"' in text and '"lr.batch_norm"' in text and '"lr.relu"' in text
+    assert 'lr.name = "0"' in text  # layers keep the user's module names
+    assert mod.operation.verify()
+
+
+def test_compile_keeps_training_flag():
+    m = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)).train()
+    lrc.compile(m, (torch.randn(1, 3, 8, 8),))
+    assert m.training

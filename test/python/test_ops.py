@@ -1,0 +1,177 @@
+"""Every lr op, compiled for the host and compared with PyTorch."""
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+torch.manual_seed(0)
+
+
+class Fn(nn.Module):
+    def __init__(self, fn, *mods):
+        super().__init__()
+        self.fn = fn
+        self.mods = nn.ModuleList(mods)
+
+    def forward(self, *xs):
+        return self.fn(self, *xs)
+
+
+def x4(n=1, c=3, h=9, w=11):
+    return torch.randn(n, c, h, w)
+
+
+CONVS = {
+    "3x3_pad1": dict(cin=4, cout=8, k=3, padding=1),
+    "1x1": dict(cin=8, cout=16, k=1),
+    "3x3_stride2": dict(cin=4, cout=6, k=3, stride=2, padding=1),
+    "5x5_nopad_bias_off": dict(cin=3, cout=5, k=5, bias=False),
+    "7x7_stride2_pad3": dict(cin=3, cout=8, k=7, stride=2, padding=3),
+    "depthwise": dict(cin=8, cout=8, k=3, padding=1, groups=8),
+    "depthwise_mult2": dict(cin=4, cout=8, k=3, padding=1, groups=4),
+    "grouped": dict(cin=8, cout=12, k=3, padding=1, groups=2),
+    "dilated": dict(cin=4, cout=4, k=3, padding=2, dilation=2),
+    "asym_kernel": dict(cin=3, cout=4, k=(1, 3), padding=(0, 1)),
+    "same": dict(cin=3, cout=4, k=4, padding="same"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CONVS))
+def test_conv2d(check, name):
+    p = dict(CONVS[name])
+    cin, cout, k = p.pop("cin"), p.pop("cout"), p.pop("k")
+    check(nn.Conv2d(cin, cout, k, **p), x4(2, cin, 13, 10))
+
+
+@pytest.mark.parametrize("act", [nn.ReLU(), nn.ReLU6(), nn.LeakyReLU(0.1), nn.Sigmoid(), nn.Tanh(), nn.Hardswish(),
+                                 nn.Hardtanh(-0.5, 0.5)])
+def test_conv_bn_act_fused(check, act):
+    bn = nn.BatchNorm2d(6)
+    with torch.no_grad():
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.5, 2)
+        bn.weight.uniform_(0.5, 1.5)
+        bn.bias.uniform_(-1, 1)
+    cm = check(nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), bn, act), x4())
+    assert cm.lr_ir.count('"lr.') == 1, cm.lr_ir  # one fused layer
+
+
+def test_conv_residual_fused(check):
+    m = Fn(lambda s, x: torch.relu(s.mods[0](x) + x), nn.Conv2d(4, 4, 3, padding=1))
+    cm = check(m, x4(1, 4, 8, 8))
+    assert cm.lr_ir.count('"lr.') == 1, cm.lr_ir
+
+
+def test_conv_transpose2d(check):
+    check(nn.ConvTranspose2d(4, 6, 3, stride=2, padding=1, output_padding=1), x4(1, 4, 5, 7))
+    check(nn.ConvTranspose2d(4, 4, 4, stride=2, padding=1, groups=2, bias=False), x4(1, 4, 5, 6))
+
+
+@pytest.mark.parametrize("mod", [nn.ReLU(), nn.ReLU6(), nn.Sigmoid(), nn.Tanh(), nn.Hardswish(), nn.LeakyReLU(0.3),
+                                 nn.Hardtanh(-1, 2), nn.PReLU(3), nn.PReLU(1)], ids=lambda m: type(m).__name__)
+def test_activation(check, mod):
+    check(mod, x4() * 4)
+
+
+def test_clamp(check):
+    check(Fn(lambda s, x: torch.clamp(x, min=-0.5, max=0.7)), x4())
+    check(Fn(lambda s, x: torch.clamp(x, min=0.1)), x4())
+
+
+def test_batch_norm_standalone(check):
+    bn = nn.BatchNorm2d(3)
+    with torch.no_grad():
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.5, 2)
+    check(Fn(lambda s, x: s.mods[0](torch.relu(x)), bn), x4(2))
+
+
+def test_instance_norm(check):
+    check(nn.InstanceNorm2d(3, affine=True), x4(2, 3, 17, 19) * 3 + 1)
+    check(nn.InstanceNorm2d(3), x4(1, 3, 4, 4))
+
+
+@pytest.mark.parametrize("op", ["add", "sub", "mul", "div"])
+@pytest.mark.parametrize("yshape", [(1, 3, 9, 11), (1, 3, 1, 1), (11,), (1, 1, 9, 1), (3, 1, 1)])
+def test_binary_broadcast(check, op, yshape):
+    y = torch.rand(yshape) + 0.5
+    m = Fn(lambda s, x, y: getattr(torch, op)(x, y))
+    check(m, x4(), y)
+
+
+def test_binary_scalar(check):
+    check(Fn(lambda s, x: (x * 0.5 + 1.0) / 3.0 - 2.0), x4())
+    check(Fn(lambda s, x: torch.add(x, x, alpha=2.0)), x4())
+
+
+def test_concat(check):
+    check(Fn(lambda s, x, y: torch.cat([x, y, x], 1)), x4(1, 3), x4(1, 2))
+    check(Fn(lambda s, x, y: torch.cat([x, y], 2)), x4(2, 3, 4, 5), x4(2, 3, 2, 5))
+    check(Fn(lambda s, x: torch.cat([x, x], 3)), x4(2, 3, 4, 5))
+
+
+@pytest.mark.parametrize("kw", [dict(kernel_size=2), dict(kernel_size=3, stride=2, padding=1),
+                                dict(kernel_size=3, stride=2, ceil_mode=True), dict(kernel_size=3, stride=1, dilation=2)])
+def test_max_pool(check, kw):
+    check(nn.MaxPool2d(**kw), x4(1, 3, 11, 12))
+
+
+@pytest.mark.parametrize("kw", [dict(kernel_size=2), dict(kernel_size=3, stride=2, padding=1),
+                                dict(kernel_size=3, stride=2, padding=1, count_include_pad=False),
+                                dict(kernel_size=3, stride=2, ceil_mode=True)])
+def test_avg_pool(check, kw):
+    check(nn.AvgPool2d(**kw), x4(1, 3, 11, 12))
+
+
+@pytest.mark.parametrize("size", [1, (2, 3), (5, 4), (9, 11)])
+def test_adaptive_avg_pool(check, size):
+    check(nn.AdaptiveAvgPool2d(size), x4(1, 3, 9, 11))
+
+
+def test_spatial_mean(check):
+    check(Fn(lambda s, x: x.mean((2, 3))), x4(2))
+    check(Fn(lambda s, x: x.mean((-1, -2), keepdim=True)), x4(2))
+
+
+@pytest.mark.parametrize("kw", [dict(scale_factor=2, mode="nearest"), dict(size=(13, 7), mode="nearest"),
+                                dict(scale_factor=2, mode="bilinear", align_corners=False),
+                                dict(scale_factor=1.5, mode="bilinear", align_corners=True),
+                                dict(size=(20, 5), mode="bilinear", align_corners=False)])
+def test_upsample(check, kw):
+    check(nn.Upsample(**kw), x4(1, 3, 6, 9))
+
+
+def test_pixel_shuffle(check):
+    check(nn.PixelShuffle(2), x4(1, 12, 5, 6))
+    check(nn.PixelShuffle(3), x4(2, 9, 4, 3))
+
+
+@pytest.mark.parametrize("mode", ["constant", "reflect", "replicate"])
+def test_pad(check, mode):
+    check(Fn(lambda s, x: F.pad(x, (1, 2, 3, 0), mode=mode, **({"value": 0.5} if mode == "constant" else {}))),
+          x4(1, 3, 6, 7))
+
+
+def test_pad_modules(check):
+    check(nn.ReflectionPad2d(3), x4(1, 2, 8, 8))
+    check(nn.ZeroPad2d((2, 0, 1, 1)), x4(1, 2, 5, 5))
+
+
+def test_linear(check):
+    check(nn.Linear(37, 19), torch.randn(3, 37))
+    check(nn.Linear(8, 5, bias=False), torch.randn(1, 8))
+    check(nn.Sequential(nn.Linear(16, 9), nn.ReLU()), torch.randn(2, 16))
+
+
+def test_reshape_flatten_permute(check):
+    check(Fn(lambda s, x: x.flatten(1)), x4(2))
+    check(Fn(lambda s, x: x.view(1, 3, 99).permute(0, 2, 1) * 2), x4(1, 3, 9, 11))
+    check(Fn(lambda s, x: x.transpose(2, 3).unsqueeze(0)), x4(1, 3, 4, 5))
+
+
+def test_dropout_is_identity_in_eval(check):
+    check(nn.Sequential(nn.Conv2d(3, 4, 3), nn.Dropout(0.5), nn.ReLU()), x4())
+
+
+def test_multiple_inputs_and_outputs(check):
+    check(Fn(lambda s, x, y: (x + 1, torch.relu(y), x)), x4(), x4(1, 2, 3, 4))
