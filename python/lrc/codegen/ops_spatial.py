@@ -169,44 +169,50 @@ def emit_adaptive_avg_pool(k: Kernel, op: LayerOp):
     return k.build(body)
 
 
-def _sum_range(kb, buf, off, n):
-    """Sum of n contiguous floats as a scalar (vector accumulator + scalar tail)."""
+def _f64v(lanes):
+    return ir.VectorType.get([lanes], ir.F64Type.get())
+
+
+def _reduce_range(kb, buf, off, n, term):
+    """sum(term(x)) over n contiguous floats, accumulated in f64 lanes (returned as f32).
+
+    Planes of 64K pixels summed in f32 lose ~4 digits; f64 accumulators keep instance norm within
+    torch's own error, and the extra ALU work hides under the memory traffic.
+    """
     lanes = kb.vec
     nv = (n // lanes) * lanes
-    total = kb.f(0.0)
+    f64 = ir.F64Type.get()
+    total = arith.ConstantOp(f64, 0.0).result
     if nv:
-        loop = scf.ForOp(kb.idx(0), kb.idx(nv), kb.idx(lanes), [kb.fv(0.0)])
+        zero = arith.ConstantOp(_f64v(lanes), ir.DenseElementsAttr.get_splat(_f64v(lanes), ir.FloatAttr.get(f64, 0.0))).result
+        loop = scf.ForOp(kb.idx(0), kb.idx(nv), kb.idx(lanes), [zero])
         with ir.InsertionPoint(loop.body):
-            v = kb.vload(buf, kb.add(off, loop.induction_variable))
-            scf.YieldOp([kb.fadd(loop.inner_iter_args[0], v)])
-        total = vector.ReductionOp(ir.F32Type.get(), vector.CombiningKind.ADD, loop.results[0]).result
+            v = arith.ExtFOp(_f64v(lanes), term(kb.vload(buf, kb.add(off, loop.induction_variable)))).result
+            scf.YieldOp([arith.AddFOp(loop.inner_iter_args[0], v).result])
+        total = vector.ReductionOp(f64, vector.CombiningKind.ADD, loop.results[0]).result
     if n - nv:
         loop = scf.ForOp(kb.idx(nv), kb.idx(n), kb.idx(1), [total])
         with ir.InsertionPoint(loop.body):
-            v = kb.load(buf, kb.add(off, loop.induction_variable))
-            scf.YieldOp([kb.fadd(loop.inner_iter_args[0], v)])
+            v = arith.ExtFOp(f64, term(kb.load(buf, kb.add(off, loop.induction_variable)))).result
+            scf.YieldOp([arith.AddFOp(loop.inner_iter_args[0], v).result])
         total = loop.results[0]
-    return total
+    return arith.TruncFOp(ir.F32Type.get(), total).result
+
+
+def _sum_range(kb, buf, off, n):
+    return _reduce_range(kb, buf, off, n, lambda v: v)
 
 
 def _sum_sq_dev(kb, buf, off, n, mean_s):
-    lanes = kb.vec
-    nv = (n // lanes) * lanes
-    total = kb.f(0.0)
-    if nv:
-        mv = kb.splat(mean_s)
-        loop = scf.ForOp(kb.idx(0), kb.idx(nv), kb.idx(lanes), [kb.fv(0.0)])
-        with ir.InsertionPoint(loop.body):
-            d = kb.fsub(kb.vload(buf, kb.add(off, loop.induction_variable)), mv)
-            scf.YieldOp([vector.FMAOp(d, d, loop.inner_iter_args[0]).result])
-        total = vector.ReductionOp(ir.F32Type.get(), vector.CombiningKind.ADD, loop.results[0]).result
-    if n - nv:
-        loop = scf.ForOp(kb.idx(nv), kb.idx(n), kb.idx(1), [total])
-        with ir.InsertionPoint(loop.body):
-            d = kb.fsub(kb.load(buf, kb.add(off, loop.induction_variable)), mean_s)
-            scf.YieldOp([kb.fadd(loop.inner_iter_args[0], kb.fmul(d, d))])
-        total = loop.results[0]
-    return total
+    mv = {}
+
+    def term(v):
+        lanes = v.type.shape[0] if isinstance(v.type, ir.VectorType) else 1
+        if lanes not in mv:
+            mv[lanes] = mean_s if lanes == 1 else kb.splat(mean_s, lanes)
+        d = kb.fsub(v, mv[lanes])
+        return kb.fmul(d, d)
+    return _reduce_range(kb, buf, off, n, term)
 
 
 def emit_instance_norm(k: Kernel, op: LayerOp):
