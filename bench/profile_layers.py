@@ -1,0 +1,112 @@
+"""Per-layer time of a compiled model: each fused lr op is compiled alone and timed (1 thread).
+
+    .venv/bin/python bench/profile_layers.py resnet_bottleneck [--size app] [--top 15]
+
+Shows where a model's time goes, with GFLOP/s for conv/linear layers, so kernel work is aimed at
+the layers that matter.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "test", "python"))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch_mlir import ir  # noqa: E402
+from torch_mlir.dialects import func  # noqa: E402
+
+torch.set_num_threads(1)
+
+import lrc  # noqa: E402
+from lrc.codegen.lower import lower_to_kernels  # noqa: E402
+from lrc.dialects import lr  # noqa: E402
+from lrc.runtime.jit import JitModule  # noqa: E402
+
+
+def layer_macs(name, attrs, in_shapes, out_shape):
+    if name == "conv2d":
+        k, cg, kh, kw = attrs["weight"].shape
+        return int(np.prod(out_shape)) * cg * kh * kw
+    if name == "linear":
+        return int(np.prod(out_shape)) * attrs["weight"].shape[1]
+    if name == "conv_transpose2d":
+        c, kg, kh, kw = attrs["weight"].shape
+        return int(np.prod(in_shapes[0])) * kg * kh * kw
+    return 0
+
+
+def profile(model, x, repeats=5):
+    mod = lrc.import_model(model, (x,))
+    lrc.optimize(mod)
+    fn = [o for o in mod.body.operations if o.operation.name == "func.func"][0]
+    rows = []
+    ctx = mod.context
+    for i, op in enumerate(fn.regions[0].blocks[0].operations):
+        op = op.operation
+        if not op.name.startswith("lr.") or op.name == "lr.reshape":
+            continue
+        with ctx, ir.Location.unknown():
+            single = ir.Module.create()
+            in_types = [v.type for v in op.operands]
+            with ir.InsertionPoint(single.body):
+                f = func.FuncOp("forward", (in_types, [op.results[0].type]))
+                b = f.add_entry_block()
+            with ir.InsertionPoint(b):
+                clone = op.clone()
+                for j, a in enumerate(b.arguments):
+                    clone.operands[j] = a
+                func.ReturnOp([clone.results[0]])
+            jit = JitModule(lower_to_kernels(single))
+        ins = [np.random.rand(*t.shape).astype(np.float32) for t in in_types]
+        out = np.empty(tuple(op.results[0].type.shape), np.float32)
+        jit.call("forward", *ins, out)
+        ts = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            jit.call("forward", *ins, out)
+            ts.append(time.perf_counter() - t)
+        ms = statistics.median(ts) * 1e3
+        name = op.name[3:]
+        attrs = lr.attrs_of(op)
+        macs = layer_macs(name, attrs, [tuple(t.shape) for t in in_types], tuple(op.results[0].type.shape))
+        desc = name
+        if name == "conv2d":
+            k, cg, kh, kw = attrs["weight"].shape
+            desc = (f"conv {kh}x{kw} s{attrs['stride'][0]} g{attrs['groups']} {in_types[0].shape[1]}->{k} "
+                    f"@{in_types[0].shape[2]}x{in_types[0].shape[3]}")
+        rows.append({"i": i, "layer": desc, "ms": ms, "gflops": 2 * macs / (ms * 1e-3) / 1e9 if macs else 0.0})
+    return rows
+
+
+def main(argv=None):
+    import zoo
+
+    p = argparse.ArgumentParser()
+    p.add_argument("model")
+    p.add_argument("--size", default="app")
+    p.add_argument("--top", type=int, default=20)
+    a = p.parse_args(argv)
+    model, x = zoo.ZOO[a.model](a.size)
+    rows = profile(model.eval(), x)
+    total = sum(r["ms"] for r in rows)
+    print(f"{a.model}: {len(rows)} layers, sum {total:.1f} ms")
+    by_kind: dict = {}
+    for r in rows:
+        k = r["layer"].split(" @")[0] if r["layer"].startswith("conv") else r["layer"]
+        k = k.split(" ")[0] + (" " + k.split(" ")[1] if k.startswith("conv") else "")
+        by_kind[k] = by_kind.get(k, 0) + r["ms"]
+    for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1]):
+        print(f"  {k:20s} {v:8.2f} ms  {100 * v / total:5.1f}%")
+    print("top layers:")
+    for r in sorted(rows, key=lambda r: -r["ms"])[:a.top]:
+        print(f"  #{r['i']:<4d} {r['layer']:45s} {r['ms']:8.2f} ms  {r['gflops']:6.1f} GFLOP/s")
+
+
+if __name__ == "__main__":
+    main()
