@@ -14,8 +14,11 @@ test: setup
 test-lit:
 	.venv/bin/lit -sv test/lit
 
+# One pytest run per package: each has its own conftest.py and test module names.
 test-python:
-	$(PY) -m pytest -q -p no:cacheprovider test/python $(wildcard pruning/tests) $(wildcard apps/tests)
+	$(PY) -m pytest -q -p no:cacheprovider test/python
+	$(PY) -m pytest -q -p no:cacheprovider pruning/tests
+	$(PY) -m pytest -q -p no:cacheprovider apps/tests
 
 bench: setup
 	$(PY) bench/dense.py

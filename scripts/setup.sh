@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PKGS="clang-22 lld-22 llvm-22-tools mlir-22-tools cmake"
+APT_PKGS="clang-22 lld-22 llvm-22-tools mlir-22-tools cmake gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user mesa-vulkan-drivers libvulkan1 spirv-tools pocl-opencl-icd ocl-icd-libopencl1 llvm-spirv-15"
 missing=""
 for p in $APT_PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
@@ -15,10 +15,31 @@ if [ -n "$missing" ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
 
-PY=${PYTHON:-python3.11}
-if [ ! -x .venv/bin/python ]; then
-  echo "setup: creating .venv"
-  $PY -m venv .venv
+# CI logs may keep only stdout: send our errors there too, so a failed step is visible.
+exec 2>&1
+
+# Pick a Python 3.11 that can make a venv with pip. PATH may give pyenv's shim, Debian's
+# /usr/bin/python3.11 (whose venv needs the python3.11-venv package) or neither.
+pick_python() {
+  for c in ${PYTHON:-} python3.11 /usr/local/bin/python3.11 /usr/bin/python3.11 python3; do
+    command -v "$c" >/dev/null 2>&1 || continue
+    "$c" -c 'import sys; assert sys.version_info[:2] == (3, 11)' >/dev/null 2>&1 || continue
+    if "$c" -c 'import venv, ensurepip' >/dev/null 2>&1; then echo "$c"; return 0; fi
+  done
+  return 1
+}
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -m pip --version >/dev/null 2>&1; then
+  PY=$(pick_python || true)
+  if [ -z "$PY" ]; then
+    echo "setup: no Python 3.11 with venv+ensurepip found; installing python3.11-venv"
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends python3.11-venv >/dev/null
+    PY=$(pick_python) || { echo "setup: error: still no usable Python 3.11 (need venv + ensurepip)"; exit 1; }
+  fi
+  echo "setup: creating .venv with $PY ($(command -v "$PY"))"
+  rm -rf .venv
+  "$PY" -m venv .venv || { echo "setup: error: '$PY -m venv .venv' failed"; exit 1; }
 fi
 # Reinstall only when a dependency list changed (the stamp records their checksum).
 sum=$(cat pyproject.toml pruning/pyproject.toml apps/pyproject.toml 2>/dev/null | sha256sum | cut -d' ' -f1)
@@ -26,7 +47,7 @@ if [ "$(cat .venv/.lrc-stamp 2>/dev/null)" != "$sum" ]; then
   echo "setup: installing Python packages into .venv"
   .venv/bin/pip install -q --upgrade pip
   .venv/bin/pip install -q "torch==2.13.0" "torch-mlir==20261001"
-  .venv/bin/pip install -q -e ".[test]"
+  .venv/bin/pip install -q -e ".[test,gpu]"
   [ -f pruning/pyproject.toml ] && .venv/bin/pip install -q -e pruning
   [ -f apps/pyproject.toml ] && .venv/bin/pip install -q -e apps
   echo "$sum" > .venv/.lrc-stamp

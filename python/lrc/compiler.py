@@ -10,7 +10,7 @@ from .compiled_model import CompiledModel
 from .importer import import_model
 from .transforms import DEFAULT_OPT_PIPELINE, run_pipeline
 
-TARGETS = ("host", "arm64", "vulkan", "opencl")
+from .targets import TARGETS, get_target  # noqa: F401  (TARGETS re-exported)
 
 
 def _shapes(module: ir.Module, fn: str = "forward"):
@@ -30,15 +30,14 @@ def compile(model: torch.nn.Module, example_inputs, target: str = "host", *, fus
             opt_level: int = 3, **options) -> CompiledModel:
     """Compile `model` for `target` at the shapes of `example_inputs`.
 
-    Options: `fuse` (run conv/BN/activation/residual fusion, default True), `opt_level` (LLVM).
+    Options: `fuse` (run conv/BN/activation/residual fusion, default True), `opt_level` (LLVM), and
+    the target's own options (`lrc.targets.<target>.OPTIONS`).
     """
-    if target not in TARGETS:
-        raise ValueError(f"unknown target '{target}'; choose one of {', '.join(TARGETS)}")
-    if target != "host":
-        raise NotImplementedError(f"target '{target}' is not built yet; only 'host' (x86-64 JIT / AOT) works")
-    unknown = set(options)
+    tgt = get_target(target)
+    unknown = set(options) - set(getattr(tgt, "OPTIONS", {}))
     if unknown:
-        raise ValueError(f"unknown compile option(s) {sorted(unknown)}")
+        raise ValueError(f"unknown compile option(s) {sorted(unknown)} for target '{target}'; "
+                         f"it accepts {sorted(getattr(tgt, 'OPTIONS', {}))}")
     t0 = time.perf_counter()
     lr_module = import_model(model, example_inputs)
     t1 = time.perf_counter()
@@ -46,9 +45,7 @@ def compile(model: torch.nn.Module, example_inputs, target: str = "host", *, fus
         optimize(lr_module)
     lr_text = lr_module.operation.get_asm(large_elements_limit=16)
     in_shapes, out_shapes = _shapes(lr_module)
-    from .targets.host import build_host
-
-    runner, artifact = build_host(lr_module, opt_level=opt_level)
+    runner, artifact = tgt.build(lr_module, opt_level=opt_level, **options)
     t2 = time.perf_counter()
     stats = {"import_s": t1 - t0, "compile_s": t2 - t1, "total_s": t2 - t0}
     return CompiledModel(runner, in_shapes, out_shapes, target, lr_text, artifact, stats)

@@ -7,6 +7,7 @@ from ..codegen.lower import lower_to_kernels
 from ..runtime.jit import JitModule
 
 HOST_VEC = 8  # AVX2: 8 f32 lanes
+OPTIONS: dict = {}
 
 
 def build_host(lr_module: ir.Module, opt_level: int = 3, entry: str = "forward"):
@@ -20,3 +21,7 @@ def build_host(lr_module: ir.Module, opt_level: int = 3, entry: str = "forward")
 
     artifact = {"llvm_module": kernels, "entry": entry, "jit": jit}
     return run, artifact
+
+
+def build(lr_module: ir.Module, *, opt_level: int = 3, **options):
+    return build_host(lr_module, opt_level=opt_level)

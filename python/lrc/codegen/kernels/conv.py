@@ -22,14 +22,15 @@ Design (details and measurements in docs/kernels.md):
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import os
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 from torch_mlir import ir
 from torch_mlir.dialects import arith, func, memref, vector
 
-from ._builder import Index, KernelBuilder, check_act, flat_memref
+from ._builder import KernelBuilder, check_act, flat_memref
 
 # Weight bytes of one group above which the output channels are processed in chunks, so that the
 # weights a row of tiles touches stay in L2 (Zen 1: 512 KiB per core).
@@ -102,6 +103,7 @@ class _Geom:
     tile: tuple | None = None  # (KB, WB) override, for benchmarks
     k_outer: bool | None = None
     cunroll: int | None = None
+    rows_per_tile: int | None = None
 
     @property
     def Cg(self) -> int:
@@ -145,27 +147,68 @@ class _Plan:
     chunk_blocks: int = 0  # full KB-blocks per weight chunk
     nkb: int = 0  # KB-blocks per group including a partial one
     cunroll: int = 1
+    RB: int = 1  # output rows per register tile
     # The copy writes every scratch element except a border that it zeroes itself (one pass over the
     # scratch per image); zero-stuffed inputs instead zero the whole scratch once per call.
     border_zero: bool = False
 
 
-def _choose_tile(g: _Geom, cols: int) -> tuple[int, int]:
+# Vector registers a register tile may fill; None: 32 for NEON (vec 4), else 16. See vector_registers.
+VECTOR_REGISTERS: int | None = None
+
+
+def vector_registers(vec: int) -> int:
+    """Registers the tile may use: LRC_VECTOR_REGISTERS, else VECTOR_REGISTERS, else 32 for NEON
+    (vec = 4) and 16 for x86.
+
+    x86 stays at 16 even on AVX-512 hosts: the same IR is also compiled ahead of time for
+    -march=x86-64-v3 (targets/aot.py), where a 21-register tile spills badly (4x4: 29 instead of
+    102 GFLOP/s). Set 32 only when the code will run on AVX-512VL / the host JIT (+0-10 %).
+    """
+    env = os.environ.get("LRC_VECTOR_REGISTERS")
+    if env:
+        return int(env)
+    if VECTOR_REGISTERS:
+        return VECTOR_REGISTERS
+    return 32 if vec == 4 else 16
+
+
+def _choose_tile(g: _Geom, cols: int, rows: int) -> tuple[int, int, int]:
+    """(KB, WB, RB): output channels x vectors x rows per register tile.
+
+    Registers needed: KB*WB*RB accumulators + WB input vectors + 1 broadcast. With 16 registers the
+    candidates are 6x2 / 4x3, with 32 6x3 / 4x4; the one with fewer channel blocks (then the wider
+    leftover block) wins. Measured on Zen 4 (docs/kernels.md): the four are within a few percent of each
+    other on 64-channel layers; bigger tiles win when a layer's data only fit in L2 (512->512 3x3 at
+    32x32: 4x3 102, 4x4 112 GFLOP/s); 8-channel blocks were 15 % slower everywhere.
+    """
     V = g.V
-    if g.tile:
-        return g.tile
     nvec = -(-cols // V)
-    # 16 vector registers: KB*WB accumulators + WB input vectors + 1 broadcast.
-    if g.Kg == 1:
-        return 1, min(4, nvec)
+    Kg = g.Kg
+    R = vector_registers(V)
+    cands = [(6, 3), (4, 4)] if R >= 32 else [(6, 2), (4, 3)]
+    cands = [t for t in cands if t[0] <= Kg]
+    if Kg < 8:
+        wb = max(1, min(4, (R - 2) // (Kg + 1)))
+        if Kg * wb >= 8:
+            cands.append((Kg, wb))  # one block for all channels (e.g. 5 -> 5x2, not 4x3 + 1x3)
     if nvec == 1:
-        KB = min(g.Kg, 8)
-        return KB, 1
-    KB = min(g.Kg, 4)
-    if g.Kg % 4 and g.Kg < 8:
-        KB = min(g.Kg, 6)
-    WB = 2 if KB >= 3 else 4
-    return KB, min(WB, nvec)
+        KB, WB = min(Kg, 8), 1
+    elif cands:
+        KB, WB = min(cands, key=lambda t: (-(-Kg // t[0]), -(Kg % t[0] or t[0])))
+    else:
+        KB = Kg
+        WB = max(1, min(4, (R - 2) // (KB + 1)))
+    WB = min(WB, nvec)
+    # Too few accumulators to hide FMA latency (depthwise, tiny K): stack output rows, which also
+    # lets them share input loads.
+    RB = 1
+    while KB * WB * RB < 8 and RB < 4 and RB < rows:
+        RB += 1
+    if g.tile:
+        KB, WB = g.tile[:2]
+        RB = g.tile[2] if len(g.tile) > 2 else 1
+    return KB, WB, RB
 
 
 def _plan(g: _Geom) -> _Plan:
@@ -186,7 +229,7 @@ def _plan(g: _Geom) -> _Plan:
         Wq = -(-Wq // V) * V
         p = _Plan("prep", 0, 0, rows=g.OH, cols=g.OW, RS=g.sw * Wq, CS=Hs * g.sw * Wq, Hs=Hs, Ws=Ws, Wq=Wq)
         p.border_zero = g.lh == 1 and g.lw == 1
-    p.KB, p.WB = _choose_tile(g, p.cols)
+    p.KB, p.WB, p.RB = _choose_tile(g, p.cols, p.rows)
     p.nkb = -(-g.Kg // p.KB)
     wbytes = g.Cg * g.KH * g.KW * g.Kg * 4
     nfull = g.Kg // p.KB
@@ -204,27 +247,24 @@ def _plan(g: _Geom) -> _Plan:
     p.cunroll = 4 if T == 1 else 2 if T <= 4 else 1
     if g.cunroll:
         p.cunroll = g.cunroll
+    if g.rows_per_tile:
+        p.RB = min(g.rows_per_tile, p.rows)
     return p
 
 
 def _width_segments(cols: int, V: int, WB: int) -> list[tuple[int, int, int]]:
     """Split a row of `cols` outputs into tiles: [(count, vectors per tile, lanes of the last vector)].
 
-    Rows rarely hold a multiple of WB vectors (56 = 7 x 8); rather than finishing with a thin tile that
-    has too few FMAs per load, the leftover vectors are spread as one extra vector over the last tiles.
-    A partial last vector is always in a tile of its own (count 1) so that only it carries a mask.
+    Rows rarely hold a multiple of WB vectors (56 = 7 x 8). Rather than ending with a thin tile that has
+    too few FMAs per load, the row is split as evenly as possible into tiles of at most WB vectors
+    (7 -> 2+2+3 for WB = 3), so no tile needs more registers than a full one. A partial last vector is
+    always in a tile of its own (count 1) so that only it carries a mask.
     """
     nvec = -(-cols // V)
     last = cols - (nvec - 1) * V
-    if nvec <= WB:
-        sizes = [nvec]
-    else:
-        q = nvec // WB
-        extra = nvec - q * WB
-        if extra <= q:
-            sizes = [WB] * (q - extra) + [WB + 1] * extra
-        else:
-            sizes = [WB] * q + [extra]
+    q = -(-nvec // WB)
+    base, extra = divmod(nvec, q)
+    sizes = [base] * (q - extra) + [base + 1] * extra
     segs: list[list[int]] = []
     for sz in sizes:
         if segs and segs[-1][1] == sz:
@@ -252,11 +292,27 @@ def _pack(g: _Geom, p: _Plan, weight: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(wp).reshape(-1)
 
 
+def _as_linear(spec: ConvSpec):
+    """A 1x1 conv on 1x1 images (squeeze-excitation, conv classifiers) is a matrix-vector product over
+    the batch. The conv tile would vectorise over a single pixel (1 useful lane in V); the linear
+    kernel vectorises over output channels and streams the weights once."""
+    from .linear import LinearSpec
+
+    if (spec.KH, spec.KW, spec.H, spec.W, spec.groups) == (1, 1, 1, 1, 1) and not any(spec.padding):
+        return LinearSpec(spec.N, spec.C, spec.K, spec.act, tuple(spec.act_params), spec.vec)
+    return None
+
+
 def pack_conv_weights(spec: ConvSpec, weight: np.ndarray, bias: np.ndarray | None) -> list[np.ndarray]:
     g = _geom_from_spec(spec)
     want = (spec.K, spec.C // spec.groups, spec.KH, spec.KW)
     if tuple(weight.shape) != want:
         raise ValueError(f"weight shape {tuple(weight.shape)} != {want}")
+    lin = _as_linear(spec)
+    if lin is not None:
+        from .linear import pack_linear_weights
+
+        return pack_linear_weights(lin, np.asarray(weight).reshape(spec.K, spec.C), bias)
     out = [_pack(g, _plan(g), weight)]
     if bias is not None:
         out.append(np.ascontiguousarray(np.asarray(bias, np.float32).reshape(spec.K)))
@@ -268,7 +324,13 @@ def pack_conv_weights(spec: ConvSpec, weight: np.ndarray, bias: np.ndarray | Non
 
 
 def emit_conv_func(spec: ConvSpec, name: str, packed: Sequence[np.ndarray]) -> func.FuncOp:
-    return _emit(_geom_from_spec(spec), name, packed)
+    g = _geom_from_spec(spec)
+    lin = _as_linear(spec)
+    if lin is not None:
+        from .linear import _emit_linear
+
+        return _emit_linear(lin, name, packed, residual=spec.residual)
+    return _emit(g, name, packed)
 
 
 def _emit(g: _Geom, name: str, packed: Sequence[np.ndarray]) -> func.FuncOp:
@@ -317,7 +379,7 @@ class _ConvEmitter:
         def per_image(n, _):
             def per_group(gi, _):
                 if scratch is not None:
-                    self.prep(n, gi, scratch)
+                    self.prep(n, gi)
                     in_base = 0
                 else:
                     in_base = b.add(b.mul(n, g.C * g.H * g.W), b.mul(gi, g.Cg * g.H * g.W))
@@ -352,11 +414,11 @@ class _ConvEmitter:
     def nest(self, n, gi, in_base, kblk_lo, kblk_hi, kb):
         """All output rows and columns for channel blocks [kblk_lo, kblk_hi) of width kb."""
         g, p, b = self.g, self.p, self.b
-        V = g.V
+        V, RB = g.V, p.RB
         segs = _width_segments(p.cols, V, p.WB)
         out_img = b.add(b.mul(n, g.K * self.OHW), b.mul(gi, g.Kg * self.OHW))
 
-        def row(oh, _):
+        def rows(oh, rb):
             row_in = b.add(in_base, b.mul(oh, g.sh * p.RS))
             row_out = b.add(out_img, b.mul(oh, g.OW))
 
@@ -370,46 +432,60 @@ class _ConvEmitter:
                         b.loop(0, count, 1, lambda wi, _, st=start, nv=nv, span=span: each(b.add(st, b.mul(wi, span)), nv, V))
                     start += count * span
 
+            def tile(kblk, ow0, nv, last):
+                self.tile(gi, kblk, kb, row_in, row_out, ow0, nv, last, rb)
+
             if p.k_outer:
-                def kblock(kblk, _):
-                    walk_width(lambda ow0, nv, last: self.tile(gi, kblk, kb, row_in, row_out, ow0, nv, last))
-
-                b.loop(kblk_lo, kblk_hi, 1, kblock)
+                b.loop(kblk_lo, kblk_hi, 1, lambda kblk, _: walk_width(lambda ow0, nv, last: tile(kblk, ow0, nv, last)))
             else:
-                walk_width(lambda ow0, nv, last: b.loop(
-                    kblk_lo, kblk_hi, 1, lambda kblk, _: self.tile(gi, kblk, kb, row_in, row_out, ow0, nv, last)))
+                walk_width(lambda ow0, nv, last: b.loop(kblk_lo, kblk_hi, 1, lambda kblk, _: tile(kblk, ow0, nv, last)))
 
-        b.loop(0, p.rows, 1, row)
+        main = (p.rows // RB) * RB
+        b.loop(0, main, RB, lambda oh, _: rows(oh, RB))
+        if p.rows % RB:
+            rows(main, p.rows % RB)
 
     # ---- register tile -----------------------------------------------------------------------
-    def tile(self, gi, kblk, kb, row_in, row_out, ow0, nv, last):
-        """KB output channels x nv vectors; the last vector has `last` valid lanes."""
+    def tile(self, gi, kblk, kb, row_in, row_out, ow0, nv, last, rb):
+        """kb output channels x rb output rows x nv vectors; the last vector has `last` valid lanes."""
         g, p, b = self.g, self.p, self.b
         V, T, KB = g.V, self.T, p.KB
         masked_loads = p.mode != "prep" and last < V
         k0 = b.add(b.mul(gi, g.Kg), b.mul(kblk, KB))  # first output channel
         wblk = b.add(b.mul(gi, p.nkb * g.Cg * T * KB), b.mul(kblk, g.Cg * T * KB))
-        taps = []
-        for kh in range(g.KH):
-            for kw in range(g.KW):
-                cw = kw * g.dw
-                taps.append(kh * g.dh * p.RS + (cw % g.sw) * p.Wq + cw // g.sw)
+        # Output row i, tap (kh, kw) reads input row offset i*sh + kh*dh; rows of a multi-row tile
+        # share those input vectors, so loads are grouped by input row.
+        by_row: dict[int, list[tuple[int, int]]] = {}
+        for i in range(rb):
+            for kh in range(g.KH):
+                by_row.setdefault(i * g.sh + kh * g.dh, []).append((i, kh))
+        colofs = []
+        for kw in range(g.KW):
+            cw = kw * g.dw
+            colofs.append((cw % g.sw) * p.Wq + cw // g.sw)
         if self.bias is not None:
-            init = [b.bcast(self.bias, b.add(k0, k)) for k in range(kb) for _ in range(nv)]
+            init = [b.bcast(self.bias, b.add(k0, k)) for k in range(kb) for _ in range(rb * nv)]
         else:
-            init = [b.splat(0.0)] * (kb * nv)
+            init = [b.splat(0.0)] * (kb * rb * nv)
         base = b.add(row_in, ow0)
+
+        def acc_i(k, i, v):
+            return (k * rb + i) * nv + v
 
         def cbody(c, accs):
             ib = b.add(base, b.mul(c, p.CS))
             wb = b.add(wblk, b.mul(c, T * KB))
-            for t, toff in enumerate(taps):
-                xs = [b.load(self.src, b.add(ib, toff + v * V), last if (masked_loads and v == nv - 1) else None)
-                      for v in range(nv)]
-                for k in range(kb):
-                    w = b.bcast(self.wts, b.add(wb, t * KB + k))
-                    for v in range(nv):
-                        accs[k * nv + v] = b.fma(xs[v], w, accs[k * nv + v])
+            for ro in sorted(by_row):
+                for kw in range(g.KW):
+                    off = ro * p.RS + colofs[kw]
+                    xs = [b.load(self.src, b.add(ib, off + v * V), last if (masked_loads and v == nv - 1) else None)
+                          for v in range(nv)]
+                    for i, kh in by_row[ro]:
+                        t = kh * g.KW + kw
+                        for k in range(kb):
+                            w = b.bcast(self.wts, b.add(wb, t * KB + k))
+                            for v in range(nv):
+                                accs[acc_i(k, i, v)] = b.fma(xs[v], w, accs[acc_i(k, i, v)])
             return accs
 
         # Few taps leave little work per reduction step: unroll the channel loop to amortise it.
@@ -426,19 +502,19 @@ class _ConvEmitter:
             accs = cbody(c, accs)
         ob = b.add(row_out, ow0, b.mul(kblk, KB * self.OHW))
         for k in range(kb):
-            for v in range(nv):
-                lanes = last if v == nv - 1 else V
-                idx = b.add(ob, k * self.OHW + v * V)
-                val = accs[k * nv + v]
-                if self.res is not None:
-                    val = arith.addf(val, b.load(self.res, idx, lanes))
-                val = b.activation(val, g.act, g.act_params)
-                b.store(val, self.out, idx, lanes)
+            for i in range(rb):
+                for v in range(nv):
+                    lanes = last if v == nv - 1 else V
+                    idx = b.add(ob, k * self.OHW + i * g.OW + v * V)
+                    val = accs[acc_i(k, i, v)]
+                    if self.res is not None:
+                        val = arith.addf(val, b.load(self.res, idx, lanes))
+                    val = b.activation(val, g.act, g.act_params)
+                    b.store(val, self.out, idx, lanes)
 
     # ---- padded / phase-split input copy -------------------------------------------------------
-    def prep(self, n, gi, S):
+    def prep(self, n, gi):
         g, p, b = self.g, self.p, self.b
-        V = g.V
         ih_lo = max(0, -(-(-g.pt) // g.lh))
         ih_hi = min(g.H, (p.Hs - 1 - g.pt) // g.lh + 1) if p.Hs - 1 - g.pt >= 0 else 0
         iw_lo = max(0, -(-(-g.pl) // g.lw))
@@ -563,7 +639,7 @@ class _ConvEmitter:
 
         def body(i, _):
             val = memref.load(self.x, [b.v(b.add(xr, i))])
-            wp = b.add(b.mul(i, g.lw), g.pl + (self._iw_lo() * g.lw))
+            wp = b.add(b.mul(i, g.lw), g.pl + (_first_input_col(g) * g.lw))
             if g.sw == 1:
                 col = wp
             else:
@@ -573,6 +649,7 @@ class _ConvEmitter:
 
         b.loop(0, L, 1, body)
 
-    def _iw_lo(self):
-        g = self.g
-        return max(0, -(-(-g.pl) // g.lw))
+
+def _first_input_col(g: _Geom) -> int:
+    """First input column that lands inside the scratch (left padding may be negative: cropping)."""
+    return max(0, -(-(-g.pl) // g.lw))

@@ -204,7 +204,6 @@ def _scatter_rows(b: KernelBuilder, spec: ConvTransposeSpec, ah: _Axis, bufs, ou
             (a0, p0), (a1, p1) = bufs
             r0 = b.mul(i, a0.count)
             r1 = b.mul(i, a1.count)
-            vt2 = ir.VectorType.get([2 * V], b.f32)
             nfull = OW // (2 * V)
 
             def vec_body(j, _):

@@ -67,13 +67,17 @@ def pack_linear_weights(spec: LinearSpec, weight: np.ndarray, bias: np.ndarray |
     check_act(spec.act, spec.act_params)
     p = _plan(spec)
     V = spec.vec
-    w = np.zeros((p.nblk * V, spec.IN), np.float32)
-    w[: spec.OUT] = weight
-    parts = []
+    weight = np.asarray(weight, np.float32)
+    # Written group by group into one buffer: a 25M-weight layer must not be copied several times.
+    packed = np.zeros(p.nblk * V * spec.IN, np.float32)
+    off = 0
     for b0, nb in p.groups():
-        # [nb*V, IN] -> [IN, nb*V]
-        parts.append(np.ascontiguousarray(w[b0 * V:(b0 + nb) * V].T).reshape(-1))
-    out = [np.concatenate(parts)]
+        width = nb * V
+        dst = packed[off:off + spec.IN * width].reshape(spec.IN, width)
+        rows = weight[b0 * V:min(spec.OUT, (b0 + nb) * V)]
+        dst[:, :rows.shape[0]] = rows.T
+        off += spec.IN * width
+    out = [packed]
     if bias is not None:
         bp = np.zeros(p.nblk * V, np.float32)
         bp[: spec.OUT] = np.asarray(bias, np.float32).reshape(-1)
@@ -82,13 +86,19 @@ def pack_linear_weights(spec: LinearSpec, weight: np.ndarray, bias: np.ndarray |
 
 
 def emit_linear_func(spec: LinearSpec, name: str, packed: Sequence[np.ndarray]) -> func.FuncOp:
+    return _emit_linear(spec, name, packed, residual=False)
+
+
+def _emit_linear(spec: LinearSpec, name: str, packed: Sequence[np.ndarray], residual: bool) -> func.FuncOp:
+    """With `residual`, an extra [M*OUT] argument before the output is added before the activation
+    (used by conv.py for 1x1 convolutions on 1x1 images)."""
     check_act(spec.act, spec.act_params)
     p = _plan(spec)
     V, IN, OUT, M = spec.vec, spec.IN, spec.OUT, spec.M
     if packed[0].size != p.nblk * V * IN:
         raise ValueError("packed weights do not match the spec")
     has_bias = len(packed) == 2
-    arg_types = [flat_memref(M * IN)] + [flat_memref(a.size) for a in packed] + [flat_memref(M * OUT)]
+    arg_types = [flat_memref(M * IN)] + [flat_memref(a.size) for a in packed] + [flat_memref(M * OUT)] * (1 + residual)
     fn = func.FuncOp(name, (arg_types, []), visibility="private")
     fn.add_entry_block()
     with ir.InsertionPoint(fn.entry_block):
@@ -96,6 +106,7 @@ def emit_linear_func(spec: LinearSpec, name: str, packed: Sequence[np.ndarray]) 
         args = list(fn.arguments)
         x, wts, out = args[0], args[1], args[-1]
         bias = args[2] if has_bias else None
+        res = args[-2] if residual else None
         S, U = p.S, p.U
 
         def tile(wbase, col0, nb, m0, mb, last):
@@ -132,8 +143,12 @@ def emit_linear_func(spec: LinearSpec, name: str, packed: Sequence[np.ndarray]) 
                     col = b.add(col0, j * V)
                     if bias is not None:
                         acc = arith.addf(acc, b.load(bias, col))
+                    oidx = b.add(b.mul(m0, OUT), m * OUT, col)
+                    lanes = last if j == nb - 1 else V
+                    if res is not None:
+                        acc = arith.addf(acc, b.load(res, oidx, lanes))
                     acc = b.activation(acc, spec.act, spec.act_params)
-                    b.store(acc, out, b.add(b.mul(m0, OUT), m * OUT, col), last if j == nb - 1 else V)
+                    b.store(acc, out, oidx, lanes)
 
         def rows(wbase, col0, nb, last):
             MB = p.MB

@@ -109,3 +109,31 @@ def assert_close(out: np.ndarray, ref: np.ndarray, what="") -> float:
     if not err <= tol:  # also catches NaN
         raise AssertionError(f"{what}: max abs err {err} > tol {tol}")
     return err
+
+
+def prepared_call(jm, name: str, *arrays: np.ndarray) -> Callable[[], None]:
+    """A zero-argument callable running `name` on fixed arrays, for timing.
+
+    Builds the memref descriptors and the packed argument array once, so a call costs a few
+    microseconds instead of the ~0.2 ms that building ctypes descriptor classes takes per call.
+    """
+    import ctypes
+
+    from torch_mlir.runtime import np_to_memref
+
+    keep = []
+    packed = (ctypes.c_void_p * len(arrays))()
+    for i, a in enumerate(arrays):
+        if not (isinstance(a, np.ndarray) and a.flags["C_CONTIGUOUS"]):
+            raise ValueError("arguments must be C-contiguous numpy arrays")
+        desc = np_to_memref.get_ranked_memref_descriptor(a)
+        ptr = ctypes.pointer(ctypes.pointer(desc))
+        keep.append((a, desc, ptr))
+        packed[i] = ctypes.cast(ptr, ctypes.c_void_p)
+    fn = jm.engine.lookup(name)
+
+    def call():
+        fn(packed)
+
+    call._keep = (keep, packed, fn)  # descriptors must outlive the callable
+    return call

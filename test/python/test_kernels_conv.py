@@ -1,0 +1,165 @@
+"""Dense conv kernels (lrc.codegen.kernels.conv) against torch.nn.functional.conv2d, through the JIT."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from lrc.codegen.kernels import conv as convk
+from lrc.codegen.kernels.conv import ConvSpec, emit_conv_func, pack_conv_weights
+from lrc.codegen.kernels.testing import assert_close, conv_ref, jit_kernels
+
+ACT_PARAMS = {"leaky_relu": (0.1,), "clamp": (-0.5, 0.75)}
+
+
+def run_specs(specs, seed=0, bias=True):
+    """JIT all specs in one module and check each against torch."""
+    rng = np.random.default_rng(seed)
+    cases = []
+    for i, s in enumerate(specs):
+        x = rng.standard_normal((s.N, s.C, s.H, s.W)).astype(np.float32)
+        w = rng.standard_normal((s.K, s.C // s.groups, s.KH, s.KW)).astype(np.float32)
+        b = rng.standard_normal(s.K).astype(np.float32) if (bias if isinstance(bias, bool) else bias[i]) else None
+        r = rng.standard_normal((s.N, s.K, s.OH, s.OW)).astype(np.float32) if s.residual else None
+        cases.append((s, x, w, b, r, pack_conv_weights(s, w, b)))
+    jm = jit_kernels([(f"conv{i}", lambda name, c=c: emit_conv_func(c[0], name, c[5])) for i, c in enumerate(cases)])
+    for i, (s, x, w, b, r, packed) in enumerate(cases):
+        out = np.full(s.N * s.K * s.OH * s.OW, np.nan, np.float32)
+        args = [x.reshape(-1), *packed] + ([r.reshape(-1)] if r is not None else []) + [out]
+        jm.call(f"conv{i}_c", *args)
+        assert_close(out, conv_ref(s, x, w, b, r), repr(s))
+
+
+def S(N, C, H, W, K, KH, KW=None, **kw):
+    if "act" in kw and "act_params" not in kw:
+        kw["act_params"] = ACT_PARAMS.get(kw["act"], ())
+    return ConvSpec(N, C, H, W, K, KH, KH if KW is None else KW, **kw)
+
+
+P1 = (1, 1, 1, 1)
+
+FAST_PATHS = {
+    # 3x3 stride 1: widths that fill whole tiles, need an extra vector, or end in a partial vector
+    "3x3_s1": [S(1, 8, 16, 16, 8, 3, padding=P1), S(1, 5, 9, 56, 12, 3, padding=P1),
+               S(1, 3, 7, 13, 6, 3, padding=P1), S(2, 4, 5, 23, 9, 3, padding=P1), S(1, 4, 6, 12, 5, 3)],
+    # 1x1 stride 1: a GEMM over the pixel plane (plane not a multiple of the vector, K tails)
+    "1x1": [S(1, 16, 7, 7, 24, 1), S(2, 6, 5, 3, 7, 1), S(1, 9, 8, 8, 13, 1), S(1, 4, 1, 1, 10, 1)],
+    # stride 2 (column phases via deinterleave) and 3 (scalar phase split)
+    "strided": [S(1, 4, 16, 16, 8, 3, stride=(2, 2), padding=P1), S(1, 3, 15, 17, 5, 3, stride=(2, 2), padding=P1),
+                S(1, 3, 12, 19, 4, 3, stride=(2, 2), padding=(0, 1, 1, 0)), S(1, 8, 14, 14, 16, 1, stride=(2, 2)),
+                S(1, 2, 13, 14, 3, 3, stride=(3, 3), padding=(1, 2, 1, 0)), S(1, 3, 11, 40, 4, 3, stride=(1, 2)),
+                S(1, 3, 10, 10, 4, 3, stride=(2, 1))],
+    "depthwise": [S(1, 8, 12, 12, 8, 3, padding=P1, groups=8), S(1, 5, 9, 17, 10, 3, padding=P1, groups=5),
+                  S(1, 6, 14, 14, 6, 3, stride=(2, 2), padding=P1, groups=6), S(1, 4, 10, 10, 4, 5, padding=(2, 2, 2, 2), groups=4),
+                  S(2, 3, 7, 9, 9, 3, groups=3)],
+    "groups": [S(1, 8, 9, 9, 12, 3, padding=P1, groups=2), S(1, 6, 8, 10, 9, 1, groups=3),
+               S(1, 12, 7, 7, 8, 3, stride=(2, 2), padding=P1, groups=4)],
+    "big_kernels": [S(1, 3, 20, 21, 8, 7, padding=(3, 3, 3, 3)), S(1, 4, 12, 12, 5, 5, padding=(2, 2, 2, 2)),
+                    S(1, 2, 18, 18, 3, 9, padding=(4, 4, 4, 4)), S(1, 3, 23, 23, 4, 7, stride=(2, 2), padding=(3, 3, 3, 3))],
+    "dilation": [S(1, 4, 12, 14, 5, 3, dilation=(2, 2), padding=(2, 2, 2, 2)), S(1, 3, 13, 13, 4, 3, dilation=(3, 1)),
+                 S(1, 3, 15, 15, 4, 3, stride=(2, 2), dilation=(2, 2), padding=(2, 2, 2, 2))],
+    # 1x1 on 1x1 images goes through the linear kernel (with residual / batch / activation)
+    "tiny": [S(1, 8, 1, 1, 16, 1), S(2, 12, 1, 1, 20, 1, residual=True, act="hardswish"),
+             S(3, 5, 1, 1, 3, 1, stride=(2, 2), act="sigmoid"), S(1, 8, 1, 1, 6, 3, padding=P1),
+             S(2, 3, 2, 3, 5, 3, padding=P1), S(1, 4, 3, 3, 4, 3), S(1, 6, 2, 2, 4, 1, groups=2)],
+    "asym_pad": [S(1, 3, 8, 9, 4, 3, padding=(0, 1, 2, 3)), S(1, 3, 8, 9, 4, 2, padding=(1, 0, 0, 1))],
+}
+
+
+@pytest.mark.parametrize("path", sorted(FAST_PATHS))
+def test_fast_paths(path):
+    run_specs(FAST_PATHS[path])
+
+
+def test_activations_residual_bias():
+    acts = ["none", "relu", "relu6", "leaky_relu", "clamp", "sigmoid", "tanh", "hardswish"]
+    specs = []
+    for i, a in enumerate(acts):
+        specs.append(S(1, 4, 6, 11, 5, 3, padding=P1, act=a, residual=bool(i % 2)))
+        specs.append(S(1, 6, 5, 5, 8, 1, act=a, residual=not (i % 2)))
+    run_specs(specs, bias=[i % 3 != 0 for i in range(len(specs))])
+
+
+def test_vec4_and_forced_tiles():
+    """NEON-width vectors and every tile/loop-order choice compute the same thing."""
+    import dataclasses
+
+    specs = [S(1, 5, 9, 13, 7, 3, padding=P1, vec=4), S(1, 6, 6, 10, 11, 1, vec=4),
+             S(1, 4, 9, 11, 3, 3, stride=(2, 2), padding=P1, groups=1, vec=4)]
+    run_specs(specs)
+    # Overrides of the tile choice go through _Geom, the internal form every conv is emitted from.
+    rng = np.random.default_rng(1)
+    s = S(1, 5, 7, 29, 11, 3, padding=P1, act="relu")
+    x = rng.standard_normal((1, 5, 7, 29)).astype(np.float32)
+    w = rng.standard_normal((11, 5, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(11).astype(np.float32)
+    ref = conv_ref(s, x, w, b)
+    variants = [dict(tile=t, k_outer=ko, cunroll=u) for t in [(4, 2), (4, 4), (6, 3), (3, 3), (1, 4), (8, 1)]
+                for ko in (False, True) for u in (1, 2)]
+    variants += [dict(tile=t, rows_per_tile=rb) for t, rb in [((4, 2), 2), ((1, 2), 3), ((2, 3), 4), ((3, 1), 5)]]
+    emitters, packs = [], []
+    for i, v in enumerate(variants):
+        g = dataclasses.replace(convk._geom_from_spec(s), **v)
+        packed = [convk._pack(g, convk._plan(g), w), b]
+        packs.append(packed)
+        emitters.append((f"v{i}", lambda name, g=g, packed=packed: convk._emit(g, name, packed)))
+    jm = jit_kernels(emitters)
+    for i, v in enumerate(variants):
+        out = np.full(ref.size, np.nan, np.float32)
+        jm.call(f"v{i}_c", x.reshape(-1), *packs[i], out)
+        assert_close(out, ref, str(v))
+
+
+def test_weight_chunking():
+    """Large weight sets are walked in output-channel chunks (budget lowered to force it)."""
+    old = convk._WEIGHT_CHUNK_BYTES
+    convk._WEIGHT_CHUNK_BYTES = 2048
+    try:
+        run_specs([S(1, 8, 6, 10, 30, 3, padding=P1), S(1, 16, 4, 9, 21, 1)])
+    finally:
+        convk._WEIGHT_CHUNK_BYTES = old
+
+
+def test_bad_weights_rejected():
+    s = S(1, 4, 5, 5, 4, 3)
+    with pytest.raises(ValueError):
+        pack_conv_weights(s, np.zeros((4, 4, 1, 3), np.float32), None)
+
+
+@st.composite
+def conv_specs(draw):
+    kind = draw(st.sampled_from(["dense", "grouped", "depthwise"]))
+    if kind == "depthwise":
+        C = draw(st.integers(1, 6))
+        groups, K = C, C * draw(st.sampled_from([1, 1, 2, 3]))
+    else:
+        groups = 1 if kind == "dense" else draw(st.integers(2, 3))
+        C = draw(st.integers(1, 5)) * groups
+        K = draw(st.integers(1, 10)) * groups
+    KH, KW = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    dil = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    pad = tuple(draw(st.integers(0, 3)) for _ in range(4))
+    H, W = draw(st.integers(1, 14)), draw(st.integers(1, 26))
+    act = draw(st.sampled_from(["none", "relu", "relu6", "leaky_relu", "clamp", "sigmoid", "tanh", "hardswish"]))
+    s = ConvSpec(draw(st.integers(1, 2)), C, H, W, K, KH, KW, stride, pad, dil, groups, act,
+                 ACT_PARAMS.get(act, ()), draw(st.booleans()), draw(st.sampled_from([8, 8, 4])))
+    if s.OH < 1 or s.OW < 1:
+        s = ConvSpec(s.N, C, H + dil[0] * (KH - 1), W + dil[1] * (KW - 1), K, KH, KW, stride, pad, dil, groups, act,
+                     s.act_params, s.residual, s.vec)
+    return s
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(st.lists(conv_specs(), min_size=12, max_size=12), st.integers(0, 2**31 - 1), st.booleans())
+def test_random_convs(specs, seed, bias):
+    run_specs(specs, seed=seed, bias=bias)
+
+
+def test_32_register_tiles(monkeypatch):
+    """The tile set chosen for 32 vector registers (NEON, AVX-512 hosts) computes the same thing."""
+    monkeypatch.setattr(convk, "VECTOR_REGISTERS", 32)
+    monkeypatch.delenv("LRC_VECTOR_REGISTERS", raising=False)
+    run_specs([S(1, 6, 9, 41, 12, 3, padding=P1, act="relu"), S(1, 5, 6, 7, 10, 1), S(1, 4, 9, 30, 16, 3, stride=(2, 2), padding=P1),
+               S(1, 3, 7, 29, 7, 5, padding=(2, 2, 2, 2)), S(1, 3, 8, 20, 3, 3, padding=P1)])
