@@ -42,13 +42,13 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -m pip --version >/dev/null 2
   "$PY" -m venv .venv || { echo "setup: error: '$PY -m venv .venv' failed"; exit 1; }
 fi
 # Reinstall only when a dependency list changed (the stamp records their checksum).
-sum=$(cat pyproject.toml pruning/pyproject.toml apps/pyproject.toml 2>/dev/null | sha256sum | cut -d' ' -f1)
+sum=$(cat scripts/setup.sh pyproject.toml pruning/pyproject.toml apps/pyproject.toml 2>/dev/null | sha256sum | cut -d' ' -f1)
 if [ "$(cat .venv/.lrc-stamp 2>/dev/null)" != "$sum" ]; then
   echo "setup: installing Python packages into .venv"
   .venv/bin/pip install -q --upgrade pip
   .venv/bin/pip install -q "torch==2.13.0" "torch-mlir==20261001"
   .venv/bin/pip install -q -e ".[test,gpu]"
-  [ -f pruning/pyproject.toml ] && .venv/bin/pip install -q -e pruning
+  [ -f pruning/pyproject.toml ] && .venv/bin/pip install -q -e "pruning[all]"
   [ -f apps/pyproject.toml ] && .venv/bin/pip install -q -e apps
   echo "$sum" > .venv/.lrc-stamp
 fi
