@@ -1,4 +1,5 @@
-/* The lrc runtime: artifact loading (dlopen + model.meta) and a descriptor-building call shim. */
+/* The lrc runtime: artifact loading (model.meta, dlopen model.so, weights from model.weights) and a
+ * descriptor-building call shim. */
 #define _POSIX_C_SOURCE 200809L
 #include "lrc/runtime.h"
 
@@ -30,8 +31,47 @@ static void set_err(char *err, size_t n, const char *a, const char *b) {
   if (err && n) snprintf(err, n, "%s%s", a, b ? b : "");
 }
 
+typedef int (*lrc_set_weights_fn)(const void *, uint64_t);
+
+/* Read `dir/file` whole and hand it to the model's lrc_set_weights (which checks that the blob
+ * belongs to this build and copies it into place). Returns 0 on success. */
+static int load_weights(void *lib, const char *dir, const char *file, char *err, size_t err_len) {
+  static const char *why[] = {"", "is not an lrc weight blob", "has the wrong size for this model",
+                              "belongs to a different build of this model"};
+  char path[4096];
+  snprintf(path, sizeof path, "%s/%s", dir, file);
+  lrc_set_weights_fn set = (lrc_set_weights_fn)dlsym(lib, "lrc_set_weights");
+  if (!set) {
+    set_err(err, err_len, "missing symbol lrc_set_weights in model.so for ", path);
+    return -1;
+  }
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    set_err(err, err_len, "cannot open ", path);
+    return -1;
+  }
+  fseek(f, 0, SEEK_END);
+  long n = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  void *buf = n > 0 ? malloc((size_t)n) : NULL;
+  int rc = -1;
+  if (buf && fread(buf, 1, (size_t)n, f) == (size_t)n) {
+    rc = set(buf, (uint64_t)n);
+    if (rc) {
+      char msg[4200];
+      snprintf(msg, sizeof msg, "%s %s", path, rc >= -3 ? why[-rc] : "was rejected");
+      set_err(err, err_len, msg, NULL);
+    }
+  } else {
+    set_err(err, err_len, "cannot read ", path);
+  }
+  free(buf);
+  fclose(f);
+  return rc;
+}
+
 lrc_model_t *lrc_model_open(const char *dir, char *err, size_t err_len) {
-  char path[4096], entry[256] = "forward", line[1024];
+  char path[4096], entry[256] = "forward", weights[256] = "", line[1024];
   snprintf(path, sizeof path, "%s/model.meta", dir);
   FILE *f = fopen(path, "r");
   if (!f) {
@@ -43,6 +83,8 @@ lrc_model_t *lrc_model_open(const char *dir, char *err, size_t err_len) {
   while (fgets(line, sizeof line, f)) {
     if (strncmp(line, "entry ", 6) == 0) {
       sscanf(line + 6, "%255s", entry);
+    } else if (strncmp(line, "weights ", 8) == 0) {
+      sscanf(line + 8, "%255s", weights);
     } else if (strncmp(line, "in ", 3) == 0 || strncmp(line, "out ", 4) == 0) {
       int is_in = line[0] == 'i';
       if (n_args >= LRC_MAX_ARGS || (is_in && m->n_out)) { ok = 0; break; }
@@ -75,6 +117,11 @@ lrc_model_t *lrc_model_open(const char *dir, char *err, size_t err_len) {
   m->fn = (lrc_fn_t)dlsym(m->lib, sym);
   if (!m->fn) {
     set_err(err, err_len, "missing entry symbol ", sym);
+    dlclose(m->lib);
+    free(m);
+    return NULL;
+  }
+  if (weights[0] && load_weights(m->lib, dir, weights, err, err_len)) {
     dlclose(m->lib);
     free(m);
     return NULL;

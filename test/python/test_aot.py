@@ -27,7 +27,7 @@ def saved(tmp_path_factory):
 
 def test_save_writes_artifact(saved):
     path, *_ = saved
-    assert sorted(os.listdir(path)) == ["model.h", "model.json", "model.meta", "model.so"]
+    assert sorted(os.listdir(path)) == ["model.h", "model.json", "model.meta", "model.so", "model.weights"]
     assert "_mlir_ciface_forward" in open(path / "model.h").read()
 
 

@@ -38,7 +38,8 @@ typedef struct {
 
 typedef struct lrc_model lrc_model_t;
 
-/* Open an artifact directory (model.so + model.meta). Returns NULL and fills `err` on failure. */
+/* Open an artifact directory (model.meta, model.so, and the weights file model.meta names, which is
+ * copied into the model here). Returns NULL and fills `err` on failure. */
 lrc_model_t *lrc_model_open(const char *dir, char *err, size_t err_len);
 void lrc_model_close(lrc_model_t *m);
 int lrc_model_num_inputs(const lrc_model_t *m);

@@ -1,10 +1,16 @@
-"""Ahead-of-time artifacts: a shared object built with clang from our LLVM IR, plus metadata.
+"""Ahead-of-time artifacts: a shared object built with clang from our LLVM IR, a weight blob, metadata.
 
-Layout of an artifact directory:
-    model.so     the compiled network; entry `_mlir_ciface_<entry>(memref descriptors...)`
-    model.h      C declaration of the entry point (see lib/include/lrc/runtime.h for the ABI)
-    model.meta   plain text the C runtime reads: `entry NAME`, then `in d0 d1 ...` / `out d0 ...` lines
-    model.json   the same for Python, plus the target and the lrc version
+Layout of an artifact directory (the same for every CPU target; lib/runtime.c reads it):
+    model.so       the compiled network; entry `_mlir_ciface_<entry>(memref descriptors...)` and
+                   `lrc_set_weights(blob, nbytes)`, which must run once before the first call
+    model.h        C declarations of both (see lib/include/lrc/runtime.h for the descriptor ABI)
+    model.weights  the weights: a 64-byte header (magic, size, tensor count, build id), then each
+                   tensor's raw little-endian bytes at a 64-byte aligned offset
+    model.meta     plain text the C runtime reads: `entry NAME`, `weights FILE`, `in d0 d1 ...`, `out ...`
+    model.json     the same for Python, plus the target, its options and the format version
+Weights live outside the code so that the shared object stays small and a fine-tuned or re-pruned
+checkpoint with the same structure is a new blob, not a new build; the build id in the blob and in
+the .so makes a mismatched pair fail loudly instead of computing garbage.
 The directory is written under a temporary name and renamed into place, so a reader never sees a
 half-written artifact, and an existing path is never replaced unless `overwrite=True`.
 """
@@ -14,20 +20,26 @@ import ctypes
 import json
 import os
 import shutil
+import struct
 import subprocess
 import tempfile
+import uuid
 
 import numpy as np
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 HOST_CFLAGS = ["-O3", "-fPIC", "-shared", "-march=x86-64-v3"]  # AVX2 + FMA, what the JIT targets here
+WEIGHTS_MAGIC = b"LRCWGT01"
+WEIGHTS_ALIGN = 64
+MIN_EXTERNAL_BYTES = 256  # smaller constants (index tables of a few entries) stay in the code
+ARTIFACT_FILES = ("model.h", "model.json", "model.meta", "model.so", "model.weights")
 
 
 class ToolchainError(RuntimeError):
     pass
 
 
-def _tool(names: tuple[str, ...], package: str) -> str:
+def find_tool(names: tuple[str, ...], package: str) -> str:
     for name in names:
         path = shutil.which(name)
         if path:
@@ -36,63 +48,180 @@ def _tool(names: tuple[str, ...], package: str) -> str:
                          "(`make setup` does this)")
 
 
-def _run(cmd: list[str], what: str) -> None:
+_tool = find_tool  # older name, kept for callers outside this module
+
+
+def run_tool(cmd: list[str], what: str) -> subprocess.CompletedProcess:
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise ToolchainError(f"{what} failed ({' '.join(cmd)}):\n{proc.stderr[-4000:]}")
+    return proc
 
 
-def compile_llvm_dialect(module, out_so: str, flags: list[str] | None = None, target: str | None = None) -> None:
-    """LLVM-dialect module -> shared object.
+_run = run_tool
+
+
+# --- weights ---------------------------------------------------------------------------------------
+
+def externalize_weights(module) -> list[tuple[str, np.ndarray]]:
+    """Move large constant globals of an LLVM-dialect module out of the code, in place.
+
+    Each such global becomes a writable, zero-initialised (so .bss, no file bytes) hidden symbol;
+    the returned (symbol, array) list is what `lrc_set_weights` copies in at load time. It must not
+    stay `constant`: LLVM would then be free to fold loads from an all-zero global.
+    """
+    from torch_mlir import ir
+
+    out = []
+    with module.context, ir.Location.unknown():
+        external = ir.Attribute.parse("#llvm.linkage<external>")
+        for op in module.body.operations:
+            if op.operation.name != "llvm.mlir.global" or "value" not in op.attributes:
+                continue
+            v = op.attributes["value"]
+            if not isinstance(v, ir.DenseElementsAttr) or v.is_splat:
+                continue
+            arr = np.array(v, copy=True)
+            if arr.nbytes < MIN_EXTERNAL_BYTES:
+                continue
+            elem = v.type.element_type
+            zero = ir.FloatAttr.get(elem, 0.0) if isinstance(elem, ir.FloatType) else ir.IntegerAttr.get(elem, 0)
+            op.attributes["value"] = ir.DenseElementsAttr.get_splat(v.type, zero)
+            if "constant" in op.attributes:
+                del op.attributes["constant"]
+            op.attributes["linkage"] = external
+            # hidden: visible to the weight loader linked into the same .so, not exported from it,
+            # so the kernels keep direct PC-relative addressing instead of going through the GOT
+            op.attributes["visibility_"] = ir.IntegerAttr.get(ir.IntegerType.get_signless(64), 1)
+            out.append((ir.StringAttr(op.attributes["sym_name"]).value, arr))
+    return out
+
+
+def _layout(weights):
+    """(symbol, offset, nbytes) per tensor and the total blob size."""
+    off, rows = WEIGHTS_ALIGN, []
+    for name, arr in weights:
+        rows.append((name, off, arr.nbytes))
+        off += -(-arr.nbytes // WEIGHTS_ALIGN) * WEIGHTS_ALIGN
+    return rows, off
+
+
+def write_weights(path: str, weights, build_id: int) -> None:
+    rows, total = _layout(weights)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<8sQQQ", WEIGHTS_MAGIC, total, len(rows), build_id).ljust(WEIGHTS_ALIGN, b"\0"))
+        for (_, off, n), (_, arr) in zip(rows, weights):
+            f.seek(off)
+            f.write(np.ascontiguousarray(arr).astype(arr.dtype.newbyteorder("<"), copy=False).tobytes())
+        f.truncate(total)
+
+
+def _weights_loader_c(weights, build_id: int) -> str:
+    """C source of `lrc_set_weights`, compiled into model.so next to the kernels."""
+    rows, total = _layout(weights)
+    # No libc headers: Android builds have no bionic sysroot here (the builtins become memcpy calls,
+    # which every libc the .so is loaded into provides).
+    lines = ["/* Generated by lrc: copies model.weights into the kernels' weight symbols. */",
+             "typedef unsigned long long lrc_u64;"]
+    lines += [f"extern char {name}[];" for name, _, _ in rows]
+    body = [f"  {{{name}, {off}ull, {n}ull}}," for name, off, n in rows] or ["  {0, 0, 0},"]
+    lines += ["static const struct { char *dst; lrc_u64 off, n; } lrc_weight_table[] = {", *body, "};",
+              "__attribute__((visibility(\"default\")))",
+              "int lrc_set_weights(const void *blob, lrc_u64 nbytes) {",
+              "  const unsigned char *b = (const unsigned char *)blob;",
+              "  lrc_u64 hdr[3];",
+              f"  if (nbytes < {WEIGHTS_ALIGN} || __builtin_memcmp(b, \"{WEIGHTS_MAGIC.decode()}\", 8))",
+              "    return -1;",
+              "  __builtin_memcpy(hdr, b + 8, sizeof hdr);",
+              f"  if (hdr[0] != {total}ull || nbytes != {total}ull || hdr[1] != {len(rows)}ull) return -2;",
+              f"  if (hdr[2] != {build_id}ull) return -3;",
+              f"  for (int i = 0; i < {len(rows)}; i++)",
+              "    __builtin_memcpy(lrc_weight_table[i].dst, b + lrc_weight_table[i].off, lrc_weight_table[i].n);",
+              "  return 0;", "}"]
+    return "\n".join(lines) + "\n"
+
+
+WEIGHT_ERRORS = {-1: "is not an lrc weight blob (bad magic or too short)",
+                 -2: "has the wrong size or tensor count for this model",
+                 -3: "belongs to a different build of this model (build id mismatch)"}
+
+
+# --- building ----------------------------------------------------------------------------------------
+
+def compile_llvm_dialect(module, out_so: str, flags: list[str] | None = None, target: str | None = None,
+                         extra_sources: dict[str, str] | None = None) -> None:
+    """LLVM-dialect module (+ small C sources, name -> text) -> shared object.
 
     The bundled LLVM (24git) prints float constants in a syntax clang-22 cannot read, so the module
     goes through Debian's mlir-translate-22 instead, which reads our MLIR text (weights travel as
     compact hex) and writes LLVM IR that clang-22 understands.
     """
-    translate = _tool(("mlir-translate-22",), "mlir-22-tools")
-    clang = _tool(("clang-22",), "clang-22")
+    translate = find_tool(("mlir-translate-22",), "mlir-22-tools")
+    clang = find_tool(("clang-22",), "clang-22")
     with tempfile.TemporaryDirectory(prefix="lrc-aot-") as td:
         mlir = os.path.join(td, "model.mlir")
         ll = os.path.join(td, "model.ll")
         with open(mlir, "w") as f:
             module.operation.print(file=f, large_elements_limit=None)
-        _run([translate, "--mlir-to-llvmir", mlir, "-o", ll], "mlir-translate-22")
-        _run([clang, "-Wno-override-module"] + (flags or HOST_CFLAGS) + ([f"--target={target}"] if target else [])
-             + [ll, "-o", out_so, "-lm"], "clang-22")
+        run_tool([translate, "--mlir-to-llvmir", mlir, "-o", ll], "mlir-translate-22")
+        srcs = [ll]
+        for name, text in (extra_sources or {}).items():
+            srcs.append(os.path.join(td, name))
+            with open(srcs[-1], "w") as f:
+                f.write(text)
+        run_tool([clang, "-Wno-override-module"] + ([f"--target={target}"] if target else [])
+                 + (flags or HOST_CFLAGS) + srcs + ["-o", out_so, "-lm"], "clang-22")
 
 
-def _header(entry: str, n_in: int, n_out: int, ins, outs) -> str:
+def _header(entry: str, ins, outs) -> str:
     lines = ["/* Generated by lrc. Each argument is a pointer to a ranked memref descriptor",
-             " * (lrc_memref_<rank>d_t in lrc/runtime.h). */", "#pragma once", '#include "lrc/runtime.h"', ""]
+             " * (lrc_memref_<rank>d_t in lrc/runtime.h). */", "#pragma once", "#include <stdint.h>",
+             '#include "lrc/runtime.h"', "",
+             "/* Copy the contents of model.weights into the model; call once before the first forward",
+             " * call (lrc_model_open does this). Returns 0, or < 0 if the blob does not belong to this .so. */",
+             "int lrc_set_weights(const void *blob, uint64_t nbytes);", ""]
     args = [f"lrc_memref_{len(s)}d_t *in{i} /* {list(s)} */" for i, s in enumerate(ins)]
     args += [f"lrc_memref_{len(s)}d_t *out{i} /* {list(s)} */" for i, s in enumerate(outs)]
     lines.append(f"void _mlir_ciface_{entry}({', '.join(args)});")
     return "\n".join(lines) + "\n"
 
 
-def save_artifact(cm, path: str, overwrite: bool = False) -> None:
-    path = os.path.abspath(os.fspath(path))
-    if os.path.exists(path) and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
-    art = cm._artifact
-    entry = art["entry"]
+def build_artifact(out_dir: str, llvm_module, *, target: str, entry: str, input_shapes, output_shapes,
+                   weights=None, cflags: list[str] | None = None, clang_target: str | None = None,
+                   options: dict | None = None) -> None:
+    """Write a complete artifact into the existing, empty directory `out_dir`.
+
+    `weights`: the result of `externalize_weights(llvm_module)` when the caller already ran it (a
+    module can be externalized only once); None runs it here.
+    """
+    if weights is None:
+        weights = externalize_weights(llvm_module)
+    build_id = uuid.uuid4().int & ((1 << 63) - 1)
+    compile_llvm_dialect(llvm_module, os.path.join(out_dir, "model.so"), flags=cflags, target=clang_target,
+                         extra_sources={"weights_loader.c": _weights_loader_c(weights, build_id)})
+    write_weights(os.path.join(out_dir, "model.weights"), weights, build_id)
+    with open(os.path.join(out_dir, "model.h"), "w") as f:
+        f.write(_header(entry, input_shapes, output_shapes))
+    with open(os.path.join(out_dir, "model.meta"), "w") as f:
+        f.write(f"entry {entry}\nweights model.weights\n")
+        for s in input_shapes:
+            f.write("in " + " ".join(map(str, s)) + "\n")
+        for s in output_shapes:
+            f.write("out " + " ".join(map(str, s)) + "\n")
+    meta = {"format": FORMAT_VERSION, "target": target, "entry": entry, "options": options or {},
+            "inputs": [list(s) for s in input_shapes], "outputs": [list(s) for s in output_shapes],
+            "weights": "model.weights", "build_id": build_id}
+    with open(os.path.join(out_dir, "model.json"), "w") as f:
+        json.dump(meta, f, indent=1)
+
+
+def _publish(path: str, fill) -> None:
+    """Run fill(tmp_dir) and rename the finished directory to `path` (atomically replacing it)."""
     parent = os.path.dirname(path) or "."
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".lrc-save-", dir=parent)
     try:
-        compile_llvm_dialect(art["llvm_module"], os.path.join(tmp, "model.so"))
-        with open(os.path.join(tmp, "model.h"), "w") as f:
-            f.write(_header(entry, len(cm.input_shapes), len(cm.output_shapes), cm.input_shapes, cm.output_shapes))
-        with open(os.path.join(tmp, "model.meta"), "w") as f:
-            f.write(f"entry {entry}\n")
-            for s in cm.input_shapes:
-                f.write("in " + " ".join(map(str, s)) + "\n")
-            for s in cm.output_shapes:
-                f.write("out " + " ".join(map(str, s)) + "\n")
-        meta = {"format": FORMAT_VERSION, "target": cm.target, "entry": entry,
-                "inputs": [list(s) for s in cm.input_shapes], "outputs": [list(s) for s in cm.output_shapes]}
-        with open(os.path.join(tmp, "model.json"), "w") as f:
-            json.dump(meta, f, indent=1)
+        fill(tmp)
         if os.path.exists(path):  # overwrite=True: swap, then drop the old one
             old = tempfile.mkdtemp(prefix=".lrc-old-", dir=parent)
             os.rename(path, os.path.join(old, "artifact"))
@@ -104,6 +233,32 @@ def save_artifact(cm, path: str, overwrite: bool = False) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
 
+
+def save_artifact(cm, path, overwrite: bool = False) -> None:
+    path = os.path.abspath(os.fspath(path))
+    if os.path.exists(path) and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
+    art = cm._artifact
+    if art.get("dir"):  # cross targets build their artifact up front (to run it); copy it
+        src = art["dir"]
+
+        def fill(tmp):
+            for name in os.listdir(src):
+                shutil.copy2(os.path.join(src, name), os.path.join(tmp, name))
+    else:
+        # The host keeps its LLVM-dialect module from the JIT build; weights are split off once
+        # and remembered, so a second save() of the same model still has them.
+        if "weights" not in art:
+            art["weights"] = externalize_weights(art["llvm_module"])
+
+        def fill(tmp):
+            build_artifact(tmp, art["llvm_module"], target=cm.target, entry=art["entry"],
+                           input_shapes=cm.input_shapes, output_shapes=cm.output_shapes,
+                           weights=art["weights"], cflags=HOST_CFLAGS)
+    _publish(path, fill)
+
+
+# --- loading -----------------------------------------------------------------------------------------
 
 class _Descriptor:
     """ctypes structs matching MLIR's ranked memref descriptor, cached per rank."""
@@ -130,20 +285,32 @@ class _Descriptor:
         return d
 
 
-def load_artifact(path: str):
-    from ..compiled_model import CompiledModel
-
-    path = os.fspath(path)
+def read_meta(path: str) -> dict:
     meta_path = os.path.join(path, "model.json")
     if not os.path.isfile(meta_path):
         raise FileNotFoundError(f"{path} is not an lrc artifact (no model.json)")
     with open(meta_path) as f:
         meta = json.load(f)
-    if meta.get("format") != FORMAT_VERSION:
-        raise ValueError(f"{path}: artifact format {meta.get('format')} is not supported (expected {FORMAT_VERSION})")
-    if meta["target"] != "host":
-        raise NotImplementedError(f"{path}: artifacts for target '{meta['target']}' cannot be loaded on this host")
-    lib = ctypes.CDLL(os.path.join(os.path.abspath(path), "model.so"))
+    if meta.get("format") not in (1, FORMAT_VERSION):
+        raise ValueError(f"{path}: artifact format {meta.get('format')} is not supported "
+                         f"(expected {FORMAT_VERSION})")
+    return meta
+
+
+def open_native(path: str, meta: dict):
+    """dlopen an artifact built for this machine; returns (runner, library handle)."""
+    # dlopen by a private name: the loader hands back an already-loaded library for a path it has
+    # seen, so re-loading an artifact that was overwritten in place would run the old code.
+    with tempfile.TemporaryDirectory(prefix="lrc-load-") as td:
+        so = os.path.join(td, "model.so")
+        shutil.copyfile(os.path.join(path, "model.so"), so)
+        lib = ctypes.CDLL(so)  # stays mapped after the copy is removed
+    if meta.get("weights"):
+        blob = np.fromfile(os.path.join(path, meta["weights"]), dtype=np.uint8)
+        lib.lrc_set_weights.restype = ctypes.c_int
+        rc = lib.lrc_set_weights(blob.ctypes.data_as(ctypes.c_void_p), ctypes.c_uint64(blob.size))
+        if rc:
+            raise ValueError(f"{path}/{meta['weights']} {WEIGHT_ERRORS.get(rc, f'was rejected ({rc})')}")
     fn = getattr(lib, f"_mlir_ciface_{meta['entry']}")
     fn.restype = None
 
@@ -151,5 +318,22 @@ def load_artifact(path: str):
         descs = [_Descriptor.of(a) for a in arrays]
         fn(*[ctypes.byref(d) for d in descs])
 
-    return CompiledModel(run, meta["inputs"], meta["outputs"], meta["target"], artifact=None,
+    return run, lib
+
+
+def load_artifact(path):
+    from ..compiled_model import CompiledModel
+
+    path = os.path.abspath(os.fspath(path))
+    meta = read_meta(path)
+    target = meta["target"]
+    if target == "host":
+        run, lib = open_native(path, meta)
+    elif target == "arm64":
+        from .arm64 import open_artifact
+
+        run, lib = open_artifact(path, meta)
+    else:
+        raise NotImplementedError(f"{path}: artifacts for target '{target}' cannot be loaded")
+    return CompiledModel(run, meta["inputs"], meta["outputs"], target, artifact={"dir": path},
                          stats={"loaded_from": path}, keepalive=lib)
