@@ -1,0 +1,155 @@
+"""`lr` function -> a GPU program: buffers, one kernel per layer, and the MLIR module holding them.
+
+Every tensor value gets its own device buffer (reshapes alias their operand; constants become
+buffers uploaded once with the weights), so a model's outputs are simply read back from the
+buffers of the returned values and kernels never alias a binding. Layers run in program order.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from torch_mlir import ir
+from torch_mlir.dialects import gpu
+
+from lrc.dialects import lr
+
+from ..codegen.emit import LayerOp
+from . import ops_dense, ops_simple
+from .builder import GpuKernel, GpuKernelSpec
+
+EMITTERS = {
+    "conv2d": ops_dense.emit_conv2d, "conv_transpose2d": ops_dense.emit_conv_transpose2d,
+    "linear": ops_dense.emit_linear,
+    **{name: ops_simple.emit_activation for name in ops_simple.ACT_OPS},
+    "prelu": ops_simple.emit_prelu, "batch_norm": ops_simple.emit_batch_norm,
+    "instance_norm": ops_simple.emit_instance_norm,
+    "add": ops_simple.emit_binary, "sub": ops_simple.emit_binary, "mul": ops_simple.emit_binary,
+    "div": ops_simple.emit_binary, "concat": ops_simple.emit_concat, "permute": ops_simple.emit_permute,
+    "pad": ops_simple.emit_pad, "max_pool2d": ops_simple.emit_pool, "avg_pool2d": ops_simple.emit_pool,
+    "adaptive_avg_pool2d": ops_simple.emit_adaptive_avg_pool, "upsample": ops_simple.emit_upsample,
+    "pixel_shuffle": ops_simple.emit_pixel_shuffle,
+}
+
+
+class GpuLoweringError(ValueError):
+    def __init__(self, message: str, location=None):
+        super().__init__(message)
+        self.location = location
+
+
+class GpuNotImplemented(NotImplementedError):
+    def __init__(self, message: str, location=None):
+        super().__init__(message)
+        self.location = location
+
+
+@dataclass
+class BufferSpec:
+    numel: int
+    kind: str  # "input" | "temp" | "const"
+    data: np.ndarray | None = None  # constants
+    dtype: type = np.float32
+
+
+@dataclass
+class GpuProgram:
+    """Everything a runtime needs besides the compiled binaries (which follow `kernels` order)."""
+
+    buffers: list[BufferSpec] = field(default_factory=list)
+    inputs: list[int] = field(default_factory=list)  # buffer id per model input
+    outputs: list[int] = field(default_factory=list)  # buffer id per model output
+    kernels: list[GpuKernelSpec] = field(default_factory=list)
+    module: ir.Module | None = None  # gpu.module(s) with the kernels, before SPIR-V conversion
+
+    def add_buffer(self, spec: BufferSpec) -> int:
+        self.buffers.append(spec)
+        return len(self.buffers) - 1
+
+
+def _shape(v) -> tuple[int, ...]:
+    return tuple(v.type.shape)
+
+
+def _numel(shape) -> int:
+    return int(np.prod(shape)) if len(shape) else 1
+
+
+def target_env(api: str) -> str:
+    if api == "vulkan":
+        return ("#spirv.target_env<#spirv.vce<v1.0, [Shader], [SPV_KHR_storage_buffer_storage_class]>, "
+                "#spirv.resource_limits<>>")
+    return "#spirv.target_env<#spirv.vce<v1.0, [Kernel, Addresses, Int64], []>, api=OpenCL, #spirv.resource_limits<>>"
+
+
+def build_program(lr_module: ir.Module, api: str, entry: str = "forward") -> GpuProgram:
+    """Plan buffers and emit one kernel per layer of @entry. Vulkan gets one gpu.module per kernel
+    (each becomes its own SPIR-V shader module with bindings 0..n); OpenCL one module for all."""
+    ctx = lr_module.context
+    lr.load(ctx)
+    f = None
+    for op in lr_module.body.operations:
+        if op.operation.name == "func.func" and ir.StringAttr(op.attributes["sym_name"]).value == entry:
+            f = op
+    if f is None:
+        raise GpuLoweringError(f"no function @{entry} in the module")
+    prog = GpuProgram()
+    block = f.regions[0].blocks[0]
+    ops = list(block.operations)
+    buf: dict = {}
+    for a in block.arguments:
+        buf[a] = prog.add_buffer(BufferSpec(_numel(_shape(a)), "input"))
+        prog.inputs.append(buf[a])
+
+    with ctx, ir.Location.unknown(ctx):
+        prog.module = ir.Module.create()
+        prog.module.operation.attributes["gpu.container_module"] = ir.UnitAttr.get()
+        env = ir.Attribute.parse(target_env(api))
+
+        def new_gpu_module(name):
+            with ir.InsertionPoint(prog.module.body):
+                m = gpu.GPUModuleOp(name)
+                m.attributes["spirv.target_env"] = env
+                m.regions[0].blocks.append()
+            return m
+
+        shared = new_gpu_module("lr_kernels") if api != "vulkan" else None
+        t = 0
+        for op in ops[:-1]:
+            op = op.operation
+            name = op.name
+            if name == "arith.constant":
+                val = op.attributes["value"]
+                shape = _shape(op.results[0])
+                if isinstance(val, ir.DenseElementsAttr) and val.is_splat:
+                    arr = np.full(shape, val.get_splat_value().value, np.float32)
+                else:
+                    arr = np.array(val).astype(np.float32)
+                buf[op.results[0]] = prog.add_buffer(BufferSpec(arr.size, "const", arr.reshape(-1)))
+                continue
+            if name == "lr.reshape":
+                buf[op.results[0]] = buf[op.operands[0]]
+                continue
+            if not name.startswith("lr."):
+                raise GpuLoweringError(f"'{name}' is not an lr op; run lr-raise-torch first", op.location)
+            opname = name[3:]
+            if opname not in EMITTERS:
+                raise GpuNotImplemented(f"'{name}' has no GPU lowering (target {api})", op.location)
+            try:
+                attrs = lr.attrs_of(op)
+            except lr.ShapeError as e:
+                raise GpuLoweringError(f"'{name}': {e}", op.location) from None
+            label = op.attributes["lr.name"].value if "lr.name" in op.attributes else ""
+            layer = LayerOp(opname, attrs, [_shape(v) for v in op.operands], _shape(op.results[0]), op.location,
+                            label)
+            out = prog.add_buffer(BufferSpec(_numel(_shape(op.results[0])), "temp"))
+            buf[op.results[0]] = out
+            kname = f"l{t}_{opname}"
+            desc = f"{name}" + (f" '{label}'" if label else "")
+            k = GpuKernel(kname, [buf[v] for v in op.operands], out, desc)
+            gm = shared if shared is not None else new_gpu_module(f"m{t}")
+            with ir.InsertionPoint(gm.regions[0].blocks[0]), op.location:
+                prog.kernels.append(EMITTERS[opname](k, layer))
+            t += 1
+        prog.outputs = [buf[v] for v in ops[-1].operands]
+    return prog
