@@ -1,6 +1,8 @@
 """Glue from lr conv/linear ops to the register-blocked vector kernels in `codegen.kernels`."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from .emit import Arg, Kernel, KernelSig, LayerOp
@@ -8,6 +10,32 @@ from .emit import Arg, Kernel, KernelSig, LayerOp
 
 def _act(a):
     return a.get("act", "none"), tuple(a.get("act_params") or ())
+
+
+def sparse_mode() -> str:
+    """LRC_SPARSE: auto (cost model, default) | always (every annotated conv) | off (dense kernels)."""
+    mode = os.environ.get("LRC_SPARSE", "auto")
+    if mode not in ("auto", "always", "off"):
+        raise ValueError(f"LRC_SPARSE must be auto, always or off, got {mode!r}")
+    return mode
+
+
+def _sparse_pack(spec, a):
+    """The compact sparse form of a conv carrying #lr.sparsity, or None for the dense kernel.
+
+    Pattern kinds use the attribute's library (every kernel's non-zeros must fit a pattern);
+    other kinds derive tap sets from the zeros in the weights. `auto` keeps the dense kernel
+    unless the sparse one does enough fewer MACs to be faster (sparse_conv.worth_it).
+    """
+    sp = a.get("sparsity")
+    mode = sparse_mode()
+    if sp is None or sp["kind"] == "none" or mode == "off":
+        return None
+    from .kernels.sparse_conv import pack_sparse_conv, worth_it
+
+    lib = sp["library"] if sp["kind"] in ("pattern", "pattern+kernel") else None
+    pack = pack_sparse_conv(spec, a["weight"], a["bias"], library=lib)
+    return pack if mode == "always" or worth_it(pack) else None
 
 
 def emit_conv2d(k: Kernel, op: LayerOp) -> KernelSig:
@@ -20,8 +48,15 @@ def emit_conv2d(k: Kernel, op: LayerOp) -> KernelSig:
     spec = ConvSpec(N=n, C=c, H=h, W=w, K=kk, KH=kh, KW=kw, stride=tuple(a["stride"]),
                     padding=tuple(a["padding"]), dilation=tuple(a["dilation"]), groups=a["groups"], act=act,
                     act_params=params, residual=len(op.in_shapes) == 2, vec=k.vec)
-    packed = pack_conv_weights(spec, a["weight"], a["bias"])
-    fn = emit_conv_func(spec, k.name, packed)
+    sparse = _sparse_pack(spec, a)
+    if sparse is not None:
+        from .kernels.sparse_conv import emit_sparse_conv_func
+
+        packed = sparse.arrays()
+        fn = emit_sparse_conv_func(sparse, k.name)
+    else:
+        packed = pack_conv_weights(spec, a["weight"], a["bias"])
+        fn = emit_conv_func(spec, k.name, packed)
     args = [Arg("in", 0)] + [Arg("param", array=np.ascontiguousarray(p).reshape(-1)) for p in packed]
     if spec.residual:
         args.append(Arg("in", 1))

@@ -1,0 +1,423 @@
+"""Table 1: dense vs pruned, with and without our compiler, 1 thread, side by side in one run.
+
+    .venv/bin/python bench/table1.py [--models style,color,superres,vgg16] [--repeats 10] [--no-csr]
+
+Per model, five rows of the seed paper's table:
+  torch dense | ORT dense | lrc dense | pruned without our compiler | lrc pruned + compiled.
+"Pruned without our compiler" is MLIR's generic sparsifier (`sparse_tensor` CSR x dense, vl=8) on
+every conv of the pruned model as im2col x CSR, JIT-compiled per layer: the sum of the per-layer
+SpMM medians (im2col and the non-conv layers are not counted, so the row is a lower bound).
+The other four are whole-model calls, interleaved round by round so machine noise hits all alike.
+
+Pruned models: apps/checkpoints/<app>_pruned.pt if present, else the dense checkpoint hard-pruned
+with lrprune projections at PatDNN level (3x3: 8 patterns of 4 + 67 % kernels removed = 6.75x
+fewer MACs; other convs: 80 % kernels removed; the first conv (<= 3 input channels) and the output
+convs (<= 12 filters) stay dense). VGG-16-style: the 13 VGG-16 convs at 224x224 with a global
+average pool and a 512->1000 classifier (the 25088x4096 FC would only measure memory), random
+weights (speed does not depend on the values, only on the zeros).
+
+Writes bench/results/table1.md, table1.json and table1.png atomically.
+"""
+from __future__ import annotations
+
+import argparse
+import ctypes
+import datetime
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.join(HERE, "..")
+sys.path.insert(0, HERE)
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+from dense import machine, ort_session, write_atomic  # noqa: E402  (sets torch to 1 thread)
+
+import lrc  # noqa: E402
+import lrprune  # noqa: E402
+
+PEAK_NOTES = 34.8  # GFLOP/s, the 1-thread peak named in the issue (Zen 1 AVX2 machine, NOTES.md)
+PEAK_HOST = 112.0  # GFLOP/s, this Zen 4 host (docs/kernels.md)
+
+
+# --------------------------------------------------------------------------------------------------
+# Models
+
+
+class VGG16Style(nn.Module):
+    CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512]
+
+    def __init__(self):
+        super().__init__()
+        layers, c = [], 3
+        for v in self.CFG:
+            if v == "M":
+                layers.append(nn.MaxPool2d(2))
+            else:
+                layers += [nn.Conv2d(c, v, 3, padding=1), nn.ReLU(inplace=True)]
+                c = v
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(512, 1000))
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+def load_models(name: str):
+    """(dense model, pruned model, input, where the pruned weights came from)."""
+    if name == "vgg16":
+        torch.manual_seed(0)
+        dense = VGG16Style().eval()
+        with torch.no_grad():
+            for m in dense.modules():
+                if isinstance(m, nn.Conv2d):
+                    nn.init.kaiming_normal_(m.weight)
+        x = torch.rand(1, 3, 224, 224)
+        pruned = VGG16Style().eval()
+        pruned.load_state_dict(dense.state_dict())
+        return dense, hard_prune(pruned), x, "random weights, hard-pruned (lrprune projections)"
+    from lrapps import models
+
+    ck = os.path.join(ROOT, "apps", "checkpoints")
+    dense = models.load(os.path.join(ck, f"{name}_dense.pt"))
+    x = models.example_input(name)
+    p = os.path.join(ck, f"{name}_pruned.pt")
+    if os.path.exists(p):
+        return dense, models.load(p), x, f"{name}_pruned.pt (ADMM)"
+    pruned = models.load(os.path.join(ck, f"{name}_dense.pt"))
+    return dense, hard_prune(pruned), x, f"{name}_dense.pt hard-pruned (lrprune projections)"
+
+
+def hard_prune(model: nn.Module, kernel_rate: float = 0.67, other_rate: float = 0.8) -> nn.Module:
+    convs = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d) and m.groups == 1]
+    w3 = [m.weight.detach() for _, m in convs if m.kernel_size == (3, 3)]
+    lib = lrprune.PatternLibrary.from_weights(w3, n=8, entries=4) if w3 else None
+    with torch.no_grad():
+        for name, m in convs:
+            if m.in_channels <= 3 or m.out_channels <= 12:
+                continue
+            if m.kernel_size == (3, 3):
+                kind, rate = "pattern+kernel", kernel_rate
+                m.weight.copy_(lrprune.project(m.weight, kind, rate, library=lib))
+                m.lr_sparsity = {"kind": kind, "rate": rate, "library": [tuple(p) for p in lib.patterns]}
+            else:
+                kind, rate = "kernel", other_rate
+                m.weight.copy_(lrprune.project(m.weight, kind, rate))
+                m.lr_sparsity = {"kind": kind, "rate": rate, "library": None}
+    return model
+
+
+def conv_inputs(model, x):
+    """[(conv module, its input)] in execution order."""
+    got = []
+    hs = [m.register_forward_hook(lambda m, i, o: got.append((m, i[0].detach())))
+          for m in model.modules() if isinstance(m, nn.Conv2d)]
+    with torch.no_grad():
+        model(x)
+    for h in hs:
+        h.remove()
+    return got
+
+
+def macs(model, x) -> tuple[int, int]:
+    """(dense MACs, MACs on non-zero weights) of convs, transposed convs and linears."""
+    tot = [0, 0]
+
+    def hook(m, inp, out):
+        if isinstance(m, nn.Conv2d):
+            per = out.shape[0] * out.shape[2] * out.shape[3]
+            tot[0] += per * m.weight.numel()
+            tot[1] += per * int((m.weight != 0).sum())
+        elif isinstance(m, nn.ConvTranspose2d):
+            per = inp[0].shape[0] * inp[0].shape[2] * inp[0].shape[3]
+            tot[0] += per * m.weight.numel()
+            tot[1] += per * int((m.weight != 0).sum())
+        elif isinstance(m, nn.Linear):
+            n = out.numel() // m.out_features
+            tot[0] += n * m.weight.numel()
+            tot[1] += n * int((m.weight != 0).sum())
+
+    hs = [m.register_forward_hook(hook) for m in model.modules()]
+    with torch.no_grad():
+        model(x)
+    for h in hs:
+        h.remove()
+    return tot[0], tot[1]
+
+
+# --------------------------------------------------------------------------------------------------
+# "Pruned without our compiler": MLIR's sparsifier, im2col x CSR per conv
+
+
+def _csr_engine(M, K, N, nnz):
+    from torch_mlir import ir
+    from torch_mlir.execution_engine import ExecutionEngine
+    from torch_mlir.passmanager import PassManager
+
+    t = f"""
+#CSR = #sparse_tensor.encoding<{{ map = (i, j) -> (i : dense, j : compressed), posWidth = 32, crdWidth = 32 }}>
+func.func @spmm(%pos: tensor<{M + 1}xi32>, %crd: tensor<{nnz}xi32>, %val: tensor<{nnz}xf32>,
+                %b: tensor<{K}x{N}xf32>, %c: tensor<{M}x{N}xf32>) -> tensor<{M}x{N}xf32>
+    attributes {{llvm.emit_c_interface}} {{
+  %a = sparse_tensor.assemble (%pos, %crd), %val : (tensor<{M + 1}xi32>, tensor<{nnz}xi32>), tensor<{nnz}xf32>
+       to tensor<{M}x{K}xf32, #CSR>
+  %r = linalg.matmul ins(%a, %b : tensor<{M}x{K}xf32, #CSR>, tensor<{K}x{N}xf32>)
+                     outs(%c : tensor<{M}x{N}xf32>) -> tensor<{M}x{N}xf32>
+  return %r : tensor<{M}x{N}xf32>
+}}"""
+    ctx = ir.Context()
+    with ctx:
+        m = ir.Module.parse(t)
+        PassManager.parse("builtin.module(sparse-assembler, sparsifier{enable-runtime-library=false vl=8})").run(
+            m.operation)
+        return ExecutionEngine(m, opt_level=3), ctx
+
+
+def csr_model_ms(model, x, repeats: int) -> tuple[float, float]:
+    """(sum of per-conv SpMM medians in ms, max relative error of those SpMMs vs torch)."""
+    from torch_mlir.runtime import np_to_memref as nm
+
+    total, worst = 0.0, 0.0
+    for m, inp in conv_inputs(model, x):
+        if m.groups != 1:
+            raise NotImplementedError(f"CSR baseline: grouped conv {m} (im2col x CSR needs groups == 1)")
+        w = m.weight.detach().reshape(m.out_channels, -1).numpy()
+        xin = inp
+        if m.padding_mode != "zeros":
+            raise NotImplementedError(f"CSR baseline: padding_mode {m.padding_mode}")
+        cols = torch.nn.functional.unfold(xin, m.kernel_size, m.dilation, m.padding, m.stride)[0].numpy()
+        cols = np.ascontiguousarray(cols)
+        M, K = w.shape
+        N = cols.shape[1]
+        r, c = np.nonzero(w)
+        if len(r) == 0:
+            continue
+        pos = np.concatenate([[0], np.cumsum((w != 0).sum(1))]).astype(np.int32)
+        crd, val = c.astype(np.int32), w[r, c].astype(np.float32)
+        ee, ctx = _csr_engine(M, K, N, len(val))
+        outb = np.zeros((M, N), np.float32)
+        res = nm.make_nd_memref_descriptor(2, nm.as_ctype(np.float32))()
+        arrays = [pos, crd, val, cols, outb]
+        descs = [nm.get_ranked_memref_descriptor(a) for a in arrays]
+        ptrs = [ctypes.pointer(ctypes.pointer(res))] + [ctypes.pointer(ctypes.pointer(d)) for d in descs]
+        ee.invoke("spmm", *ptrs)
+        got = nm.ranked_memref_to_numpy(ctypes.pointer(res)).copy()
+        ref = w @ cols
+        worst = max(worst, float(np.abs(got - ref).max() / (np.abs(ref).max() + 1e-30)))
+        ts = []
+        for _ in range(max(3, repeats // 2)):  # big layers take a second each: half the repeats
+            t = time.perf_counter()
+            ee.invoke("spmm", *ptrs)
+            ts.append(time.perf_counter() - t)
+        total += statistics.median(ts) * 1e3
+        del ee, ctx
+    return total, worst
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+def _check(cm, model, x):
+    with torch.no_grad():
+        ref = model(x).numpy()
+    out = cm(x.numpy())
+    err = float(np.abs(out - ref).max())
+    return err, err <= 1e-4 * float(np.abs(ref).max()) + 1e-5
+
+
+def bench(name: str, repeats: int, csr: bool) -> dict:
+    dense, pruned, x, source = load_models(name)
+    xn = x.numpy()
+    t0 = time.perf_counter()
+    cm_dense = lrc.compile(dense, (x,))
+    t1 = time.perf_counter()
+    cm_pruned = lrc.compile(pruned, (x,))
+    t2 = time.perf_counter()
+    err_d, ok_d = _check(cm_dense, dense, x)
+    err_p, ok_p = _check(cm_pruned, pruned, x)
+    dm, _ = macs(dense, x)
+    pm_dense, pm_nz = macs(pruned, x)
+
+    def run_torch():
+        with torch.no_grad():
+            dense(x)
+
+    runners = {"torch": run_torch, "ort": ort_session(dense, x), "lrc_dense": lambda: cm_dense(xn),
+               "lrc_pruned": lambda: cm_pruned(xn)}
+    for _ in range(2):
+        for r in runners.values():
+            r()
+    times = {k: [] for k in runners}
+    for _ in range(repeats):
+        for k, r in runners.items():
+            t = time.perf_counter()
+            r()
+            times[k].append(time.perf_counter() - t)
+    ms = {k: statistics.median(v) * 1e3 for k, v in times.items()}
+    row = {"model": name, "input": list(x.shape), "pruned_from": source, "dense_gmacs": dm / 1e9,
+           "nz_gmacs": pm_nz / 1e9, "mac_reduction": dm / pm_nz, "ms": ms,
+           "spread_ms": {k: [min(v) * 1e3, max(v) * 1e3] for k, v in times.items()},
+           "compile_s": {"dense": t1 - t0, "pruned": t2 - t1},
+           "err": {"dense": err_d, "pruned": err_p}, "ok": ok_d and ok_p,
+           "sparse_layers": cm_pruned.lr_ir.count("#lr.sparsity<")}
+    if csr:
+        row["ms"]["csr"], row["csr_rel_err"] = csr_model_ms(pruned, x, repeats)
+    row["speedup_vs_ort"] = ms["ort"] / ms["lrc_pruned"]
+    row["speedup_vs_lrc_dense"] = ms["lrc_dense"] / ms["lrc_pruned"]
+    row["speedup_vs_torch"] = ms["torch"] / ms["lrc_pruned"]
+    row["nz_gflops"] = 2 * pm_nz / (ms["lrc_pruned"] * 1e-3) / 1e9
+    row["dense_gflops"] = 2 * dm / (ms["lrc_dense"] * 1e-3) / 1e9
+    return row
+
+
+# Big layers of the models, sparse kernel alone vs dense kernel alone (GFLOP/s on non-zero MACs).
+BIG_LAYERS = [("vgg16 conv3 256ch 56x56", 256, 256, 56, 56, 3), ("vgg16 conv4 512ch 28x28", 512, 512, 28, 28, 3),
+              ("style res 128ch 64x64", 128, 128, 64, 64, 3), ("color 128ch 56x56", 128, 128, 56, 56, 3),
+              ("superres 1x1 32->192 256x256", 32, 192, 256, 256, 1)]
+
+
+def bench_layers(repeats: int) -> list[dict]:
+    from lrc.codegen.kernels.conv import ConvSpec, emit_conv_func, pack_conv_weights
+    from lrc.codegen.kernels.sparse_conv import emit_sparse_conv_func, pack_sparse_conv
+    from lrc.codegen.kernels.testing import jit_kernels, prepared_call
+
+    rng = np.random.default_rng(0)
+    cases, em = [], []
+    for i, (label, C, K, H, W, k) in enumerate(BIG_LAYERS):
+        s = ConvSpec(1, C, H, W, K, k, k, padding=(k // 2,) * 4)
+        w = torch.from_numpy(rng.standard_normal((K, C, k, k)).astype(np.float32))
+        if k == 3:
+            lib = lrprune.PatternLibrary.from_weights([w], n=8, entries=4)
+            w = lrprune.project(w, "pattern+kernel", 0.67, library=lib)
+            library = [tuple(p) for p in lib.patterns]
+        else:
+            w, library = lrprune.project(w, "kernel", 0.8), None
+        w = w.numpy()
+        b = np.zeros(K, np.float32)
+        dp = pack_conv_weights(s, w, b)
+        sp = pack_sparse_conv(s, w, b, library=library)
+        em += [(f"d{i}", lambda n, s=s, dp=dp: emit_conv_func(s, n, dp)),
+               (f"s{i}", lambda n, sp=sp: emit_sparse_conv_func(sp, n))]
+        cases.append((label, s, w, dp, sp))
+    jm = jit_kernels(em)
+    rows = []
+    for i, (label, s, w, dp, sp) in enumerate(cases):
+        x = rng.standard_normal(s.N * s.C * s.H * s.W).astype(np.float32)
+        out = np.zeros(s.K * s.OH * s.OW, np.float32)
+        fd = prepared_call(jm, f"d{i}_c", x, *dp, out)
+        fs = prepared_call(jm, f"s{i}_c", x, *sp.arrays(), out)
+        fd(), fs()
+        td, ts = [], []
+        for _ in range(repeats):
+            for f, acc in ((fd, td), (fs, ts)):
+                t = time.perf_counter()
+                f()
+                acc.append(time.perf_counter() - t)
+        md, msp = statistics.median(td) * 1e3, statistics.median(ts) * 1e3
+        nz = 2 * np.count_nonzero(w) * s.OH * s.OW
+        rows.append({"layer": label, "dense_ms": md, "sparse_ms": msp, "speedup": md / msp,
+                     "mac_reduction": s.flops / nz, "dense_gflops": s.flops / md / 1e6, "nz_gflops": nz / msp / 1e6,
+                     "fkw_over_values": sp.stats["fkw_over_values"], "csr_over_values": sp.stats["csr_over_values"]})
+    return rows
+
+
+def to_markdown(rows, layers, meta) -> str:
+    L = ["# Table 1: pruned + compiled vs dense and vs pruned without our compiler", "",
+         f"Machine: {meta['machine']}, 1 thread, {meta['date']}; torch {meta['torch']}, onnxruntime {meta['ort']}. "
+         f"Median of {meta['repeats']} interleaved runs after 2 warm-up rounds (2 vCPUs shared with other jobs: "
+         "compare ratios within a row, not ms across runs). Written by `bench/table1.py`.", "",
+         "| model | input | pruned weights | GMACs dense | GMACs non-zero | MAC reduction | torch dense ms | ORT dense ms "
+         "| lrc dense ms | pruned, no compiler (CSR) ms | lrc pruned ms | speedup vs ORT | vs lrc dense | vs CSR "
+         "| GFLOP/s non-zero | numerics |",
+         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        ms = r["ms"]
+        csr = f"{ms['csr']:.1f}" if "csr" in ms else "not run"
+        vs_csr = f"{ms['csr'] / ms['lrc_pruned']:.2f}x" if "csr" in ms else "-"
+        L.append(f"| {r['model']} | {'x'.join(map(str, r['input']))} | {r['pruned_from']} | {r['dense_gmacs']:.2f} | "
+                 f"{r['nz_gmacs']:.2f} | {r['mac_reduction']:.2f}x | {ms['torch']:.1f} | {ms['ort']:.1f} | "
+                 f"{ms['lrc_dense']:.1f} | {csr} | {ms['lrc_pruned']:.1f} | **{r['speedup_vs_ort']:.2f}x** | "
+                 f"{r['speedup_vs_lrc_dense']:.2f}x | {vs_csr} | {r['nz_gflops']:.1f} | "
+                 f"{'ok' if r['ok'] else 'MISMATCH'} ({r['err']['pruned']:.1e}) |")
+    L += ["", "CSR row: MLIR `sparse_tensor` (sparsifier, vl=8) im2col x CSR per conv layer, sum of per-layer "
+          "medians of the SpMM alone (im2col, activations and non-conv layers excluded: a lower bound).", "",
+          "## Big layers, kernel alone (sparse vs dense lrc kernel, same run)", "",
+          f"Peak: {PEAK_HOST} GFLOP/s on this host (2 x 256-bit FMA at ~3.5 GHz); the issue's target is 60 % of "
+          f"{PEAK_NOTES} GFLOP/s (the Zen 1 machine of NOTES.md) = {0.6 * PEAK_NOTES:.1f} GFLOP/s.", "",
+          "| layer | MAC reduction | dense ms | dense GFLOP/s | sparse ms | GFLOP/s non-zero | % of host peak "
+          "| speedup | FKW bytes / non-zero bytes | CSR bytes / non-zero bytes |",
+          "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in layers:
+        L.append(f"| {r['layer']} | {r['mac_reduction']:.2f}x | {r['dense_ms']:.2f} | {r['dense_gflops']:.1f} | "
+                 f"{r['sparse_ms']:.2f} | {r['nz_gflops']:.1f} | {100 * r['nz_gflops'] / PEAK_HOST:.0f} % | "
+                 f"{r['speedup']:.2f}x | {r['fkw_over_values']:.3f} | {r['csr_over_values']:.3f} |")
+    L += ["", "Targets (issue 4): >= 4x faster than ORT dense on the 3x3-heavy models (style, color, vgg16), "
+          ">= 2.5x on superres (1x1-heavy), >= 60 % of peak on non-zero FLOPs in big layers, FKW storage "
+          "<= 1.15x the non-zero values."]
+    return "\n".join(L) + "\n"
+
+
+def chart(rows, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = [("torch", "torch dense"), ("ort", "ORT dense"), ("lrc_dense", "lrc dense"), ("csr", "pruned, MLIR CSR"),
+            ("lrc_pruned", "lrc pruned+compiled")]
+    fig, ax = plt.subplots(figsize=(9, 4))
+    w = 0.16
+    for j, (k, label) in enumerate(keys):
+        vals = [r["ms"].get(k, np.nan) for r in rows]
+        ax.bar(np.arange(len(rows)) + (j - 2) * w, vals, w, label=label)
+    ax.set_xticks(np.arange(len(rows)), [r["model"] for r in rows])
+    ax.set_ylabel("ms (1 thread, log)")
+    ax.set_yscale("log")
+    ax.legend(fontsize=8)
+    ax.set_title("Table 1: latency, dense vs pruned")
+    fig.tight_layout()
+    d = os.path.dirname(path)
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=".png")
+    os.close(fd)
+    fig.savefig(tmp, dpi=110)
+    os.replace(tmp, path)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", default="style,color,superres,vgg16")
+    p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--no-csr", action="store_true", help="skip the MLIR sparse_tensor baseline")
+    p.add_argument("--out", default=os.path.join(HERE, "results"))
+    a = p.parse_args(argv)
+    rows = []
+    layers = bench_layers(a.repeats)
+    for r in layers:
+        print(f"{r['layer']:30s} x{r['speedup']:.2f} {r['nz_gflops']:.1f} GFLOP/s non-zero", flush=True)
+    for name in a.models.split(","):
+        r = bench(name, a.repeats, not a.no_csr)
+        rows.append(r)
+        print(name, json.dumps({k: round(v, 1) for k, v in r["ms"].items()}), f"vs ORT x{r['speedup_vs_ort']:.2f}",
+              "ok" if r["ok"] else "MISMATCH", flush=True)
+    import onnxruntime
+
+    meta = {"machine": machine(), "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "torch": torch.__version__, "ort": onnxruntime.__version__, "repeats": a.repeats}
+    write_atomic(os.path.join(a.out, "table1.md"), to_markdown(rows, layers, meta))
+    write_atomic(os.path.join(a.out, "table1.json"), json.dumps({"meta": meta, "rows": rows, "layers": layers},
+                                                                indent=1))
+    chart(rows, os.path.join(a.out, "table1.png"))
+    for f in ("table1.md", "table1.json", "table1.png"):
+        os.chmod(os.path.join(a.out, f), 0o644)  # mkstemp creates 0600
+    return 0 if all(r["ok"] for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
