@@ -185,8 +185,8 @@ def lr_ops_of(model, inputs):
 
 
 def pruned_model():
-    """A conv net pruned by lrprune (pattern+kernel, kernel, pattern), carrying #lr.sparsity annotations.
-    The GPU targets have no sparse kernels yet: this checks that annotated models run (densely) and match."""
+    """A conv net pruned by lrprune (pattern+kernel, kernel, pattern), carrying #lr.sparsity annotations:
+    the three pruned convs get the sparse GPU kernel, the first (dense) one the dense kernel."""
     import lrprune
 
     lib = [(1, 3, 4, 5), (0, 1, 3, 4), (1, 4, 5, 7), (3, 4, 5, 7), (4, 5, 7, 8), (1, 2, 4, 5)]
@@ -203,3 +203,72 @@ def pruned_model():
             conv.weight.copy_(lrprune.project(conv.weight, kind, rate, library=lb))
             conv.lr_sparsity = {"kind": kind, "library": lb or []}
     return m, (_x(1, 3, 10, 12),)
+
+
+LIB = [(1, 3, 4, 5), (0, 1, 3, 4), (1, 4, 5, 7), (3, 4, 5, 7), (4, 5, 7, 8), (1, 2, 4, 5)]
+
+
+def prune_conv(conv, kind, rate=None, library=None):
+    """Project a conv's weight onto `kind` with lrprune and annotate it like lrprune's hard_prune."""
+    import lrprune
+
+    lb = library if kind.startswith("pattern") else None
+    with torch.no_grad():
+        conv.weight.copy_(lrprune.project(conv.weight, kind, rate, library=lb))
+    conv.lr_sparsity = {"kind": kind, "library": lb or []}
+
+
+def sparse_convs():
+    """Pruned convs of every supported kind through the sparse GPU kernel: padding, stride 1/2,
+    groups, dilation, non-square kernels, fused BN / bias / activation / residual."""
+    def ctor():
+        return Fn(lambda s, x: (
+            torch.relu(s.mods[0](x)),                                # pattern, pad 1, relu
+            s.mods[1](x),                                            # pattern+kernel, stride 2, no bias
+            torch.relu(s.mods[3](s.mods[2](x)) + x),                 # kernel, BN, residual + relu
+            F.leaky_relu(s.mods[4](x), 0.1),                         # pattern+kernel, groups 2
+            s.mods[5](x),                                            # kernel, 1x1 stride 2
+            s.mods[6](x),                                            # irregular, 5x5 dilation 2
+            torch.sigmoid(s.mods[7](x)),                             # filter, no padding
+            s.mods[8](x)),                                           # pattern, 1x3 tap sets from weights
+            nn.Conv2d(8, 12, 3, padding=1), nn.Conv2d(8, 6, 3, stride=2, padding=1, bias=False),
+            nn.Conv2d(8, 8, 3, padding=1), _bn(8), nn.Conv2d(8, 8, 3, padding=1, groups=2),
+            nn.Conv2d(8, 5, 1, stride=2), nn.Conv2d(8, 4, 5, padding=4, dilation=2), nn.Conv2d(8, 6, 3),
+            nn.Conv2d(8, 6, (1, 3), padding=(0, 1)))
+    m = _seeded(8, ctor)
+    prune_conv(m.mods[0], "pattern", library=LIB)
+    prune_conv(m.mods[1], "pattern+kernel", 0.5, library=LIB)
+    prune_conv(m.mods[2], "kernel", 0.6)
+    prune_conv(m.mods[4], "pattern+kernel", 0.4, library=LIB)
+    prune_conv(m.mods[5], "kernel", 0.5)
+    prune_conv(m.mods[6], "irregular", 0.8)
+    prune_conv(m.mods[7], "filter", 0.5)
+    prune_conv(m.mods[8], "kernel", 0.5)
+    return m, (_x(2, 8, 9, 11, seed=3),)
+
+
+def pruned_app_model(app, hw=16):
+    """A pruned app: the ADMM-pruned checkpoint where one exists (apps/checkpoints/<app>_pruned.pt),
+    else the dense checkpoint projected onto pattern+kernel (3x3, rate 0.5) / kernel (1x1, rate 0.75)
+    by lrprune with its default per-layer library (untrained after projection: fine for timing and
+    numerics, not for image quality)."""
+    import os
+
+    from lrapps.models import load
+
+    root = os.path.join(os.path.dirname(__file__), "..", "..", "apps", "checkpoints")
+    path = os.path.join(root, f"{app}_pruned.pt")
+    x = torch.rand(1, 1 if app == "color" else 3, hw, hw, generator=torch.Generator().manual_seed(0))
+    if os.path.exists(path):
+        return load(path).eval(), x, "admm"
+    model, _ = app_model(app, hw)
+    for name, conv in model.named_modules():
+        if isinstance(conv, nn.Conv2d) and conv.weight.shape[1] * conv.weight.shape[2] * conv.weight.shape[3] > 16:
+            import lrprune
+            from lrprune.patterns import PatternLibrary
+            if tuple(conv.weight.shape[2:]) == (3, 3):
+                lib = PatternLibrary.from_weights([conv.weight.detach()])
+                prune_conv(conv, "pattern+kernel", 0.5, library=[tuple(p) for p in lib.patterns])
+            elif tuple(conv.weight.shape[2:]) == (1, 1):
+                prune_conv(conv, "kernel", 0.75)
+    return model.eval(), x, "projected"

@@ -52,10 +52,12 @@ def test_app_model(app):
     compile_and_compare(model, (x,), TARGET)
 
 
-def test_pruned_model_runs_dense():
+def test_pruned_model_runs_sparse():
     model, inputs = gpu_cases.pruned_model()
     cm = compile_and_compare(model, inputs, TARGET)
     assert cm.lr_ir.count("#lr.sparsity<") == 3
+    kinds = [v.split(":")[0] for _, v in cm._runner.__self__.prog.kernel_report() if v != "generic"]
+    assert kinds == ["dense", "sparse-library", "sparse-weights", "sparse-library"]
 
 
 def test_repeated_calls_and_numpy_io():

@@ -42,6 +42,7 @@ class GpuKernelSpec:
     args: list[KArg]
     launch: Launch
     layer: str = ""  # lr op name (+ user label) for messages and per-layer reports
+    variant: str = ""  # which kernel the layer got, where there is a choice (conv2d: dense / sparse-...)
 
 
 class _EntryHolder:
@@ -146,6 +147,7 @@ class GpuKernel:
         self.types: list[ir.Type] = []
         self._bound: dict[int, int] = {}
         self.launch: Launch | None = None
+        self.variant = ""
 
     @staticmethod
     def _type(n: int, dtype) -> ir.MemRefType:
@@ -210,7 +212,7 @@ class GpuKernel:
         with ir.InsertionPoint(block):
             body(kb, list(block.arguments))
             gpu.ReturnOp([])
-        return GpuKernelSpec(self.name, self.args, self.launch, self.label)
+        return GpuKernelSpec(self.name, self.args, self.launch, self.label, self.variant)
 
     def build_elementwise(self, total: int, fn, block: int = 64) -> GpuKernelSpec:
         """One work item per output element: fn(kb, args, i) stores element i."""

@@ -44,6 +44,11 @@ def _tap_table(kb, y0, x0, h, w, kh, kw, dh, dw, bounded: bool):
 
 
 def emit_conv2d(k: GpuKernel, op: LayerOp):
+    from .ops_sparse import choose, emit_sparse_conv2d
+
+    sparse = choose(op)
+    if sparse is not None:
+        return emit_sparse_conv2d(k, op, sparse)
     n, c, h, w = op.in_shapes[0]
     a = op.attrs
     weight = np.asarray(a["weight"], np.float32)
@@ -70,6 +75,7 @@ def emit_conv2d(k: GpuKernel, op: LayerOp):
     by = 1 if nblk == 1 else 2 if nblk < 8 else 4
     bx = 64 // by
     k.grid_launch((pixels, nblk, n), (bx, by, 1))
+    k.variant = "dense" + (" (sparsity annotation not used)" if a.get("sparsity") is not None else "")
     taps = kh * kw
 
     def body(kb, args):

@@ -62,6 +62,10 @@ class GpuProgram:
     kernels: list[GpuKernelSpec] = field(default_factory=list)
     module: ir.Module | None = None  # gpu.module(s) with the kernels, before SPIR-V conversion
 
+    def kernel_report(self) -> list[tuple[str, str]]:
+        """(layer, kernel variant) per kernel: which conv kernel each layer got (dense / sparse-...)."""
+        return [(k.layer, k.variant or "generic") for k in self.kernels]
+
     def add_buffer(self, spec: BufferSpec) -> int:
         self.buffers.append(spec)
         return len(self.buffers) - 1
