@@ -136,7 +136,8 @@ def to_markdown(rows, meta) -> str:
         "# Dense latency: lrc vs torch vs ONNX Runtime",
         "",
         f"Machine: {meta['machine']}, 1 thread. {meta['date']}. torch {meta['torch']}, onnxruntime {meta['ort']}.",
-        f"Median of {meta['repeats']} interleaved runs after warm-up; ratios < 1 mean lrc is faster.",
+        f"Median of {meta['repeats']} interleaved runs after warm-up; ratios < 1 mean lrc is faster. "
+        f"lrc host JIT: vector<8xf32>, conv tiles for {meta.get('vector_registers', '?')} vector registers.",
         "Written by `bench/dense.py`; numbers from a shared machine, compare ratios rather than absolute ms.",
         "",
         "| model | input | GMACs | lr layers | compile s | torch ms | ORT ms | lrc ms | lrc/ORT | lrc/torch | lrc GFLOP/s | numerics |",
@@ -170,8 +171,10 @@ def main(argv=None):
               flush=True)
     import onnxruntime
 
+    from lrc.targets.host import host_vector_registers
+
     meta = {"machine": machine(), "date": datetime.date.today().isoformat(), "torch": torch.__version__,
-            "ort": onnxruntime.__version__, "repeats": a.repeats}
+            "ort": onnxruntime.__version__, "repeats": a.repeats, "vector_registers": host_vector_registers()}
     write_atomic(os.path.join(a.out, "dense.md"), to_markdown(rows, meta))
     write_atomic(os.path.join(a.out, "dense.json"), json.dumps({"meta": meta, "rows": rows}, indent=1))
     return 0 if all(r["ok"] for r in rows) else 1

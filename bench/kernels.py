@@ -53,6 +53,9 @@ CASES = [
     Case("conv 1x1 64->256 56x56", ConvSpec(1, 64, 56, 56, 256, 1, 1)),
     Case("depthwise 3x3 32ch 112x112", ConvSpec(1, 32, 112, 112, 32, 3, 3, padding=P1, groups=32)),
     Case("conv 7x7 3->32 256x256", ConvSpec(1, 3, 256, 256, 32, 7, 7, padding=(3, 3, 3, 3))),
+    Case("conv 1x1 192->26 256x256 (pixel blocks)", ConvSpec(1, 192, 256, 256, 26, 1, 1)),
+    Case("conv 3x3 26->32 256x256 (row bands)", ConvSpec(1, 26, 256, 256, 32, 3, 3, padding=P1)),
+    Case("conv 3x3 256->256 7x7", ConvSpec(1, 256, 7, 7, 256, 3, 3, padding=P1)),
     Case("linear 4096->1000 (M=1)", LinearSpec(1, 4096, 1000)),
     Case("linear 25088->4096 (M=1)", LinearSpec(1, 25088, 4096), quick=False),
     Case("conv_transpose 3x3 s2 64->32 56x56", ConvTransposeSpec(1, 64, 56, 56, 32, 3, 3, (2, 2), P1, (1, 1))),
@@ -135,6 +138,11 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     runs = args.runs or (10 if args.quick else 20)
     torch.set_num_threads(1)
+    # the tiles the host target builds (32 registers on AVX-512VL hosts, else 16)
+    from lrc.codegen.kernels import conv as convk
+    from lrc.targets.host import host_vector_registers
+
+    convk.VECTOR_REGISTERS = convk.VECTOR_REGISTERS or host_vector_registers()
     rng = np.random.default_rng(0)
     rows = []
     for case in CASES:

@@ -92,14 +92,19 @@ def main(argv=None):
     p.add_argument("--size", default="app")
     p.add_argument("--top", type=int, default=20)
     a = p.parse_args(argv)
+    # Same tiles as the host target builds (32 vector registers on AVX-512VL CPUs).
+    from lrc.codegen.kernels import conv as convk
+    from lrc.targets.host import host_vector_registers
+
+    convk.VECTOR_REGISTERS = convk.VECTOR_REGISTERS or host_vector_registers()
     model, x = zoo.ZOO[a.model](a.size)
     rows = profile(model.eval(), x)
     total = sum(r["ms"] for r in rows)
     print(f"{a.model}: {len(rows)} layers, sum {total:.1f} ms")
     by_kind: dict = {}
     for r in rows:
-        k = r["layer"].split(" @")[0] if r["layer"].startswith("conv") else r["layer"]
-        k = k.split(" ")[0] + (" " + k.split(" ")[1] if k.startswith("conv") else "")
+        k = r["layer"].split(" @")[0] if r["layer"].startswith("conv ") else r["layer"]
+        k = k.split(" ")[0] + (" " + k.split(" ")[1] if k.startswith("conv ") else "")
         by_kind[k] = by_kind.get(k, 0) + r["ms"]
     for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1]):
         print(f"  {k:20s} {v:8.2f} ms  {100 * v / total:5.1f}%")

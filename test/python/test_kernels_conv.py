@@ -163,3 +163,78 @@ def test_32_register_tiles(monkeypatch):
     monkeypatch.delenv("LRC_VECTOR_REGISTERS", raising=False)
     run_specs([S(1, 6, 9, 41, 12, 3, padding=P1, act="relu"), S(1, 5, 6, 7, 10, 1), S(1, 4, 9, 30, 16, 3, stride=(2, 2), padding=P1),
                S(1, 3, 7, 29, 7, 5, padding=(2, 2, 2, 2)), S(1, 3, 8, 20, 3, 3, padding=P1)])
+
+
+def test_cache_blocking():
+    """Pixel blocks (1x1, also with the input channels reduced in chunks) and row bands (padded
+    scratch; unpadded convs switch to it), forced on small planes by a tiny budget: full and partial
+    blocks/bands, batch, groups, strides, residual, activation, masked tails, leftover channel blocks."""
+    import dataclasses
+
+    specs = [S(1, 6, 9, 13, 10, 1, act="relu"), S(2, 5, 7, 11, 7, 1, residual=True),
+             S(1, 4, 23, 17, 9, 3, padding=P1, act="relu6"), S(2, 3, 19, 21, 5, 3, stride=(2, 2), padding=P1),
+             S(1, 4, 17, 12, 6, 5, padding=(2, 1, 0, 2), residual=True), S(1, 3, 16, 9, 4, 3, stride=(3, 1), padding=P1),
+             S(1, 6, 14, 10, 6, 3, padding=P1, groups=2), S(1, 4, 13, 13, 4, 3, padding=(3, 3, 3, 3), dilation=(2, 2)),
+             S(1, 5, 9, 9, 4, 3, padding=(4, 1, 4, 1)), S(1, 9, 7, 12, 13, 1, act="relu", residual=True),
+             S(1, 3, 15, 20, 7, 3, act="relu")]
+    rng = np.random.default_rng(3)
+    cases, emitters = [], []
+    for i, s in enumerate(specs):
+        for budget, cchunk in ((1, None), (600, None), (1500, None), (1, 4)):
+            g = dataclasses.replace(convk._geom_from_spec(s), block_bytes=budget, cchunk=cchunk)
+            p = convk._plan(g)
+            x = rng.standard_normal((s.N, s.C, s.H, s.W)).astype(np.float32)
+            w = rng.standard_normal((s.K, s.C // s.groups, s.KH, s.KW)).astype(np.float32)
+            b = rng.standard_normal(s.K).astype(np.float32)
+            r = rng.standard_normal((s.N, s.K, s.OH, s.OW)).astype(np.float32) if s.residual else None
+            packed = [convk._pack(g, p, w), b]
+            name = f"c{len(cases)}"
+            cases.append((s, p, x, w, b, r, packed, name))
+            emitters.append((name, lambda n, g=g, packed=packed: convk._emit(g, n, packed)))
+    # every spec really was blocked at the smallest budget, and 1x1 ones with C > 4 split the reduction
+    assert all(c[1].PT or c[1].BH for c in cases[::4]), [(c[0], c[1].mode) for c in cases[::4]]
+    assert sum(bool(c[1].c_bounds) for c in cases[3::4]) == 3
+    jm = jit_kernels(emitters)
+    for s, p, x, w, b, r, packed, name in cases:
+        out = np.full(s.N * s.K * s.OH * s.OW, np.nan, np.float32)
+        jm.call(f"{name}_c", x.reshape(-1), *packed, *([r.reshape(-1)] if r is not None else []), out)
+        assert_close(out, conv_ref(s, x, w, b, r), f"{s} PT={p.PT} BH={p.BH}")
+
+
+@pytest.mark.parametrize("regs", [16, 32])
+def test_channel_vectorised_small_planes(monkeypatch, regs):
+    """The small-plane kernel (vectors along output channels, pixels in flattened order, strided
+    scatter stores): forced on, with pixel and channel tails, padding, strides, dilation, 1x1,
+    in-place reads, batch, residual and activations; and chosen by default for deep 7x7 layers."""
+    import dataclasses
+
+    monkeypatch.setattr(convk, "VECTOR_REGISTERS", regs)
+    monkeypatch.delenv("LRC_VECTOR_REGISTERS", raising=False)
+    specs = [S(1, 5, 7, 7, 20, 3, padding=P1, act="relu"), S(2, 6, 9, 11, 17, 3, padding=P1, residual=True),
+             S(1, 4, 12, 10, 24, 3, stride=(2, 2), padding=P1), S(1, 8, 5, 13, 30, 3, dilation=(1, 2),
+                                                                    padding=(1, 2, 1, 2), act="sigmoid"),
+             S(1, 4, 8, 8, 16, 3), S(2, 6, 5, 5, 19, 1, residual=True, act="leaky_relu"),
+             S(1, 3, 11, 11, 33, 5, stride=(3, 2), padding=(2, 1, 2, 1), residual=True, act="relu6")]
+    rng = np.random.default_rng(5)
+    cases, emitters = [], []
+    for i, s in enumerate(specs):
+        g = dataclasses.replace(convk._geom_from_spec(s), cvec=True)
+        p = convk._plan(g)
+        assert p.cvec, s
+        x = rng.standard_normal((s.N, s.C, s.H, s.W)).astype(np.float32)
+        w = rng.standard_normal((s.K, s.C // s.groups, s.KH, s.KW)).astype(np.float32)
+        b = rng.standard_normal(s.K).astype(np.float32)
+        r = rng.standard_normal((s.N, s.K, s.OH, s.OW)).astype(np.float32) if s.residual else None
+        packed = [convk._pack(g, p, w), b]
+        cases.append((s, x, w, b, r, packed))
+        emitters.append((f"c{i}", lambda n, g=g, packed=packed: convk._emit(g, n, packed)))
+    jm = jit_kernels(emitters)
+    for i, (s, x, w, b, r, packed) in enumerate(cases):
+        out = np.full(s.N * s.K * s.OH * s.OW, np.nan, np.float32)
+        jm.call(f"c{i}_c", x.reshape(-1), *packed, *([r.reshape(-1)] if r is not None else []), out)
+        assert_close(out, conv_ref(s, x, w, b, r), repr(s))
+    # default choice: on for a deep 7x7 layer, off for a wide plane or few output channels
+    assert convk._plan(convk._geom_from_spec(S(1, 64, 7, 7, 64, 3, padding=P1))).cvec
+    assert not convk._plan(convk._geom_from_spec(S(1, 64, 56, 56, 64, 3, padding=P1))).cvec
+    assert not convk._plan(convk._geom_from_spec(S(1, 64, 7, 7, 3, 3, padding=P1))).cvec
+    run_specs([S(1, 64, 7, 7, 40, 3, padding=P1, act="relu"), S(1, 32, 7, 7, 48, 1, residual=True)])

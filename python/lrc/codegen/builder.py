@@ -160,15 +160,27 @@ class KernelBuilder:
         if act == "leaky_relu":
             neg = arith.CmpFOp(arith.CmpFPredicate.OLT, x, c(0.0)).result
             return arith.SelectOp(neg, self.fmul(x, c(params[0])), x).result
+        vec = isinstance(x.type, ir.VectorType)
         if act == "sigmoid":
-            e = math.ExpOp(self.fsub(c(0.0), x)).result
+            # Vectors use the inline exp: LLVM would scalarise a vector math.exp into expf calls.
+            neg = self.fsub(c(0.0), x)
+            e = self._vexp(neg) if vec else math.ExpOp(neg).result
             return self.fdiv(c(1.0), self.fadd(c(1.0), e))
         if act == "tanh":
-            return math.TanhOp(x).result
+            if not vec:
+                return math.TanhOp(x).result
+            # tanh|x| = (1 - e^{-2|x|}) / (1 + e^{-2|x|}), sign restored (same as the conv epilogue).
+            t = self._vexp(self.fmul(math.AbsFOp(x).result, c(-2.0)))
+            return math.CopySignOp(self.fdiv(self.fsub(c(1.0), t), self.fadd(c(1.0), t)), x).result
         if act == "hardswish":
             r6 = self.fmin(self.fmax(self.fadd(x, c(3.0)), c(0.0)), c(6.0))
             return self.fmul(x, self.fmul(r6, c(1.0 / 6.0)))
         raise NotImplementedError(f"activation '{act}' has no lowering")
+
+    def _vexp(self, x: ir.Value) -> ir.Value:
+        from .kernels._builder import vector_exp
+
+        return vector_exp(x, lambda v, vt: self.fv(v, vt.shape[0]))
 
     # --- bulk helpers ------------------------------------------------------------------------
     def map_range(self, n: int, body, lanes=None):

@@ -81,7 +81,10 @@ def _map(idx, size, mode):
 def emit_pool(k: Kernel, op: LayerOp):
     """Max / average pooling: the input is copied into a padded scratch plane per (n, c) so that
     window loads need no bounds checks; avg divisors are per-row x per-column tables (torch's
-    divisor is separable in both count_include_pad modes)."""
+    divisor is separable in both count_include_pad modes).
+
+    Column strides 1 and 2 are vectorised along the output row (stride 2 splits 2V-lane loads into
+    even and odd lanes); other strides run one output pixel at a time."""
     n, c, h, w = op.in_shapes[0]
     _, _, oh, ow = op.out_shape
     kh, kw = op.attrs["kernel"]
@@ -89,9 +92,15 @@ def emit_pool(k: Kernel, op: LayerOp):
     ph, pw = op.attrs["padding"]
     dh, dw = op.attrs.get("dilation") or (1, 1)
     is_max = op.name == "max_pool2d"
-    # scratch plane must cover every window, including ceil_mode overhang
+    V = k.vec
+    vectorized = sw in (1, 2)
+    owv = -(-ow // V) * V  # output columns rounded up to whole vectors
+    # scratch plane must cover every window, including ceil_mode overhang and, when vectorised, the
+    # lanes of the last (partly masked) output vector
     hp = max(h + 2 * ph, (oh - 1) * sh + dh * (kh - 1) + 1)
     wp = max(w + 2 * pw, (ow - 1) * sw + dw * (kw - 1) + 1)
+    if vectorized:
+        wp = max(wp, (owv - V) * sw + dw * (kw - 1) + sw * V)
     fillv = -3.4028234663852886e38 if is_max else 0.0
     k.inp(0, n * c * h * w)
     if not is_max:
@@ -104,7 +113,7 @@ def emit_pool(k: Kernel, op: LayerOp):
         rdiv = divisors(h, oh, kh, sh, ph).astype(np.float64)
         cdiv = divisors(w, ow, kw, sw, pw).astype(np.float64)
         k.param((1.0 / rdiv).astype(np.float32))
-        k.param((1.0 / cdiv).astype(np.float32))
+        k.param(np.concatenate([1.0 / cdiv, np.ones(owv - ow)]).astype(np.float32))
     k.out(n * c * oh * ow)
 
     def body(kb, a):
@@ -113,27 +122,69 @@ def emit_pool(k: Kernel, op: LayerOp):
         else:
             x, rdv, cdv, y = a
         scratch = kb.alloc(hp * wp)
+        # The border is never overwritten: fill once, then copy only the interior per plane.
+        kb.fill(scratch, 0, hp * wp, fillv)
+        combine = kb.fmax if is_max else kb.fadd
         with kb.loop(0, n * c) as nc:
             ibase = kb.mul(nc, h * w)
             obase = kb.mul(nc, oh * ow)
-            kb.fill(scratch, 0, hp * wp, fillv)
             with kb.loop(0, h) as r:
                 kb.copy(x, kb.add(ibase, kb.mul(r, w)), scratch, kb.add(kb.mul(r, wp), ph * wp + pw), w)
             with kb.loop(0, oh) as r:
                 rbase = kb.mul(r, sh * wp)
                 rd = None if is_max else kb.load(rdv, r)
-                with kb.loop(0, ow) as q:
-                    base = kb.add(rbase, kb.mul(q, sw))
-                    acc = None
-                    for i in range(kh):
-                        for j in range(kw):
-                            v = kb.load(scratch, kb.add(base, i * dh * wp + j * dw))
-                            acc = v if acc is None else (kb.fmax(acc, v) if is_max else kb.fadd(acc, v))
-                    if not is_max:
-                        acc = kb.fmul(acc, kb.fmul(rd, kb.load(cdv, q)))
-                    kb.store(acc, y, kb.add(obase, kb.add(kb.mul(r, ow), q)))
+                orow = kb.add(obase, kb.mul(r, ow))
+                if vectorized:
+                    _pool_row_vec(kb, scratch, rbase, orow, y, ow, V, kh, kw, sw, dh, dw, wp, combine,
+                                  None if is_max else (rd, cdv))
+                else:
+                    with kb.loop(0, ow) as q:
+                        base = kb.add(rbase, kb.mul(q, sw))
+                        acc = None
+                        for i in range(kh):
+                            for j in range(kw):
+                                v = kb.load(scratch, kb.add(base, i * dh * wp + j * dw))
+                                acc = v if acc is None else combine(acc, v)
+                        if not is_max:
+                            acc = kb.fmul(acc, kb.fmul(rd, kb.load(cdv, q)))
+                        kb.store(acc, y, kb.add(orow, q))
         kb.dealloc(scratch)
     return k.build(body)
+
+
+def _pool_row_vec(kb, scratch, rbase, orow, y, ow, V, kh, kw, sw, dh, dw, wp, combine, avg):
+    """One output row of a pooling window, V output columns per step (column stride 1 or 2)."""
+    nfull = ow // V
+    vt2 = ir.VectorType.get([2 * V], ir.F32Type.get())
+
+    def step(q, lanes):
+        base = kb.add(rbase, kb.mul(q, sw))
+        acc = None
+        for i in range(kh):
+            for j in range(kw):
+                off = i * dh * wp + j * dw
+                if sw == 1:
+                    v = kb.vload(scratch, kb.add(base, off))
+                else:  # lanes of output q+l read column 2(q+l) + j*dw: even/odd lanes of a 2V load
+                    par = (j * dw) % 2
+                    v2 = vector.LoadOp(vt2, scratch, [kb.idx(kb.add(base, off - par))]).result
+                    v = vector.deinterleave(v2)[par]
+                acc = v if acc is None else combine(acc, v)
+        if avg is not None:
+            rd, cdv = avg
+            acc = kb.fmul(acc, kb.fmul(kb.splat(rd), kb.vload(cdv, q)))
+        dst = kb.add(orow, q)
+        if lanes == V:
+            kb.vstore(acc, y, dst)
+        else:
+            mt = ir.VectorType.get([V], ir.IntegerType.get_signless(1))
+            vector.maskedstore(y, [kb.idx(dst)], vector.constant_mask(mt, [lanes]), acc)
+
+    if nfull:
+        with kb.loop(0, nfull * V, V) as q:
+            step(q, V)
+    if ow % V:
+        step(nfull * V, ow % V)
 
 
 def emit_adaptive_avg_pool(k: Kernel, op: LayerOp):
@@ -271,16 +322,26 @@ def _bilinear_table(out, inp, align, scale):
 
 
 def emit_upsample(k: Kernel, op: LayerOp):
+    """Nearest / bilinear resize. Source rows and columns come from integer tables (torch's float
+    rounding, computed once in numpy). Each output row gathers V columns at a time
+    (`vector.gather` with the column table as indices); bilinear first blends its two source rows
+    into a row buffer with contiguous vector ops, so only the horizontal step gathers."""
     n, c, h, w = op.in_shapes[0]
     _, _, oh, ow = op.out_shape
     scales = op.attrs.get("scales") or ()
     sh_, sw_ = (scales[0], scales[1]) if len(scales) == 2 else (None, None)
+    V = k.vec
+    owv = -(-ow // V) * V
+
+    def padded(t, fill=0):  # tables read V entries at a time
+        return np.concatenate([t, np.full(owv - ow, fill, t.dtype)])
+
     k.inp(0, n * c * h * w)
     if op.attrs["mode"] == "nearest":
         rows = _nearest_table(oh, h, sh_)
         cols = _nearest_table(ow, w, sw_)
         k.param(rows.astype(np.int32))
-        k.param(cols.astype(np.int32))
+        k.param(padded(cols.astype(np.int32)))
         k.out(n * c * oh * ow)
 
         def body(kb, a):
@@ -290,8 +351,8 @@ def emit_upsample(k: Kernel, op: LayerOp):
                 with kb.loop(0, oh) as r:
                     irow = kb.add(ibase, kb.mul(_i(kb, rt, r), w))
                     orow = kb.add(obase, kb.mul(r, ow))
-                    with kb.loop(0, ow) as q:
-                        kb.store(kb.load(x, kb.add(irow, _i(kb, ct, q))), y, kb.add(orow, q))
+                    _row_vec(kb, ow, V, lambda q: _gather(kb, x, irow, ct, q, V),
+                             lambda q, v, lanes: _vstore(kb, v, y, kb.add(orow, q), lanes))
         return k.build(body)
 
     align = op.attrs["align_corners"]
@@ -301,12 +362,14 @@ def emit_upsample(k: Kernel, op: LayerOp):
         k.param(t.astype(np.int32))
     k.param(rl)
     for t in (c0, c1):
-        k.param(t.astype(np.int32))
-    k.param(cl)
+        k.param(padded(t.astype(np.int32)))
+    k.param(padded(cl))
     k.out(n * c * oh * ow)
 
     def body(kb, a):
         x, tr0, tr1, trl, tc0, tc1, tcl, y = a
+        blend = kb.alloc(w)
+        one_s = kb.f(1.0)
         with kb.loop(0, n * c) as nc:
             ibase, obase = kb.mul(nc, h * w), kb.mul(nc, oh * ow)
             with kb.loop(0, oh) as r:
@@ -314,16 +377,56 @@ def emit_upsample(k: Kernel, op: LayerOp):
                 a1 = kb.add(ibase, kb.mul(_i(kb, tr1, r), w))
                 lr_ = kb.load(trl, r)
                 orow = kb.add(obase, kb.mul(r, ow))
-                with kb.loop(0, ow) as q:
-                    j0, j1, lc = _i(kb, tc0, q), _i(kb, tc1, q), kb.load(tcl, q)
-                    v00, v01 = kb.load(x, kb.add(a0, j0)), kb.load(x, kb.add(a0, j1))
-                    v10, v11 = kb.load(x, kb.add(a1, j0)), kb.load(x, kb.add(a1, j1))
-                    # torch: h0lambda * (w0lambda * v00 + w1lambda * v01) + h1lambda * (...)
-                    one = kb.f(1.0)
-                    top = kb.fadd(kb.fmul(kb.fsub(one, lc), v00), kb.fmul(lc, v01))
-                    bot = kb.fadd(kb.fmul(kb.fsub(one, lc), v10), kb.fmul(lc, v11))
-                    kb.store(kb.fadd(kb.fmul(kb.fsub(one, lr_), top), kb.fmul(lr_, bot)), y, kb.add(orow, q))
+                # torch: h0lambda * (w0lambda * v00 + w1lambda * v01) + h1lambda * (...): blending the
+                # rows first changes the order of the sums only within float rounding (~1 ulp).
+                hl0 = kb.fsub(one_s, lr_)
+
+                def rowmix(i, lanes):
+                    if lanes == 1:
+                        t = kb.fadd(kb.fmul(hl0, kb.load(x, kb.add(a0, i))), kb.fmul(lr_, kb.load(x, kb.add(a1, i))))
+                        kb.store(t, blend, i)
+                    else:
+                        t = kb.fadd(kb.fmul(kb.splat(hl0, lanes), kb.vload(x, kb.add(a0, i), lanes)),
+                                    kb.fmul(kb.splat(lr_, lanes), kb.vload(x, kb.add(a1, i), lanes)))
+                        kb.vstore(t, blend, i)
+                kb.map_range(w, rowmix)
+
+                def col(q):
+                    lc = kb.vload(tcl, q)
+                    g0 = _gather(kb, blend, 0, tc0, q, V)
+                    g1 = _gather(kb, blend, 0, tc1, q, V)
+                    return kb.fadd(kb.fmul(kb.fsub(kb.fv(1.0), lc), g0), kb.fmul(lc, g1))
+
+                _row_vec(kb, ow, V, col, lambda q, v, lanes: _vstore(kb, v, y, kb.add(orow, q), lanes))
+        kb.dealloc(blend)
     return k.build(body)
+
+
+def _gather(kb, buf, base, table, q, V):
+    """buf[base + table[q + l]] for l < V (table entries are in range, padding included)."""
+    i32v = ir.VectorType.get([V], ir.IntegerType.get_signless(32))
+    idx = vector.LoadOp(i32v, table, [kb.idx(q)]).result
+    mt = ir.VectorType.get([V], ir.IntegerType.get_signless(1))
+    return vector.gather(ir.VectorType.get([V], ir.F32Type.get()), buf, [kb.idx(base)], idx,
+                         vector.constant_mask(mt, [V]), kb.fv(0.0, V))
+
+
+def _vstore(kb, v, buf, i, lanes):
+    if lanes == kb.vec:
+        kb.vstore(v, buf, i)
+    else:
+        mt = ir.VectorType.get([kb.vec], ir.IntegerType.get_signless(1))
+        vector.maskedstore(buf, [kb.idx(i)], vector.constant_mask(mt, [lanes]), v)
+
+
+def _row_vec(kb, n, V, make, put):
+    """put(q, make(q), lanes) for q = 0, V, 2V, ... < n; the last vector may be partial."""
+    nfull = n // V
+    if nfull:
+        with kb.loop(0, nfull * V, V) as q:
+            put(q, make(q), V)
+    if n % V:
+        put(nfull * V, make(nfull * V), n % V)
 
 
 def emit_pixel_shuffle(k: Kernel, op: LayerOp):

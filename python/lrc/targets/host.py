@@ -1,25 +1,78 @@
-"""The host target: x86-64 with AVX2/FMA, run through MLIR's ExecutionEngine (JIT)."""
+"""The host target: x86-64 (AVX2/FMA code; see HOST_VEC), run through MLIR's ExecutionEngine (JIT)."""
 from __future__ import annotations
 
+import threading
+
+import numpy as np
 from torch_mlir import ir
 
-from ..codegen.lower import lower_to_kernels
+from ..codegen.lower import ARENA_ATTR, arena_entry, lower_to_kernels
 from ..runtime.jit import JitModule
 
-HOST_VEC = 8  # AVX2: 8 f32 lanes
+HOST_VEC = 8  # 8 f32 lanes (ymm); 16-lane zmm vectors were not faster on Zen 4 (docs/kernels.md)
 OPTIONS: dict = {}
+
+
+def host_vector_registers() -> int:
+    """Vector registers the conv tiles may use in host JIT code: 32 on AVX-512VL CPUs (ymm0-31;
+    the JIT compiles for the host CPU), else 16. +2-5 % per layer on Zen 4 (bench/results/dense.md).
+    Code built this way needs -march=x86-64-v4 (or native) when compiled ahead of time; with
+    -march=x86-64-v3 the larger tiles spill (see docs/kernels.md)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return 32 if "avx512vl" in line.split() else 16
+    except OSError:
+        pass
+    return 16
+
+
+def _arena_bytes(module: ir.Module, entry: str) -> int:
+    for op in module.body.operations:
+        if op.operation.name == "func.func" and ir.StringAttr(op.attributes["sym_name"]).value == entry:
+            return ir.IntegerAttr(op.attributes[ARENA_ATTR]).value if ARENA_ATTR in op.attributes else 0
+    raise ValueError(f"no entry function '{entry}' in the lowered module")
 
 
 def build_host(lr_module: ir.Module, opt_level: int = 3, entry: str = "forward"):
     """JIT-compile; returns (runner(*inputs, *outputs), artifact) where the artifact keeps the
-    LLVM-dialect module so that `save()` can emit a shared object later without recompiling."""
-    kernels = lower_to_kernels(lr_module, vec=HOST_VEC)
+    LLVM-dialect module so that `save()` can emit a shared object later without recompiling.
+
+    The runner passes a per-thread arena buffer to `lrc_arena_<entry>`, kept across calls: a fresh
+    arena per call (what `<entry>` itself does) is page-faulted in every time once it is larger
+    than glibc's mmap threshold. Per thread, so concurrent calls from several threads stay safe.
+    """
+    from ..codegen.kernels import conv as convk
+
+    regs = host_vector_registers()
+    saved = convk.VECTOR_REGISTERS
+    if not saved:  # an explicit setting (tests, benchmarks) wins
+        convk.VECTOR_REGISTERS = regs
+    try:
+        kernels = lower_to_kernels(lr_module, vec=HOST_VEC)
+        used_regs = convk.vector_registers(HOST_VEC)
+    finally:
+        convk.VECTOR_REGISTERS = saved
+    arena_bytes = _arena_bytes(kernels, entry)
     jit = JitModule(kernels, opt_level=opt_level)
+    local = threading.local()
 
     def run(*arrays):
-        jit.call(entry, *arrays)
+        if not arena_bytes:
+            jit.call(entry, *arrays)
+            return
+        arena = getattr(local, "arena", None)
+        if arena is None:
+            # 64-byte aligned view into a slightly larger buffer (kernels assume aligned buffers)
+            raw = np.empty(arena_bytes + 64, np.uint8)
+            off = (-raw.ctypes.data) % 64
+            arena = local.arena = raw[off:off + arena_bytes]
+        jit.call(arena_entry(entry), *arrays, arena)
 
-    artifact = {"llvm_module": kernels, "entry": entry, "jit": jit}
+    # vector_registers: 32 means the tiles assume AVX-512VL (ahead of time: -march=x86-64-v4).
+    artifact = {"llvm_module": kernels, "entry": entry, "jit": jit,
+                "vector_registers": used_regs}
     return run, artifact
 
 

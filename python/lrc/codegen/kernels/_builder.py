@@ -192,24 +192,30 @@ class KernelBuilder:
         raise ValueError(f"unsupported activation {act!r}")
 
     def exp(self, x: ir.Value) -> ir.Value:
-        """Vector e^x without libm.
+        """Vector e^x without libm (see `vector_exp`)."""
+        return vector_exp(x, lambda c, vt: self.splat(c, vt))
 
-        LLVM lowers a vector math.exp to one scalar expf call per lane on x86 (no vector math library
-        is linked), ~10x the cost of a conv epilogue. Instead: x = n*ln2 + r with |r| <= ln2/2, e^r by a
-        degree-6 Taylor polynomial (relative error < 2e-7), 2^n assembled in the exponent bits. The
-        input is clamped to [-87, 88] so that n + 127 stays a normal exponent (e^-87 ~ 1.6e-38).
-        """
-        vt = x.type
-        i32v = ir.VectorType.get(ir.VectorType(vt).shape, ir.IntegerType.get_signless(32))
-        x = arith.minimumf(arith.maximumf(x, self.splat(-87.0, vt)), self.splat(88.0, vt))
-        n = mmath.floor(arith.addf(arith.mulf(x, self.splat(1.4426950408889634, vt)), self.splat(0.5, vt)))
-        r = arith.subf(x, arith.mulf(n, self.splat(0.693359375, vt)))
-        r = arith.subf(r, arith.mulf(n, self.splat(-2.12194440e-4, vt)))
-        p = self.splat(1.0 / 720.0, vt)
-        for c in (1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0):
-            p = arith.addf(arith.mulf(p, r), self.splat(c, vt))
-        ni = arith.fptosi(i32v, n)
-        bias = arith.ConstantOp(i32v, ir.DenseElementsAttr.get_splat(i32v, ir.IntegerAttr.get(ir.IntegerType.get_signless(32), 127))).result
-        sh = arith.ConstantOp(i32v, ir.DenseElementsAttr.get_splat(i32v, ir.IntegerAttr.get(ir.IntegerType.get_signless(32), 23))).result
-        scale = arith.bitcast(vt, arith.shli(arith.addi(ni, bias), sh))
-        return arith.mulf(p, scale)
+
+def vector_exp(x: ir.Value, splat: Callable[[float, ir.VectorType], ir.Value]) -> ir.Value:
+    """e^x on an f32 vector, inline; `splat(c, vector_type)` makes a constant vector.
+
+    LLVM lowers a vector math.exp to one scalar expf call per lane on x86 (no vector math library
+    is linked), ~10x the cost of a conv epilogue. Instead: x = n*ln2 + r with |r| <= ln2/2, e^r by a
+    degree-6 Taylor polynomial (relative error < 2e-7), 2^n assembled in the exponent bits. The
+    input is clamped to [-87, 88] so that n + 127 stays a normal exponent (e^-87 ~ 1.6e-38).
+    """
+    vt = x.type
+    i32 = ir.IntegerType.get_signless(32)
+    i32v = ir.VectorType.get(ir.VectorType(vt).shape, i32)
+    x = arith.minimumf(arith.maximumf(x, splat(-87.0, vt)), splat(88.0, vt))
+    n = mmath.floor(arith.addf(arith.mulf(x, splat(1.4426950408889634, vt)), splat(0.5, vt)))
+    r = arith.subf(x, arith.mulf(n, splat(0.693359375, vt)))
+    r = arith.subf(r, arith.mulf(n, splat(-2.12194440e-4, vt)))
+    p = splat(1.0 / 720.0, vt)
+    for c in (1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0):
+        p = arith.addf(arith.mulf(p, r), splat(c, vt))
+    ni = arith.fptosi(i32v, n)
+    bias = arith.ConstantOp(i32v, ir.DenseElementsAttr.get_splat(i32v, ir.IntegerAttr.get(i32, 127))).result
+    sh = arith.ConstantOp(i32v, ir.DenseElementsAttr.get_splat(i32v, ir.IntegerAttr.get(i32, 23))).result
+    scale = arith.bitcast(vt, arith.shli(arith.addi(ni, bias), sh))
+    return arith.mulf(p, scale)

@@ -104,6 +104,9 @@ class _Geom:
     k_outer: bool | None = None
     cunroll: int | None = None
     rows_per_tile: int | None = None
+    block_bytes: int | None = None  # scratch budget of pixel blocks / row bands (tests force small ones)
+    cchunk: int | None = None  # most input channels per reduction chunk (pixel blocks only)
+    cvec: bool | None = None  # force the channel-vectorised small-plane kernel on / off
 
     @property
     def Cg(self) -> int:
@@ -151,6 +154,17 @@ class _Plan:
     # The copy writes every scratch element except a border that it zeroes itself (one pass over the
     # scratch per image); zero-stuffed inputs instead zero the whole scratch once per call.
     border_zero: bool = False
+    # Cache blocking of large planes (0: off). flat: PT pixels of every input channel are packed into
+    # a contiguous scratch block, then all output channels are computed from it. prep: the padded
+    # scratch holds a band of BH output rows (plus halo) instead of the whole image.
+    PT: int = 0
+    BH: int = 0
+    BR: int = 0  # scratch rows of one band
+    # Reduction split (pixel blocks with many input channels): input-channel chunk boundaries; the
+    # tile's Cg x WB*V input strip must stay in L1 while all channel blocks reuse it.
+    c_bounds: list | None = None
+    # Small planes: vectors run along output channels (KB = KV*V channels x WB pixels per tile).
+    cvec: bool = False
 
 
 # Vector registers a register tile may fill; None: 32 for NEON (vec 4), else 16. See vector_registers.
@@ -193,7 +207,9 @@ def _choose_tile(g: _Geom, cols: int, rows: int) -> tuple[int, int, int]:
         if Kg * wb >= 8:
             cands.append((Kg, wb))  # one block for all channels (e.g. 5 -> 5x2, not 4x3 + 1x3)
     if nvec == 1:
-        KB, WB = min(Kg, 8), 1
+        # One vector per row (7x7, 8x8 planes): 6 channels x 2 stacked rows, which share their input
+        # loads, beat 8 x 1 (3x3 256->256 at 7x7: 78 vs 70 GFLOP/s on Zen 4).
+        KB, WB = min(Kg, 6), 1
     elif cands:
         KB, WB = min(cands, key=lambda t: (-(-Kg // t[0]), -(Kg % t[0] or t[0])))
     else:
@@ -203,7 +219,7 @@ def _choose_tile(g: _Geom, cols: int, rows: int) -> tuple[int, int, int]:
     # Too few accumulators to hide FMA latency (depthwise, tiny K): stack output rows, which also
     # lets them share input loads.
     RB = 1
-    while KB * WB * RB < 8 and RB < 4 and RB < rows:
+    while (KB * WB * RB < 8 or (nvec == 1 and RB < 2)) and RB < 4 and RB < rows:
         RB += 1
     if g.tile:
         KB, WB = g.tile[:2]
@@ -219,7 +235,10 @@ def _plan(g: _Geom) -> _Plan:
     fits_h = (g.OH - 1) * g.sh + (g.KH - 1) * g.dh + 1 <= g.H
     if g.KH == 1 and g.KW == 1 and g.sh == 1 and g.sw == 1 and no_pad and g.OH == g.H and g.OW == g.W:
         p = _Plan("flat", 0, 0, rows=1, cols=g.H * g.W, RS=0, CS=g.H * g.W)
-    elif no_pad and g.sw == 1 and fits_w and fits_h:
+    elif no_pad and g.sw == 1 and fits_w and fits_h and not _band_worthy(g, g.Cg * g.H * g.W * 4):
+        # (A large input goes through banded prep instead: reading Cg*KH rows in place per tile is
+        # the same many-stream pattern that pixel blocks fix for 1x1; 7x7 64->3 at 262x262 30 ->
+        # 52 GFLOP/s, 3x3 128->128 at 66x66 +15 %.)
         p = _Plan("direct", 0, 0, rows=g.OH, cols=g.OW, RS=g.W, CS=g.H * g.W)
     else:
         Hs = (g.OH - 1) * g.sh + (g.KH - 1) * g.dh + 1
@@ -230,6 +249,12 @@ def _plan(g: _Geom) -> _Plan:
         p = _Plan("prep", 0, 0, rows=g.OH, cols=g.OW, RS=g.sw * Wq, CS=Hs * g.sw * Wq, Hs=Hs, Ws=Ws, Wq=Wq)
         p.border_zero = g.lh == 1 and g.lw == 1
     p.KB, p.WB, p.RB = _choose_tile(g, p.cols, p.rows)
+    if _use_cvec(g, p):
+        p.cvec = True
+        if p.mode == "flat":  # read in place, one "row" per output row
+            p.mode, p.rows, p.cols, p.RS = "direct", g.OH, g.OW, g.W
+        kv, npix = _cvec_tile(g)
+        p.KB, p.WB, p.RB = kv * V, npix, 1
     p.nkb = -(-g.Kg // p.KB)
     wbytes = g.Cg * g.KH * g.KW * g.Kg * 4
     nfull = g.Kg // p.KB
@@ -243,6 +268,10 @@ def _plan(g: _Geom) -> _Plan:
     else:
         strip = g.Cg * g.KH * (p.RS or p.cols) * 4
         p.k_outer = p.mode != "flat" and strip <= 24 * 1024
+    if not p.cvec:
+        _plan_blocking(g, p)
+    else:
+        p.chunk_blocks, p.k_outer = nfull, True
     T = g.KH * g.KW
     p.cunroll = 4 if T == 1 else 2 if T <= 4 else 1
     if g.cunroll:
@@ -250,6 +279,103 @@ def _plan(g: _Geom) -> _Plan:
     if g.rows_per_tile:
         p.RB = min(g.rows_per_tile, p.rows)
     return p
+
+
+# Scratch budgets for cache blocking of large planes (see _plan_blocking). Zen 4 has 1 MiB of L2 per
+# core and 32 KiB of L1d.
+_PIXEL_BLOCK_BYTES = 32 * 1024
+_BAND_BYTES = 192 * 1024
+_CHUNK_CHANNELS = 256
+
+
+def _use_cvec(g: _Geom, p: _Plan) -> bool:
+    """Small planes (28x28 and below) with many channels: rows of 28 / 14 / 7 pixels fill only 87.5 %
+    of the width vectors, and a 7-pixel row leaves a tile one vector wide. Vectorising over output
+    channels instead uses every lane and reuses each broadcast input pixel for KV weight vectors."""
+    if g.cvec is not None:
+        return g.cvec and g.groups == 1 and g.lh == 1 and g.lw == 1
+    if g.tile or g.groups != 1 or g.lh != 1 or g.lw != 1:
+        return False
+    V = g.V
+    cols = g.OH * g.OW if p.mode == "flat" else g.OW
+    row_eff = cols / (-(-cols // V) * V)
+    ch_eff = g.Kg / (-(-g.Kg // V) * V)
+    return (g.OH * g.OW <= 1024 and row_eff < 0.95 and ch_eff >= 0.95 and g.Kg >= 2 * V
+            and g.Cg * g.KH * g.KW >= 64)
+
+
+def _cvec_tile(g: _Geom) -> tuple[int, int]:
+    """(channel vectors KV, pixels P) of a channel-vectorised tile: KV*P accumulators + KV weight
+    vectors + 1 broadcast. Measured on Zen 4 (32 registers), GFLOP/s at 7x7 / 14x14 / 28x28 for
+    3x3 256->256 / 128->128 / 128->128: 4x6 96/103/110, 3x7 99/106/109, 4x5 98/102/112,
+    3x8 89/100/108, 2x12 81/84/110. Among the good ones, the least padding of the last pixel tile
+    and of the last channel block wins."""
+    if g.tile:
+        return g.tile[0], g.tile[1]
+    if vector_registers(g.V) < 32:
+        return 2, 6
+    ohw, kg, V = g.OH * g.OW, g.Kg, g.V
+
+    def waste(t):
+        kv, npix = t
+        pix = (-(-ohw // npix) * npix - ohw) / ohw
+        nb = kg / (kv * V)
+        return pix + 0.5 * (1 - nb / -(-kg // (kv * V)))
+
+    return min([(4, 6), (3, 7), (4, 5)], key=waste)
+
+
+def _band_worthy(g: _Geom, scratch_bytes: int) -> bool:
+    """Whether a whole-image scratch of this size should be processed in row bands."""
+    if g.lh != 1 or g.lw != 1:
+        return False
+    if g.block_bytes:
+        return scratch_bytes > g.block_bytes
+    return scratch_bytes > 2 * _BAND_BYTES
+
+
+def _plan_blocking(g: _Geom, p: _Plan) -> None:
+    """Cache blocking for planes whose input does not fit in L2.
+
+    A 1x1 conv over a 256x256 plane with 192 input channels reads, per register tile, one vector from
+    each of 192 channel rows 256 KiB apart: every load is a fresh cache line in a different page and
+    no prefetcher follows 192 streams (14-20 GFLOP/s). Packing PT pixels of every channel into one
+    contiguous block first (one sequential pass per row) makes the tiles read from L1/L2.
+    Likewise a padded scratch copy of a whole 256x256 image (7 MiB for 26 channels) is written, then
+    read back from DRAM; a band of output rows with its halo stays in L2.
+    """
+    budget = g.block_bytes or None
+    if p.mode == "flat":
+        bb = budget or _PIXEL_BLOCK_BYTES
+        hw = g.H * g.W
+        unit = p.WB * g.V
+        if g.Cg * hw * 4 > 8 * bb or (budget and g.Cg * hw * 4 > bb):
+            pt = bb // (g.Cg * 4)
+            if not budget:  # measured: blocks under 128 pixels lose to loop overhead, over 512 to L1 misses
+                pt = min(max(pt, 128), 512)
+            pt = max(unit, pt // unit * unit)
+            if pt < hw:
+                p.PT = pt
+                p.CS = pt
+                # Sweep a block per channel block: the tile's weights stay in registers/L1 and the
+                # output is written as KB sequential streams instead of Kg scattered ones.
+                p.k_outer = True if g.k_outer is None else g.k_outer
+                cmax = g.cchunk or _CHUNK_CHANNELS
+                if g.Cg > cmax:
+                    nck = -(-g.Cg // cmax)
+                    step = -(-(-(-g.Cg // nck)) // 4) * 4  # a multiple of the channel unroll
+                    p.c_bounds = list(range(0, g.Cg, step)) + [g.Cg]
+    elif p.mode == "prep" and p.border_zero:
+        bb = budget or _BAND_BYTES
+        if _band_worthy(g, g.Cg * p.CS * 4):
+            halo = (g.KH - 1) * g.dh + 1
+            fit = bb // (g.Cg * p.RS * 4)
+            bh = max(1, (fit - halo) // g.sh + 1) if fit > halo else 1
+            bh = max(p.RB, bh // p.RB * p.RB)
+            if bh < g.OH:
+                p.BH = bh
+                p.BR = (bh - 1) * g.sh + halo
+                p.CS = p.BR * p.RS
 
 
 def _width_segments(cols: int, V: int, WB: int) -> list[tuple[int, int, int]]:
@@ -369,21 +495,26 @@ class _ConvEmitter:
     def run(self):
         g, p, b = self.g, self.p, self.b
         scratch = None
-        if p.mode == "prep":
+        if p.mode == "prep" or p.PT:
             size = g.Cg * p.CS
             scratch = memref.alloc(flat_memref(size), [], [], alignment=64)
-            if not p.border_zero:
+            if p.mode == "prep" and not p.border_zero:
                 b.zero_fill(scratch, size)
         self.src = scratch if scratch is not None else self.x
 
         def per_image(n, _):
             def per_group(gi, _):
-                if scratch is not None:
+                out_img = b.add(b.mul(n, g.K * self.OHW), b.mul(gi, g.Kg * self.OHW))
+                if p.PT:
+                    self.pixel_blocks(n, gi, out_img)
+                elif p.BH:
+                    self.row_bands(n, gi, out_img)
+                elif scratch is not None:
                     self.prep(n, gi)
-                    in_base = 0
+                    (self.cvec_group if p.cvec else self.group)(gi, 0, out_img, p.rows, p.cols)
                 else:
                     in_base = b.add(b.mul(n, g.C * g.H * g.W), b.mul(gi, g.Cg * g.H * g.W))
-                self.group(n, gi, in_base)
+                    (self.cvec_group if p.cvec else self.group)(gi, in_base, out_img, p.rows, p.cols)
 
             b.loop(0, g.groups, 1, per_group)
 
@@ -391,13 +522,127 @@ class _ConvEmitter:
         if scratch is not None:
             memref.dealloc(scratch)
 
-    def group(self, n, gi, in_base):
+    def pixel_blocks(self, n, gi, out_img):
+        """Flat 1x1 conv, one packed block of PT pixels x Cg channels at a time."""
+        g, p, b = self.g, self.p, self.b
+        hw = g.H * g.W
+        nfull = hw // p.PT
+        tail = hw - nfull * p.PT
+        src = b.add(b.mul(n, g.C * hw), b.mul(gi, g.Cg * hw))
+
+        def block(p0, cols):
+            def chan(c, _):
+                self._copy_run(b.add(src, b.mul(c, hw), p0), b.mul(c, p.PT), cols)
+
+            b.loop(0, g.Cg, 1, chan)
+            self.group(gi, 0, b.add(out_img, p0), 1, cols)
+
+        b.loop(0, nfull, 1, lambda bi, _: block(b.mul(bi, p.PT), p.PT))
+        if tail:
+            block(nfull * p.PT, tail)
+
+    def row_bands(self, n, gi, out_img):
+        """Padded conv, one scratch band of BH output rows (plus halo) at a time."""
+        g, p, b = self.g, self.p, self.b
+        nfull = g.OH // p.BH
+        tail = g.OH - nfull * p.BH
+
+        def band(oh0, rows):
+            self.prep(n, gi, oh0, rows)
+            self.group(gi, 0, b.add(out_img, b.mul(oh0, g.OW)), rows, g.OW)
+
+        b.loop(0, nfull, 1, lambda bi, _: band(b.mul(bi, p.BH), p.BH))
+        if tail:
+            band(nfull * p.BH, tail)
+
+    # ---- channel-vectorised tiles (small planes) ---------------------------------------------
+    def cvec_group(self, gi, in_base, out_img, nrows, cols):
+        """Tiles of KB = KV*V output channels x WB output pixels, pixels taken in flattened (oh, ow)
+        order so that rows of any width fill the tile; vectors hold channels, so every lane is useful
+        and each broadcast input pixel feeds KV FMAs."""
+        g, p, b = self.g, self.p, self.b
+        KB, P, OHW = p.KB, p.WB, self.OHW
+        full = g.Kg // KB
+        tailk = g.Kg - full * KB
+        npt = OHW // P
+        tailp = OHW - npt * P
+
+        def bases(p0, count):
+            out = []
+            for j in range(count):
+                pj = b.add(p0, j)
+                if isinstance(pj, int):
+                    oh, ow = divmod(pj, g.OW)
+                    out.append(oh * g.sh * p.RS + ow)
+                else:
+                    oh = arith.divui(pj, b.c(g.OW))
+                    ow = arith.subi(pj, arith.muli(oh, b.c(g.OW)))
+                    out.append(b.add(b.mul(oh, g.sh * p.RS), ow))
+            return out
+
+        def ktile(kblk, kvalid):
+            def ptile(p0, count):
+                self.cvec_tile(gi, kblk, kvalid, in_base, out_img, p0, count, bases(p0, count))
+
+            b.loop(0, npt * P, P, lambda p0, _: ptile(p0, P))
+            if tailp:
+                ptile(npt * P, tailp)
+
+        b.loop(0, full, 1, lambda kblk, _: ktile(kblk, KB))
+        if tailk:
+            ktile(full, tailk)
+
+    def cvec_tile(self, gi, kblk, kvalid, in_base, out_img, p0, count, pix):
+        g, p, b = self.g, self.p, self.b
+        V, T, KB, OHW = g.V, self.T, p.KB, self.OHW
+        KV = -(-kvalid // V)
+        lanes = [min(V, kvalid - kv * V) for kv in range(KV)]
+        k0 = b.add(b.mul(gi, g.Kg), b.mul(kblk, KB))
+        wblk = b.add(b.mul(gi, p.nkb * g.Cg * T * KB), b.mul(kblk, g.Cg * T * KB))
+        colofs = [((kw * g.dw) % g.sw) * p.Wq + (kw * g.dw) // g.sw for kw in range(g.KW)]
+        init = []
+        for kv in range(KV):
+            v0 = b.load(self.bias, b.add(k0, kv * V), lanes[kv]) if self.bias is not None else b.splat(0.0)
+            init += [v0] * count
+
+        def cbody(c, accs):
+            ib = b.add(in_base, b.mul(c, p.CS))
+            wb = b.add(wblk, b.mul(c, T * KB))
+            for kh in range(g.KH):
+                for kw in range(g.KW):
+                    t = kh * g.KW + kw
+                    off = kh * g.dh * p.RS + colofs[kw]
+                    ws = [b.load(self.wts, b.add(wb, t * KB + kv * V)) for kv in range(KV)]
+                    for j in range(count):
+                        xv = b.bcast(self.src, b.add(ib, pix[j], off))
+                        for kv in range(KV):
+                            accs[kv * count + j] = b.fma(ws[kv], xv, accs[kv * count + j])
+            return accs
+
+        accs = b.loop(0, g.Cg, 1, cbody, init)
+        # Lane l of accumulator (kv, j) is output channel k0 + kv*V + l at pixel p0 + j: stored with a
+        # strided scatter (the epilogue is ~1 % of a tile's work at these channel counts).
+        i32 = ir.IntegerType.get_signless(32)
+        ivt = ir.VectorType.get([V], i32)
+        stride = arith.ConstantOp(ivt, ir.DenseElementsAttr.get(np.arange(V, dtype=np.int32) * OHW, type=ivt)).result
+        ob = b.add(out_img, b.mul(kblk, KB * OHW), p0)
+        for kv in range(KV):
+            mask = b.mask(lanes[kv])
+            for j in range(count):
+                idx = b.v(b.add(ob, kv * V * OHW + j))
+                val = accs[kv * count + j]
+                if self.res is not None:
+                    val = arith.addf(val, vector.gather(b.vt, self.res, [idx], stride, mask, b.splat(0.0)))
+                val = b.activation(val, g.act, g.act_params)
+                vector.scatter(None, self.out, [idx], stride, mask, val)
+
+    def group(self, gi, in_row0, out_row0, nrows, cols):
         g, p, b = self.g, self.p, self.b
         nfull = g.Kg // p.KB
         tail = g.Kg - nfull * p.KB
         if nfull:
             if p.chunk_blocks >= nfull:
-                self.nest(n, gi, in_base, 0, nfull, p.KB)
+                self.nest(gi, in_row0, out_row0, nrows, cols, 0, nfull, p.KB)
             else:
                 cb = p.chunk_blocks
                 nchunks = -(-nfull // cb)
@@ -405,22 +650,29 @@ class _ConvEmitter:
                 def chunk(ci, _):
                     lo = b.mul(ci, cb)
                     hi = b.min(b.add(lo, cb), nfull)
-                    self.nest(n, gi, in_base, lo, hi, p.KB)
+                    self.nest(gi, in_row0, out_row0, nrows, cols, lo, hi, p.KB)
 
                 b.loop(0, nchunks, 1, chunk)
         if tail:
-            self.nest(n, gi, in_base, nfull, nfull + 1, tail)
+            self.nest(gi, in_row0, out_row0, nrows, cols, nfull, nfull + 1, tail)
 
-    def nest(self, n, gi, in_base, kblk_lo, kblk_hi, kb):
-        """All output rows and columns for channel blocks [kblk_lo, kblk_hi) of width kb."""
+    def nest(self, gi, in_row0, out_row0, nrows, cols, kblk_lo, kblk_hi, kb):
+        """Output rows [0, nrows) x columns [0, cols) (relative to in_row0 / out_row0) for channel
+        blocks [kblk_lo, kblk_hi) of width kb."""
         g, p, b = self.g, self.p, self.b
         V, RB = g.V, p.RB
-        segs = _width_segments(p.cols, V, p.WB)
-        out_img = b.add(b.mul(n, g.K * self.OHW), b.mul(gi, g.Kg * self.OHW))
+        wb = p.WB
+        if kb < p.KB and not g.tile:
+            # Leftover channel block (26 = 4 x 6 + 2): widen it so it still has enough independent
+            # accumulators to hide the FMA latency.
+            wb = max(wb, min(4, (vector_registers(V) - 1) // (kb * RB + 1)))
+        segs = _width_segments(cols, V, wb)
+        bounds = p.c_bounds or [0, g.Cg]
+        chunks = [(lo, hi, j == 0, j == len(bounds) - 2) for j, (lo, hi) in enumerate(zip(bounds, bounds[1:]))]
 
         def rows(oh, rb):
-            row_in = b.add(in_base, b.mul(oh, g.sh * p.RS))
-            row_out = b.add(out_img, b.mul(oh, g.OW))
+            row_in = b.add(in_row0, b.mul(oh, g.sh * p.RS))
+            row_out = b.add(out_row0, b.mul(oh, g.OW))
 
             def walk_width(each):
                 start = 0
@@ -432,25 +684,31 @@ class _ConvEmitter:
                         b.loop(0, count, 1, lambda wi, _, st=start, nv=nv, span=span: each(b.add(st, b.mul(wi, span)), nv, V))
                     start += count * span
 
-            def tile(kblk, ow0, nv, last):
-                self.tile(gi, kblk, kb, row_in, row_out, ow0, nv, last, rb)
+            for cr in chunks:
+                def tile(kblk, ow0, nv, last, cr=cr):
+                    self.tile(gi, kblk, kb, row_in, row_out, ow0, nv, last, rb, cr)
 
-            if p.k_outer:
-                b.loop(kblk_lo, kblk_hi, 1, lambda kblk, _: walk_width(lambda ow0, nv, last: tile(kblk, ow0, nv, last)))
-            else:
-                walk_width(lambda ow0, nv, last: b.loop(kblk_lo, kblk_hi, 1, lambda kblk, _: tile(kblk, ow0, nv, last)))
+                if p.k_outer:
+                    b.loop(kblk_lo, kblk_hi, 1, lambda kblk, _: walk_width(lambda ow0, nv, last: tile(kblk, ow0, nv, last)))
+                else:
+                    walk_width(lambda ow0, nv, last: b.loop(kblk_lo, kblk_hi, 1, lambda kblk, _: tile(kblk, ow0, nv, last)))
 
-        main = (p.rows // RB) * RB
+        main = (nrows // RB) * RB
         b.loop(0, main, RB, lambda oh, _: rows(oh, RB))
-        if p.rows % RB:
-            rows(main, p.rows % RB)
+        if nrows % RB:
+            rows(main, nrows % RB)
 
     # ---- register tile -----------------------------------------------------------------------
-    def tile(self, gi, kblk, kb, row_in, row_out, ow0, nv, last, rb):
-        """kb output channels x rb output rows x nv vectors; the last vector has `last` valid lanes."""
+    def tile(self, gi, kblk, kb, row_in, row_out, ow0, nv, last, rb, cr=None):
+        """kb output channels x rb output rows x nv vectors; the last vector has `last` valid lanes.
+
+        cr = (c_lo, c_hi, first, final): reduce over input channels [c_lo, c_hi) only; a chunk that is
+        not the first adds to the partial sums already in the output, only the final one applies the
+        residual and the activation."""
+        c_lo, c_hi, first, final = cr or (0, self.g.Cg, True, True)
         g, p, b = self.g, self.p, self.b
         V, T, KB = g.V, self.T, p.KB
-        masked_loads = p.mode != "prep" and last < V
+        masked_loads = p.mode != "prep" and not p.PT and last < V  # scratch rows are padded
         k0 = b.add(b.mul(gi, g.Kg), b.mul(kblk, KB))  # first output channel
         wblk = b.add(b.mul(gi, p.nkb * g.Cg * T * KB), b.mul(kblk, g.Cg * T * KB))
         # Output row i, tap (kh, kw) reads input row offset i*sh + kh*dh; rows of a multi-row tile
@@ -463,7 +721,15 @@ class _ConvEmitter:
         for kw in range(g.KW):
             cw = kw * g.dw
             colofs.append((cw % g.sw) * p.Wq + cw // g.sw)
-        if self.bias is not None:
+        ob = b.add(row_out, ow0, b.mul(kblk, KB * self.OHW))
+
+        def out_idx(k, i, v):
+            return b.add(ob, k * self.OHW + i * g.OW + v * V)
+
+        if not first:
+            init = [b.load(self.out, out_idx(k, i, v), last if v == nv - 1 else V)
+                    for k in range(kb) for i in range(rb) for v in range(nv)]
+        elif self.bias is not None:
             init = [b.bcast(self.bias, b.add(k0, k)) for k in range(kb) for _ in range(rb * nv)]
         else:
             init = [b.splat(0.0)] * (kb * rb * nv)
@@ -490,30 +756,32 @@ class _ConvEmitter:
 
         # Few taps leave little work per reduction step: unroll the channel loop to amortise it.
         U = p.cunroll
-        cmain = (g.Cg // U) * U
+        cmain = c_lo + ((c_hi - c_lo) // U) * U
 
         def cbody_unrolled(c, accs):
             for u in range(U):
                 accs = cbody(b.add(c, u), accs)
             return accs
 
-        accs = b.loop(0, cmain, U, cbody_unrolled, init)
-        for c in range(cmain, g.Cg):
+        accs = b.loop(c_lo, cmain, U, cbody_unrolled, init)
+        for c in range(cmain, c_hi):
             accs = cbody(c, accs)
-        ob = b.add(row_out, ow0, b.mul(kblk, KB * self.OHW))
         for k in range(kb):
             for i in range(rb):
                 for v in range(nv):
                     lanes = last if v == nv - 1 else V
-                    idx = b.add(ob, k * self.OHW + i * g.OW + v * V)
+                    idx = out_idx(k, i, v)
                     val = accs[acc_i(k, i, v)]
-                    if self.res is not None:
-                        val = arith.addf(val, b.load(self.res, idx, lanes))
-                    val = b.activation(val, g.act, g.act_params)
+                    if final:
+                        if self.res is not None:
+                            val = arith.addf(val, b.load(self.res, idx, lanes))
+                        val = b.activation(val, g.act, g.act_params)
                     b.store(val, self.out, idx, lanes)
 
     # ---- padded / phase-split input copy -------------------------------------------------------
-    def prep(self, n, gi):
+    def prep(self, n, gi, oh0=None, nrows=None):
+        """Copy the input of group gi into the scratch with padding applied: the whole image, or
+        (row bands, lh = 1) the rows that output rows [oh0, oh0 + nrows) read."""
         g, p, b = self.g, self.p, self.b
         ih_lo = max(0, -(-(-g.pt) // g.lh))
         ih_hi = min(g.H, (p.Hs - 1 - g.pt) // g.lh + 1) if p.Hs - 1 - g.pt >= 0 else 0
@@ -529,7 +797,6 @@ class _ConvEmitter:
 
         # Zero only what the copy does not overwrite (see _Plan.border_zero): rows above and below
         # the data, and per data row and column phase the columns left and right of the data.
-        hp_lo, hp_hi = g.pt + ih_lo, g.pt + ih_hi
         spans = []  # (phase, first data column, end of data columns)
         for ph in range(g.sw):
             first = next((w for w in range(wp0, wp0 + L) if w % g.sw == ph), None)
@@ -539,16 +806,31 @@ class _ConvEmitter:
                 cnt = len(range(first, wp0 + L, g.sw))
                 spans.append((ph, first // g.sw, first // g.sw + cnt))
 
+        if oh0 is None:
+            # Scratch row of input row ih: pt + ih*lh; data rows [pt+ih_lo, pt+ih_hi) of Hs.
+            nr, shift = p.Hs, g.pt
+            r_lo, r_hi = g.pt + ih_lo, g.pt + ih_hi
+        else:
+            # Band scratch row r holds padded row oh0*sh + r, i.e. input row r + a (lh = 1).
+            nr = (nrows - 1) * g.sh + (g.KH - 1) * g.dh + 1
+            a = b.add(b.mul(oh0, g.sh), -g.pt)
+            shift = None
+            r_lo = _smin(b, nr, _smax(b, 0, _neg(b, a)))  # a band may lie wholly in the padding
+            r_hi = _smax(b, r_lo, _smin(b, nr, b.add(_neg(b, a), g.H)))
+
         def chan(c, _):
             xc = b.add(src_base, b.mul(c, g.H * g.W))
             sc = b.mul(c, p.CS)
             if p.border_zero:
-                self._zero_span(sc, 0, hp_lo * p.RS)
-                self._zero_span(sc, hp_hi * p.RS, p.Hs * p.RS)
+                self._zero_rows(sc, 0, r_lo)
+                self._zero_rows(sc, r_hi, nr)
 
-            def row(ih, _):
+            def row(r, _):
+                if shift is not None:  # whole image: r counts input rows
+                    ih, sr = r, b.add(sc, b.mul(r, g.lh * p.RS), shift * p.RS)
+                else:
+                    ih, sr = b.add(r, a), b.add(sc, b.mul(r, p.RS))
                 xr = b.add(xc, b.mul(ih, g.W), iw_lo)
-                sr = b.add(sc, b.mul(ih, g.lh * p.RS), (g.pt) * p.RS)
                 if p.border_zero:
                     for ph, j0, j1 in spans:
                         self._zero_span(b.add(sr, ph * p.Wq), 0, j0)
@@ -560,9 +842,21 @@ class _ConvEmitter:
                 else:
                     self._copy_scalar(xr, sr, L)
 
-            b.loop(ih_lo, ih_hi, 1, row)
+            if shift is not None:
+                b.loop(ih_lo, ih_hi, 1, row)
+            else:
+                b.loop(r_lo, r_hi, 1, row)
 
         b.loop(0, g.Cg, 1, chan)
+
+    def _zero_rows(self, sc, r0, r1):
+        """Zero scratch rows [r0, r1) of the channel at sc (bounds may be dynamic)."""
+        b, RS = self.b, self.p.RS
+        if isinstance(r0, int) and isinstance(r1, int):
+            if r1 > r0:
+                self._zero_span(sc, r0 * RS, r1 * RS)
+            return
+        b.loop(r0, r1, 1, lambda r, _: self._zero_span(b.add(sc, b.mul(r, RS)), 0, RS))
 
     def _zero_span(self, base, start: int, end: int):
         """Zero S[base+start : base+end] with vector stores (the last one masked)."""
@@ -648,6 +942,22 @@ class _ConvEmitter:
             memref.store(val, S, [b.v(b.add(sr, col))])
 
         b.loop(0, L, 1, body)
+
+
+def _neg(b: KernelBuilder, a):
+    return -a if isinstance(a, int) else arith.subi(b.c(0), a)
+
+
+def _smax(b: KernelBuilder, x, y):
+    if isinstance(x, int) and isinstance(y, int):
+        return max(x, y)
+    return arith.maxsi(b.v(x), b.v(y))
+
+
+def _smin(b: KernelBuilder, x, y):
+    if isinstance(x, int) and isinstance(y, int):
+        return min(x, y)
+    return arith.minsi(b.v(x), b.v(y))
 
 
 def _first_input_col(g: _Geom) -> int:
