@@ -51,6 +51,20 @@ def test_save_never_overwrites(saved):
     assert [p for p in os.listdir(path.parent) if p.startswith(".lrc-")] == []  # no temp leftovers
 
 
+def test_artifact_records_march_and_checks_cpu(saved, tmp_path, monkeypatch):
+    path, x, ref, cm = saved
+    import json
+
+    from lrc.targets import aot
+
+    march = json.load(open(path / "model.json"))["options"]["march"]
+    assert march == aot.host_march(cm._artifact["vector_registers"])
+    # The same artifact on a CPU without the needed extensions must refuse to load, not SIGILL.
+    monkeypatch.setattr(aot, "cpu_flags", lambda: {"sse2"})
+    with pytest.raises(RuntimeError, match=f"built for -march={march}, but this CPU lacks avx2"):
+        lrc.load(path)
+
+
 def test_load_rejects_non_artifact(tmp_path):
     with pytest.raises(FileNotFoundError, match="not an lrc artifact"):
         lrc.load(tmp_path)

@@ -28,7 +28,41 @@ import uuid
 import numpy as np
 
 FORMAT_VERSION = 2
-HOST_CFLAGS = ["-O3", "-fPIC", "-shared", "-march=x86-64-v3"]  # AVX2 + FMA, what the JIT targets here
+HOST_CFLAGS = ["-O3", "-fPIC", "-shared", "-march=x86-64-v3"]  # AVX2 + FMA
+
+# What each -march level needs from the CPU that loads the artifact; checked at load so that a
+# v4 artifact on an AVX2-only machine is a clear error instead of SIGILL.
+MARCH_CPU_FLAGS = {"x86-64-v3": ("avx2", "fma"),
+                   "x86-64-v4": ("avx2", "fma", "avx512f", "avx512vl", "avx512bw", "avx512dq")}
+
+
+def host_march(vector_registers: int | None) -> str:
+    """Host JIT tiles built for 32 vector registers assume AVX-512VL (ymm16-31); compiled for
+    x86-64-v3 they still run but spill (resnet_basic AOT 25.4 vs 18.5 ms at v4, docs/kernels.md)."""
+    return "x86-64-v4" if vector_registers == 32 else "x86-64-v3"
+
+
+def cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def check_host_cpu(path: str, march: str) -> None:
+    import platform
+
+    if platform.machine() not in ("x86_64", "AMD64"):
+        raise NotImplementedError(f"{path}: a host artifact holds x86-64 code; this machine is {platform.machine()}")
+    flags = cpu_flags()
+    missing = [f for f in MARCH_CPU_FLAGS.get(march, ()) if flags and f not in flags]
+    if missing:
+        raise RuntimeError(f"{path} was built for -march={march}, but this CPU lacks {', '.join(missing)}; "
+                           "rebuild it here (or save with LRC_VECTOR_REGISTERS=16 for an AVX2-only artifact)")
 WEIGHTS_MAGIC = b"LRCWGT01"
 WEIGHTS_ALIGN = 64
 MIN_EXTERNAL_BYTES = 256  # smaller constants (index tables of a few entries) stay in the code
@@ -251,10 +285,13 @@ def save_artifact(cm, path, overwrite: bool = False) -> None:
         if "weights" not in art:
             art["weights"] = externalize_weights(art["llvm_module"])
 
+        march = host_march(art.get("vector_registers"))
+
         def fill(tmp):
             build_artifact(tmp, art["llvm_module"], target=cm.target, entry=art["entry"],
                            input_shapes=cm.input_shapes, output_shapes=cm.output_shapes,
-                           weights=art["weights"], cflags=HOST_CFLAGS)
+                           weights=art["weights"], cflags=HOST_CFLAGS[:-1] + [f"-march={march}"],
+                           options={"march": march})
     _publish(path, fill)
 
 
@@ -328,6 +365,7 @@ def load_artifact(path):
     meta = read_meta(path)
     target = meta["target"]
     if target == "host":
+        check_host_cpu(path, (meta.get("options") or {}).get("march", "x86-64-v3"))
         run, lib = open_native(path, meta)
     elif target == "arm64":
         from .arm64 import open_artifact
