@@ -12,7 +12,8 @@ The other four are whole-model calls, interleaved round by round so machine nois
 Pruned models: apps/checkpoints/<app>_pruned.pt if present, else the dense checkpoint hard-pruned
 with lrprune projections at PatDNN level (3x3: 8 patterns of 4 + 67 % kernels removed = 6.75x
 fewer MACs; other convs: 80 % kernels removed; the first conv (<= 3 input channels) and the output
-convs (<= 12 filters) stay dense). VGG-16-style: the 13 VGG-16 convs at 224x224 with a global
+convs (<= 12 filters) stay dense); `--models color:hard` hard-prunes even when a checkpoint exists.
+VGG-16-style: the 13 VGG-16 convs at 224x224 with a global
 average pool and a 512->1000 classifier (the 25088x4096 FC would only measure memory), random
 weights (speed does not depend on the values, only on the zeros).
 
@@ -71,7 +72,13 @@ class VGG16Style(nn.Module):
 
 
 def load_models(name: str):
-    """(dense model, pruned model, input, where the pruned weights came from)."""
+    """(dense model, pruned model, input, where the pruned weights came from).
+
+    `<app>:hard` ignores apps/checkpoints/<app>_pruned.pt and hard-prunes the dense checkpoint at
+    PatDNN level, the compression the issue's 4x target is stated for (an ADMM checkpoint may remove
+    fewer MACs: color_pruned.pt 4.96x vs 6.72x)."""
+    hard = name.endswith(":hard")
+    name = name.removesuffix(":hard")
     if name == "vgg16":
         torch.manual_seed(0)
         dense = VGG16Style().eval()
@@ -89,7 +96,7 @@ def load_models(name: str):
     dense = models.load(os.path.join(ck, f"{name}_dense.pt"))
     x = models.example_input(name)
     p = os.path.join(ck, f"{name}_pruned.pt")
-    if os.path.exists(p):
+    if os.path.exists(p) and not hard:
         return dense, models.load(p), x, f"{name}_pruned.pt (ADMM)"
     pruned = models.load(os.path.join(ck, f"{name}_dense.pt"))
     return dense, hard_prune(pruned), x, f"{name}_dense.pt hard-pruned (lrprune projections)"
@@ -255,15 +262,24 @@ def bench(name: str, repeats: int, csr: bool) -> dict:
         for r in runners.values():
             r()
     times = {k: [] for k in runners}
+    cpu = {k: [] for k in runners}
     for _ in range(repeats):
         for k, r in runners.items():
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.thread_time()
             r()
+            cpu[k].append(time.thread_time() - c)
             times[k].append(time.perf_counter() - t)
     ms = {k: statistics.median(v) * 1e3 for k, v in times.items()}
+    # CPU time of the calling thread: every competitor runs on it (1 thread), and unlike wall time it
+    # does not count the time other jobs on the shared host took the core away (wall-time ratios
+    # moved by up to 1.7x between runs; CPU-time ratios stayed within ~10 %).
+    cpu_ms = {k: statistics.median(v) * 1e3 for k, v in cpu.items()}
+    for k in runners:
+        if cpu_ms[k] < 0.5 * min(times[k]) * 1e3:
+            raise RuntimeError(f"{name}/{k}: CPU time {cpu_ms[k]:.1f} ms << wall time: work ran on another thread")
     row = {"model": name, "input": list(x.shape), "pruned_from": source, "dense_gmacs": dm / 1e9,
            "nz_gmacs": pm_nz / 1e9, "mac_reduction": dm / pm_nz, "ms": ms,
-           "spread_ms": {k: [min(v) * 1e3, max(v) * 1e3] for k, v in times.items()},
+           "cpu_ms": cpu_ms, "spread_ms": {k: [min(v) * 1e3, max(v) * 1e3] for k, v in times.items()},
            "compile_s": {"dense": t1 - t0, "pruned": t2 - t1},
            "err": {"dense": err_d, "pruned": err_p}, "ok": ok_d and ok_p,
            "sparse_layers": cm_pruned.lr_ir.count("#lr.sparsity<")}
@@ -272,6 +288,9 @@ def bench(name: str, repeats: int, csr: bool) -> dict:
     row["speedup_vs_ort"] = ms["ort"] / ms["lrc_pruned"]
     row["speedup_vs_lrc_dense"] = ms["lrc_dense"] / ms["lrc_pruned"]
     row["speedup_vs_torch"] = ms["torch"] / ms["lrc_pruned"]
+    row["cpu_speedup_vs_ort"] = cpu_ms["ort"] / cpu_ms["lrc_pruned"]
+    row["cpu_speedup_vs_lrc_dense"] = cpu_ms["lrc_dense"] / cpu_ms["lrc_pruned"]
+    row["cpu_nz_gflops"] = 2 * pm_nz / (cpu_ms["lrc_pruned"] * 1e-3) / 1e9
     row["nz_gflops"] = 2 * pm_nz / (ms["lrc_pruned"] * 1e-3) / 1e9
     row["dense_gflops"] = 2 * dm / (ms["lrc_dense"] * 1e-3) / 1e9
     return row
@@ -286,8 +305,12 @@ BIG_LAYERS = [("vgg16 conv3 256ch 56x56", 256, 256, 56, 56, 3), ("vgg16 conv4 51
 def bench_layers(repeats: int) -> list[dict]:
     from lrc.codegen.kernels.conv import ConvSpec, emit_conv_func, pack_conv_weights
     from lrc.codegen.kernels.sparse_conv import emit_sparse_conv_func, pack_sparse_conv
+    from lrc.codegen.kernels import conv as convk
     from lrc.codegen.kernels.testing import jit_kernels, prepared_call
+    from lrc.targets.host import host_vector_registers
 
+    # The tiles lrc.compile picks on this host (32 vector registers on AVX-512VL), for both kernels.
+    convk.VECTOR_REGISTERS = convk.VECTOR_REGISTERS or host_vector_registers()
     rng = np.random.default_rng(0)
     cases, em = [], []
     for i, (label, C, K, H, W, k) in enumerate(BIG_LAYERS):
@@ -317,9 +340,9 @@ def bench_layers(repeats: int) -> list[dict]:
         td, ts = [], []
         for _ in range(repeats):
             for f, acc in ((fd, td), (fs, ts)):
-                t = time.perf_counter()
+                t = time.thread_time()  # CPU time (see bench()): kernels alone, no other threads
                 f()
-                acc.append(time.perf_counter() - t)
+                acc.append(time.thread_time() - t)
         md, msp = statistics.median(td) * 1e3, statistics.median(ts) * 1e3
         nz = 2 * np.count_nonzero(w) * s.OH * s.OW
         rows.append({"layer": label, "dense_ms": md, "sparse_ms": msp, "speedup": md / msp,
@@ -337,6 +360,10 @@ def to_markdown(rows, layers, meta) -> str:
          "| lrc dense ms | pruned, no compiler (CSR) ms | lrc pruned ms | speedup vs ORT | vs lrc dense | vs CSR "
          "| GFLOP/s non-zero | numerics |",
          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    C = ["", "Same run, **CPU time** of the calling thread (median; all four run on it, 1 thread; not counting "
+         "the time other jobs held the core, so these ratios are the stable ones on this shared host):", "",
+         "| model | torch dense ms | ORT dense ms | lrc dense ms | lrc pruned ms | speedup vs ORT | vs lrc dense "
+         "| GFLOP/s non-zero | target vs ORT |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         ms = r["ms"]
         csr = f"{ms['csr']:.1f}" if "csr" in ms else "not run"
@@ -346,9 +373,15 @@ def to_markdown(rows, layers, meta) -> str:
                  f"{ms['lrc_dense']:.1f} | {csr} | {ms['lrc_pruned']:.1f} | **{r['speedup_vs_ort']:.2f}x** | "
                  f"{r['speedup_vs_lrc_dense']:.2f}x | {vs_csr} | {r['nz_gflops']:.1f} | "
                  f"{'ok' if r['ok'] else 'MISMATCH'} ({r['err']['pruned']:.1e}) |")
+        c = r["cpu_ms"]
+        goal = 2.5 if r["model"] == "superres" else 4.0
+        C.append(f"| {r['model']} | {c['torch']:.1f} | {c['ort']:.1f} | {c['lrc_dense']:.1f} | {c['lrc_pruned']:.1f} | "
+                 f"**{r['cpu_speedup_vs_ort']:.2f}x** | {r['cpu_speedup_vs_lrc_dense']:.2f}x | {r['cpu_nz_gflops']:.1f} | "
+                 f"{goal}x: {'met' if r['cpu_speedup_vs_ort'] >= goal else 'missed'} |")
+    L += C
     L += ["", "CSR row: MLIR `sparse_tensor` (sparsifier, vl=8) im2col x CSR per conv layer, sum of per-layer "
           "medians of the SpMM alone (im2col, activations and non-conv layers excluded: a lower bound).", "",
-          "## Big layers, kernel alone (sparse vs dense lrc kernel, same run)", "",
+          "## Big layers, kernel alone (sparse vs dense lrc kernel, same run, CPU time)", "",
           f"Peak: {PEAK_HOST} GFLOP/s on this host (2 x 256-bit FMA at ~3.5 GHz); the issue's target is 60 % of "
           f"{PEAK_NOTES} GFLOP/s (the Zen 1 machine of NOTES.md) = {0.6 * PEAK_NOTES:.1f} GFLOP/s.", "",
           "| layer | MAC reduction | dense ms | dense GFLOP/s | sparse ms | GFLOP/s non-zero | % of host peak "
@@ -392,7 +425,7 @@ def chart(rows, path):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--models", default="style,color,superres,vgg16")
+    p.add_argument("--models", default="style,color,color:hard,superres,vgg16")
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--no-csr", action="store_true", help="skip the MLIR sparse_tensor baseline")
     p.add_argument("--out", default=os.path.join(HERE, "results"))
@@ -404,7 +437,7 @@ def main(argv=None):
     for name in a.models.split(","):
         r = bench(name, a.repeats, not a.no_csr)
         rows.append(r)
-        print(name, json.dumps({k: round(v, 1) for k, v in r["ms"].items()}), f"vs ORT x{r['speedup_vs_ort']:.2f}",
+        print(name, json.dumps({k: round(v, 1) for k, v in r["ms"].items()}), f"vs ORT x{r['speedup_vs_ort']:.2f} (CPU time x{r['cpu_speedup_vs_ort']:.2f})",
               "ok" if r["ok"] else "MISMATCH", flush=True)
     import onnxruntime
 

@@ -112,6 +112,68 @@ def test_tiles_and_edge_cases():
     run_cases(cases, seed=5)
 
 
+def test_channel_blocks():
+    """Input-channel blocks (SparseTile.CB): partial sums through the output, bias and residual in the
+    first block, activation in the last; the output starts as NaN so a missed first block shows."""
+    cases = [
+        (S(1, 20, 9, 19, 7, 3, padding=P1, act="relu", residual=True), "pattern+kernel", 0.5, True, True,
+         SparseTile(2, 3, 8)),  # 3 blocks, the last one short
+        (S(1, 12, 8, 11, 6, 3, stride=(2, 2), padding=P1, groups=2, act="leaky_relu"), "kernel", 0.5, False, True,
+         SparseTile(2, 2, 4)),
+        (S(2, 10, 7, 9, 5, 3, padding=P1), "column", 0.5, False, False, SparseTile(3, 2, 3)),  # one-tap kernels
+        (S(1, 9, 6, 10, 5, 3, padding=P1, act="sigmoid"), "filter", 0.99, False, True, SparseTile(2, 4, 4)),
+        (S(1, 8, 9, 9, 6, 3, vec=4, padding=P1, act="clamp"), "pattern+kernel", 0.5, True, True, SparseTile(4, 4, 3)),
+        (S(1, 16, 6, 6, 4, 1), "kernel", 0.5, False, True, SparseTile(8, 1, 4)),  # 1x1 panels: no blocks
+    ]
+    built = run_cases(cases, seed=11)
+    assert [b[5].nblocks for b in built] == [3, 2, 4, 3, 3, 1]
+
+
+def test_strided_1x1_gathers_used_pixels():
+    """1x1 stride > 1 without padding reads the strided pixels gathered into OH x OW rows ("sub")."""
+    cases = [
+        (S(1, 6, 10, 40, 9, 1, stride=(2, 2), act="relu"), "kernel", 0.6, False, True, None),  # shuffle path
+        (S(2, 5, 9, 37, 7, 1, stride=(2, 2), residual=True), "irregular", 0.7, False, True, None),  # odd width
+        (S(1, 4, 12, 21, 6, 1, stride=(3, 1)), "kernel", 0.5, False, False, None),
+        (S(1, 6, 7, 33, 8, 1, stride=(1, 3), groups=2, act="relu6"), "kernel", 0.5, False, True, None),
+        (S(1, 8, 8, 30, 5, 1, stride=(2, 2), vec=4), "irregular", 0.6, False, True, SparseTile(3, 2, 3)),
+    ]
+    built = run_cases(cases, seed=13)
+    assert [b[5].nblocks for b in built][-1] == 3
+
+
+def test_sliding_window_prep(monkeypatch):
+    """Big planes copy each row block's input window (WINDOW_MIN_BYTES forced to 0 here): padding rows
+    at both ends, row stride, dilation, a short last row block, groups, residual, NEON width."""
+    from lrc.codegen.kernels import sparse_conv
+
+    monkeypatch.setattr(sparse_conv, "WINDOW_MIN_BYTES", 0)
+    pk = ("pattern+kernel", 0.5)
+    cases = [
+        (S(1, 5, 11, 19, 6, 3, padding=P1, act="relu", residual=True), *pk, True, True, SparseTile(2, 4)),
+        (S(1, 4, 13, 17, 5, 3, stride=(2, 1), padding=(2, 1, 0, 1)), *pk, True, True, SparseTile(2, 3)),
+        (S(1, 4, 12, 14, 5, 3, dilation=(2, 2), padding=(2, 2, 2, 2)), *pk, True, False, None),
+        (S(2, 6, 9, 10, 6, 3, padding=P1, groups=2, act="leaky_relu"), "kernel", 0.5, False, True, SparseTile(1, 2)),
+        (S(1, 4, 10, 9, 4, 5, padding=(2, 2, 2, 2)), "irregular", 0.8, False, True, SparseTile(2, 2)),
+        (S(1, 6, 9, 11, 5, 3, vec=4, padding=P1), *pk, True, True, SparseTile(4, 4)),
+    ]
+    built = run_cases(cases, seed=17)
+    assert all(sparse_conv._geometry(b[5].spec, b[5].tile).WR for b in built)
+
+
+def test_tile_model_uses_registers(monkeypatch):
+    from lrc.codegen.kernels import conv as convk
+    from lrc.codegen.kernels.sparse_conv import choose_tile
+
+    big = S(1, 512, 28, 28, 512, 3, padding=P1)
+    monkeypatch.setattr(convk, "VECTOR_REGISTERS", 16)
+    assert choose_tile(big) == SparseTile(2, 4)
+    monkeypatch.setattr(convk, "VECTOR_REGISTERS", 32)
+    assert choose_tile(big) == SparseTile(4, 4)
+    assert choose_tile(S(1, 64, 5, 3, 64, 3, padding=P1)) == SparseTile(1, 5)  # narrow: taller tile
+    assert choose_tile(S(1, 64, 56, 56, 256, 1)) == SparseTile(8, 1)
+
+
 def test_all_zero_weights_give_activation_of_bias():
     s = S(1, 3, 5, 11, 4, 3, padding=P1, act="relu")
     b = np.array([1.0, -2.0, 0.5, 3.0], np.float32)

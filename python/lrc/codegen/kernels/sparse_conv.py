@@ -30,7 +30,7 @@ from typing import Sequence
 
 import numpy as np
 from torch_mlir import ir
-from torch_mlir.dialects import arith, func, memref
+from torch_mlir.dialects import arith, func, memref, vector
 
 from ._builder import KernelBuilder, check_act, flat_memref
 from .conv import ConvSpec
@@ -38,6 +38,11 @@ from .conv import ConvSpec
 # 1x1 layers: pixels per copied panel, in vectors (1024 floats: 4 KiB per channel, 256 KiB for 64
 # channels, so a panel stays in L2 while every filter walks it).
 PANEL_VECTORS = 128
+
+# Padded copies bigger than this are made per row block, as a sliding window that stays in L1/L2
+# (Zen 4, 1 thread: 26->32 at 256x256 7.8 -> 6.2 ms, 64->64 at 224x224 20.4 -> 17.6 ms, 512->512
+# at 14x14 (0.5 MB) 2.8 -> 2.4 ms); tiny layers keep one copy (fewer loop trips).
+WINDOW_MIN_BYTES = 64 << 10
 
 # More distinct tap sets than this in a layer: decompose kernels into single taps instead.
 MAX_PATTERNS = 16
@@ -47,11 +52,17 @@ MAX_PATTERNS = 16
 class SparseTile:
     WB: int  # vectors along the output width
     RB: int  # stacked output rows
+    CB: int = 0  # input channels per block (0: all of the group's channels in one block)
+
+    def blocks(self, Cg: int) -> int:
+        return 1 if self.CB <= 0 or self.CB >= Cg else -(-Cg // self.CB)
 
 
 @dataclass
 class _Geometry:
-    """Where the kernel reads its input: the caller's buffer ("flat" 1x1) or a padded copy ("prep")."""
+    """Where the kernel reads its input: panels of the caller's buffer ("flat": 1x1 stride 1), a
+    padded, column-phase-split copy ("prep"), or the strided pixels of a 1x1 stride > 1 layer gathered
+    into OH x OW rows ("sub": a stride-2 shortcut conv reads a quarter of its input, once)."""
 
     mode: str
     rows: int
@@ -62,9 +73,11 @@ class _Geometry:
     Ws: int = 0
     Wq: int = 0
     PB: int = 0  # flat: pixels per copied panel
+    SH: int = 1  # source rows between output rows (the row stride left to the kernel)
+    WR: int = 0  # prep: rows of a sliding window copied per row block (0: the whole image at once)
 
 
-def _geometry(s: ConvSpec, WB: int) -> _Geometry:
+def _geometry(s: ConvSpec, tile: SparseTile) -> _Geometry:
     V = s.vec
     pt, pl, pb, pr = s.padding
     sh, sw = s.stride
@@ -74,11 +87,21 @@ def _geometry(s: ConvSpec, WB: int) -> _Geometry:
         # multiple of 4 KiB (see _SparseEmitter.flat_group).
         PB = min(-(-(s.H * s.W) // V), PANEL_VECTORS) * V
         return _Geometry("flat", 1, s.H * s.W, 0, PB + V, PB=PB)
+    if (s.KH, s.KW) == (1, 1) and not any(s.padding):
+        Wq = -(-s.OW // V) * V
+        return _Geometry("sub", s.OH, s.OW, Wq, s.OH * Wq, s.OH, s.OW, Wq)
     Hs = (s.OH - 1) * sh + (s.KH - 1) * dh + 1
     Ws = (s.OW - 1) * sw + (s.KW - 1) * dw + 1
     need = -(-s.OW // V) * V + ((s.KW - 1) * dw) // sw
     Wq = -(-max(-(-Ws // sw), need) // V) * V
-    return _Geometry("prep", s.OH, s.OW, sw * Wq, Hs * sw * Wq, Hs, Ws, Wq)
+    Cg = s.C // s.groups
+    WR = (tile.RB - 1) * sh + (s.KH - 1) * dh + 1
+    if (sw == 1 and tile.blocks(Cg) == 1 and WR < Hs and Cg * Hs * Wq * 4 > WINDOW_MIN_BYTES
+            and min(s.H, Hs - pt) > 0 and min(s.W, Ws - pl) > 0):
+        # Big planes: copy only the RB output rows' input window, per row block, into a scratch
+        # that stays in L2, instead of the whole padded image (written to memory, then read back).
+        return _Geometry("prep", s.OH, s.OW, Wq, WR * Wq, Hs, Ws, Wq, SH=sh, WR=WR)
+    return _Geometry("prep", s.OH, s.OW, sw * Wq, Hs * sw * Wq, Hs, Ws, Wq, SH=sh)
 
 
 def choose_tile(s: ConvSpec) -> SparseTile:
@@ -90,17 +113,24 @@ def choose_tile(s: ConvSpec) -> SparseTile:
     on 3x3 layers with 64-128 channels. One-tap kernels (1x1, SpMM) have no row sharing: 8 vectors x
     1 row, as XNNPACK's 32-64 pixel blocks.
     """
+    from .conv import vector_registers
+
     V = s.vec
     flat = (s.KH, s.KW, *s.stride) == (1, 1, 1, 1) and not any(s.padding)
     cols = s.H * s.W if flat else s.OW
     rows = 1 if flat else s.OH
     nvec = -(-cols // V)
+    # 32 registers (host JIT on AVX-512VL, NEON): 16 accumulators, 4 vectors x 4 rows, measured
+    # +5-15 % over 2x4 on 128-512-channel 3x3 layers (docs/sparse.md); 16 registers: 8 accumulators.
+    wide = vector_registers(V) >= 32
     if s.KH * s.KW == 1:
         WB, RB = min(8, nvec), 1
     else:
-        WB, RB = min(2, nvec), 1
-    while WB * RB < 8 and RB < 8 and RB < rows:
+        WB, RB = min(4 if wide else 2, nvec), 1
+    while WB * RB < (16 if wide and s.KH * s.KW > 1 else 8) and RB < 8 and RB < rows:
         RB += 1
+    # No input-channel blocks by default: with the sliding-window copy (WINDOW_MIN_BYTES) they lost
+    # 5-10 % on 256-512-channel layers (partial sums through the output); SparseTile.CB sets them.
     return SparseTile(WB, RB)
 
 
@@ -126,12 +156,13 @@ class SparsePack:
     patterns: tuple[tuple[int, ...], ...]  # kept flat tap positions per pattern id
     weights: np.ndarray  # f32: per filter slot, per pattern, per kernel: the pattern's taps
     bias: np.ndarray | None  # f32, in filter-slot order
-    kstart: np.ndarray  # i32 [G*Kg*(P+1)]: first kernel of (slot, pattern); [.., P] = end
-    wadj: np.ndarray  # i32 [G*Kg*P]: weight offset of kernel j of (slot, p) is wadj + j*len(p)
+    kstart: np.ndarray  # i32 [G*Kg*NB*(P+1)]: first kernel of (slot, channel block, pattern); [.., P] = end
+    wadj: np.ndarray  # i32 [G*Kg*NB*P]: weight offset of kernel j of (slot, block, p) is wadj + j*len(p)
     koff: np.ndarray  # i32 [kernels]: input-channel offset (channel * channel stride) of kernel j
     ooff: np.ndarray  # i32 [G*Kg]: output offset (channel * OH*OW) of filter slot
     order: np.ndarray  # filter slot -> output channel
     tile: SparseTile
+    nblocks: int = 1  # input-channel blocks (NB): every slot's kernels are ordered by block first
     nnz: int = 0  # stored weights (incl. zeros inside a kept pattern)
     kernels: int = 0
     stats: dict = field(default_factory=dict)
@@ -185,12 +216,17 @@ def pack_sparse_conv(spec: ConvSpec, weight: np.ndarray, bias: np.ndarray | None
     if w.shape != (K, Cg, spec.KH, spec.KW):
         raise ValueError(f"weight shape {w.shape} != {(K, Cg, spec.KH, spec.KW)}")
     tile = tile or choose_tile(spec)
-    geo = _geometry(spec, tile.WB)
+    geo = _geometry(spec, tile)
     wf = w.reshape(K, Cg, T)
     patterns, ids = kernel_tap_sets(w, library)
     if patterns is None:  # one-tap patterns: kernel (k, c, tap) for every non-zero weight
         patterns = [(t,) for t in range(T)]
     P = len(patterns)
+    # Channel blocks only for the padded-copy path (the 1x1 panel path already keeps its panel in L2).
+    NB = tile.blocks(Cg) if geo.mode != "flat" else 1
+    CBk = -(-Cg // NB)
+    if NB > 1 and tile.CB != CBk:
+        tile = SparseTile(tile.WB, tile.RB, CBk)
     ws, kstart, wadj, koff, ooff = [], [], [], [], []
     order = np.zeros(K, np.int64)
     j = wpos = 0
@@ -208,19 +244,21 @@ def pack_sparse_conv(spec: ConvSpec, weight: np.ndarray, bias: np.ndarray | None
         for slot, k in enumerate(filt):
             order[gi * Kg + slot] = k
             ooff.append(k * spec.OH * spec.OW)
-            for p, taps in enumerate(patterns):
+            for cb in range(NB):
+                lo, hi = cb * CBk, min(Cg, (cb + 1) * CBk)
+                for p, taps in enumerate(patterns):
+                    kstart.append(j)
+                    wadj.append(wpos - j * len(taps))
+                    if ids is not None:
+                        chans = np.flatnonzero(ids[k, lo:hi] == p) + lo
+                    else:
+                        chans = np.flatnonzero(wf[k, lo:hi, taps[0]] != 0) + lo
+                    for c in chans:
+                        ws.append(wf[k, c, list(taps)])
+                        koff.append(c * geo.CS)
+                        j += 1
+                        wpos += len(taps)
                 kstart.append(j)
-                wadj.append(wpos - j * len(taps))
-                if ids is not None:
-                    chans = np.flatnonzero(ids[k] == p)
-                else:
-                    chans = np.flatnonzero(wf[k, :, taps[0]] != 0)
-                for c in chans:
-                    ws.append(wf[k, c, list(taps)])
-                    koff.append(c * geo.CS)
-                    j += 1
-                    wpos += len(taps)
-            kstart.append(j)
     weights = np.concatenate(ws).astype(np.float32) if ws else np.zeros(1, np.float32)
     b = None if bias is None else np.ascontiguousarray(np.asarray(bias, np.float32).reshape(K)[order])
     i32 = lambda a: np.asarray(a if len(a) else [0], np.int64).astype(np.int32)  # noqa: E731
@@ -228,7 +266,7 @@ def pack_sparse_conv(spec: ConvSpec, weight: np.ndarray, bias: np.ndarray | None
         if arr and (max(arr) >= 2**31 or min(arr) < -2**31):
             raise ValueError(f"sparse conv {spec}: {name} overflows int32")
     pack = SparsePack(spec, tuple(tuple(p) for p in patterns), weights, b, i32(kstart), i32(wadj), i32(koff),
-                      i32(ooff), order, tile, nnz=wpos, kernels=j)
+                      i32(ooff), order, tile, nblocks=NB, nnz=wpos, kernels=j)
     pack.stats = storage_stats(pack, w)
     return pack
 
@@ -313,7 +351,7 @@ class _SparseEmitter:
         self.pk, self.s, self.b = pack, pack.spec, b
         self.x, self.wts, self.bias, self.res, self.out = x, wts, bias, res, out
         self.kstart, self.wadj, self.koff, self.ooff = tabs
-        self.geo = _geometry(self.s, pack.tile.WB)
+        self.geo = _geometry(self.s, pack.tile)
         self.OHW = self.s.OH * self.s.OW
         # patterns with no kernel anywhere in the layer get no loop at all
         P = len(pack.patterns)
@@ -330,14 +368,21 @@ class _SparseEmitter:
         scratch = None
         size = -(-((s.C // G) * g.CS) // s.vec) * s.vec
         scratch = memref.alloc(flat_memref(size), [], [], alignment=64)
-        if g.mode == "prep":
+        # Column stride 1: prep() writes every row whole (left padding, data, right padding and slack)
+        # and zeroes the padding rows, so the scratch is written once. A whole-buffer zero fill first
+        # was a second pass over it: 13 MB per call on a 64-channel 224x224 layer, ~10 % of its time.
+        self.borders = (g.mode == "prep" and s.stride[1] == 1 and min(s.H, g.Hs - s.padding[0]) > 0
+                        and min(s.W, g.Ws - s.padding[1]) > 0)
+        if g.mode == "prep" and not self.borders:
             b.zero_fill(scratch, size)  # padding; the copies below only overwrite the interior
         self.src = scratch
 
         def per_image(n, _):
             def per_group(gi, _):
-                if g.mode == "prep":
+                if g.mode == "prep" and not g.WR:
                     self.prep(n, gi)
+                elif g.mode == "sub":
+                    self.gather(n, gi)
                 self.group(n, gi, 0)
 
             b.loop(0, G, 1, per_group)
@@ -355,7 +400,11 @@ class _SparseEmitter:
         segs = _segments(g.cols, V, t.WB)
 
         def rows(oh, rb):
-            row_in = b.add(in_base, b.mul(oh, s.stride[0] * g.RS))
+            if g.WR:
+                self.prep_window(n, gi, oh)
+                row_in = in_base
+            else:
+                row_in = b.add(in_base, b.mul(oh, g.SH * g.RS))
             row_out = b.add(out_img, b.mul(oh, s.OW))
 
             def filters(ow0, nv, last):
@@ -371,35 +420,54 @@ class _SparseEmitter:
                     b.loop(0, count, 1, lambda wi, _, st=start, nv=nv, span=span: filters(b.add(st, b.mul(wi, span)), nv, V))
                 start += count * span
 
-        main = (g.rows // RB) * RB
-        b.loop(0, main, RB, lambda oh, _: rows(oh, RB))
-        if g.rows % RB:
-            rows(main, g.rows % RB)
+        def all_rows(cb):
+            self.cb = cb
+            main = (g.rows // RB) * RB
+            b.loop(0, main, RB, lambda oh, _: rows(oh, RB))
+            if g.rows % RB:
+                rows(main, g.rows % RB)
+
+        # Channel blocks outermost: a block's weights (K x CB/P-kept kernels) stay in L2 and a width
+        # tile's input window (CB channels x RB+KH-1 rows) in L1 while every row and filter walks them;
+        # partial sums go through the output (one extra load/store of a tile per block).
+        b.loop(0, self.pk.nblocks, 1, lambda cb, _: all_rows(cb))
 
     def tile(self, slot, base, obase, nv, last, rb):
         """Filter `slot`: rb output rows x nv vectors starting at input `base` / output `obase`."""
         s, g, b, pk = self.s, self.geo, self.b, self.pk
         V = s.vec
-        P = len(pk.patterns)
+        P, NB = len(pk.patterns), pk.nblocks
+        cb = self.cb if NB > 1 else 0
+        oc = self.idx(self.ooff, slot)
+        ob = b.add(obase, oc)
+        lanes_of = lambda v: last if v == nv - 1 else V  # noqa: E731
         if self.bias is not None:
             init = [b.bcast(self.bias, slot)] * (rb * nv)
         else:
             init = [b.splat(0.0)] * (rb * nv)
+        if self.res is not None and NB > 1:  # residual joins in the first block (out may alias it)
+            init = [arith.addf(init[i * nv + v], b.load(self.res, b.add(ob, i * s.OW + v * V), lanes_of(v)))
+                    for i in range(rb) for v in range(nv)]
+        if NB > 1:  # later blocks continue from the partial sums in the output
+            first = arith.cmpi(arith.CmpIPredicate.eq, b.v(cb), b.c(0))
+            init = [arith.select(first, init[i * nv + v], b.load(self.out, b.add(ob, i * s.OW + v * V), lanes_of(v)))
+                    for i in range(rb) for v in range(nv)]
         accs = init
-        krow = b.mul(slot, P + 1)
+        blk = b.add(b.mul(slot, NB), cb)
+        krow = b.mul(blk, P + 1)
         for p in self.live:
             taps = pk.patterns[p]
             L = len(taps)
             j0 = self.idx(self.kstart, b.add(krow, p))
             j1 = self.idx(self.kstart, b.add(krow, p + 1))
-            wa = self.idx(self.wadj, b.add(b.mul(slot, P), p))
+            wa = self.idx(self.wadj, b.add(b.mul(blk, P), p))
             offs = []  # (tap number, row within tile, source offset) per FMA
             for ti, t in enumerate(taps):
                 kh, kw = divmod(t, s.KW)
                 cw = kw * s.dilation[1]
                 col = (cw % s.stride[1]) * g.Wq + cw // s.stride[1]
                 for i in range(rb):
-                    offs.append((ti, i, (i * s.stride[0] + kh * s.dilation[0]) * g.RS + col))
+                    offs.append((ti, i, (i * g.SH + kh * s.dilation[0]) * g.RS + col))
 
             def kbody(j, accs, taps=taps, L=L, wa=wa, offs=offs):
                 ib = b.add(base, self.idx(self.koff, j))
@@ -417,16 +485,18 @@ class _SparseEmitter:
                 return accs
 
             accs = b.loop(j0, j1, 1, kbody, accs)
-        oc = self.idx(self.ooff, slot)
-        ob = b.add(obase, oc)
+        is_last = arith.cmpi(arith.CmpIPredicate.eq, b.v(cb), b.c(NB - 1)) if NB > 1 else None
         for i in range(rb):
             for v in range(nv):
-                lanes = last if v == nv - 1 else V
+                lanes = lanes_of(v)
                 at = b.add(ob, i * s.OW + v * V)
                 val = accs[i * nv + v]
-                if self.res is not None:
+                if self.res is not None and NB == 1:
                     val = arith.addf(val, b.load(self.res, at, lanes))
-                val = b.activation(val, s.act, s.act_params)
+                if is_last is not None and s.act != "none":
+                    val = arith.select(is_last, b.activation(val, s.act, s.act_params), val)
+                else:
+                    val = b.activation(val, s.act, s.act_params)
                 b.store(val, self.out, at, lanes)
 
     def flat_group(self, n, gi, out_img):
@@ -487,7 +557,120 @@ class _SparseEmitter:
 
         b.loop(0, Cg, 1, chan)
 
+    # ---- 1x1 stride > 1: the used pixels of one group's channels, gathered -------------------------
+    def gather(self, n, gi):
+        """S[c][oh][ow] = x[n, gi*Cg + c, oh*sh, ow*sw]; the row slack past OW is zeroed."""
+        s, g, b = self.s, self.geo, self.b
+        V = s.vec
+        sh, sw = s.stride
+        Cg = s.C // s.groups
+        src0 = b.add(b.mul(n, s.C * s.H * s.W), b.mul(gi, Cg * s.H * s.W))
+        # Column stride 2: two vector loads and one even-lane shuffle per output vector, where the
+        # second load stays inside the source row; the rest one element at a time.
+        nvec = 0
+        if sw == 2:
+            while (nvec + 1) * 2 * V <= s.W and (nvec + 1) * V <= s.OW:
+                nvec += 1
+        evens = [2 * i for i in range(V)]
+
+        def chan(c, _):
+            def row(oh, _):
+                xr = b.add(src0, b.mul(c, s.H * s.W), b.mul(oh, sh * s.W))
+                sr = b.add(b.mul(c, g.CS), b.mul(oh, g.RS))
+                if sw == 1:
+                    nfull = s.OW // V
+                    b.loop(0, nfull * V, V, lambda o, _: b.store(b.load(self.x, b.add(xr, o)), self.src, b.add(sr, o)))
+                    if s.OW % V:
+                        b.store(b.load(self.x, b.add(xr, nfull * V), s.OW % V), self.src, b.add(sr, nfull * V),
+                                s.OW % V)
+                    done = s.OW
+                else:
+                    def vbody(i, _):
+                        lo = b.load(self.x, b.add(xr, b.mul(i, 2 * V)))
+                        hi = b.load(self.x, b.add(xr, b.mul(i, 2 * V), V))
+                        b.store(vector.shuffle(lo, hi, evens), self.src, b.add(sr, b.mul(i, V)))
+
+                    b.loop(0, nvec, 1, vbody)
+                    done = nvec * V
+
+                    def sbody(t, _):
+                        val = memref.load(self.x, [b.v(b.add(xr, b.mul(t, sw)))])
+                        memref.store(val, self.src, [b.v(b.add(sr, t))])
+
+                    b.loop(done, s.OW, 1, sbody)
+                    done = s.OW
+                self.zero_range(b.add(sr, done), g.RS - done)
+
+            b.loop(0, s.OH, 1, row)
+
+        b.loop(0, Cg, 1, chan)
+
     # ---- padded / column-phase-split copy of one group's input channels ------------------------
+    def copy_row(self, xr, sr, iw_hi: int):
+        """Column stride 1: scratch row at `sr` = [pl zeros | iw_hi source floats from `xr` | zeros]."""
+        s, g, b = self.s, self.geo, self.b
+        V, pl = s.vec, s.padding[1]
+        if self.borders:
+            self.zero_range(sr, pl)
+            self.zero_range(b.add(sr, pl + iw_hi), g.RS - pl - iw_hi)
+        nfull = iw_hi // V
+
+        def vbody(i, _):
+            o = b.mul(i, V)
+            b.store(b.load(self.x, b.add(xr, o)), self.src, b.add(sr, pl, o))
+
+        b.loop(0, nfull, 1, vbody)
+        if iw_hi % V:
+            r = iw_hi % V
+            b.store(b.load(self.x, b.add(xr, nfull * V), r), self.src, b.add(sr, pl + nfull * V), r)
+
+    def prep_window(self, n, gi, oh):
+        """Window rows w of the row block starting at output row `oh`: padded row oh*SH + w, i.e.
+        input row oh*SH + w - pt where that exists, else zeros (the padding rows)."""
+        s, g, b = self.s, self.geo, self.b
+        pt = s.padding[0]
+        Cg = s.C // s.groups
+        ih_hi = min(s.H, g.Hs - pt)
+        iw_hi = min(s.W, g.Ws - s.padding[1])
+        r0 = b.mul(oh, g.SH)
+        if isinstance(r0, int):
+            lo = max(0, pt - r0)
+            hi = max(lo, min(g.WR, pt + ih_hi - r0))
+        else:
+            mx = lambda a, c: arith.maxsi(b.v(a), b.v(c))  # noqa: E731
+            lo = mx(0, arith.subi(b.c(pt), r0))
+            hi = mx(lo, b.min(g.WR, arith.subi(b.c(pt + ih_hi), r0)))
+        src0 = b.add(b.mul(n, s.C * s.H * s.W), b.mul(gi, Cg * s.H * s.W))
+
+        def chan(c, _):
+            dst = b.mul(c, g.CS)
+            b.loop(0, lo, 1, lambda w, _: self.zero_range(b.add(dst, b.mul(w, g.RS)), g.RS))
+            b.loop(hi, g.WR, 1, lambda w, _: self.zero_range(b.add(dst, b.mul(w, g.RS)), g.RS))
+
+            def row(w, _):
+                ih = b.add(r0, w, -pt)
+                xr = b.add(src0, b.mul(c, s.H * s.W), b.mul(ih, s.W))
+                self.copy_row(xr, b.add(dst, b.mul(w, g.RS)), iw_hi)
+
+            b.loop(lo, hi, 1, row)
+
+        b.loop(0, Cg, 1, chan)
+
+    def zero_range(self, start, n: int):
+        """Zero scratch[start : start + n] with vector stores (the last one masked)."""
+        b, V = self.b, self.s.vec
+        if n <= 0:
+            return
+        z = b.splat(0.0)
+        nfull = n // V
+        if nfull > 4:
+            b.loop(0, nfull * V, V, lambda i, _: b.store(z, self.src, b.add(start, i)))
+        else:
+            for k in range(nfull):
+                b.store(z, self.src, b.add(start, k * V))
+        if n % V:
+            b.store(z, self.src, b.add(start, nfull * V), n % V)
+
     def prep(self, n, gi):
         """S[c][pt + ih][(pl + iw) % sw][(pl + iw) // sw] = x[n, gi*Cg + c, ih, iw] (inside the window)."""
         s, g, b = self.s, self.geo, self.b
@@ -502,20 +685,15 @@ class _SparseEmitter:
         src0 = b.add(b.mul(n, s.C * s.H * s.W), b.mul(gi, Cg * s.H * s.W))
 
         def chan(c, _):
+            if self.borders:  # the padding rows above and below the copied ones
+                self.zero_range(b.mul(c, g.CS), pt * g.RS)
+                self.zero_range(b.add(b.mul(c, g.CS), (pt + ih_hi) * g.RS), (g.Hs - pt - ih_hi) * g.RS)
+
             def row(ih, _):
                 xr = b.add(src0, b.mul(c, s.H * s.W), b.mul(ih, s.W))
                 sr = b.add(b.mul(c, g.CS), b.mul(ih, g.RS), pt * g.RS)
                 if sw == 1:
-                    nfull = iw_hi // V
-
-                    def vbody(i, _):
-                        o = b.mul(i, V)
-                        b.store(b.load(self.x, b.add(xr, o)), self.src, b.add(sr, pl, o))
-
-                    b.loop(0, nfull, 1, vbody)
-                    if iw_hi % V:
-                        r = iw_hi % V
-                        b.store(b.load(self.x, b.add(xr, nfull * V), r), self.src, b.add(sr, pl + nfull * V), r)
+                    self.copy_row(xr, sr, iw_hi)
                 else:
                     for ph in range(sw):
                         # source columns landing in phase ph: (pl + iw) % sw == ph
