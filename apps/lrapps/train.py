@@ -13,7 +13,9 @@ rerun with the same arguments and thread count gives the same checkpoint.
   VGG-16 weights, else seeded random features (lrapps.features).
 
 ``--from CKPT`` starts from a checkpoint; ``--prune SCHEME`` (with
-``--from``) is the slot for lrprune (lrapps.prune, not wired yet).
+``--from``) prunes it with lrprune using the app's recipe and ``--steps``
+split between ADMM and masked retraining (``python -m lrapps.prune APP``
+is the full pruning CLI that made the shipped ``<app>_pruned.pt``).
 """
 
 from __future__ import annotations
@@ -297,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--out", metavar="PATH", help="checkpoint path (default apps/checkpoints/<app>_dense.pt)")
     g.add_argument("--from", dest="from_ckpt", metavar="CKPT", help="start from this checkpoint")
     g.add_argument("--prune", metavar="SCHEME",
-                   help="prune the --from model with lrprune (e.g. pattern+kernel); not wired yet")
+                   help="prune the --from model with lrprune (e.g. pattern+kernel); see python -m lrapps.prune")
     g.add_argument("--model-config", metavar="JSON", help="constructor kwargs, e.g. '{\"blocks\": 4}'")
     g.add_argument("--eval-size", type=int, default=256, help="held-out centre-crop side")
     g.add_argument("--samples", metavar="DIR", help="write held-out outputs as PNGs here")

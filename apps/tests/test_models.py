@@ -257,12 +257,17 @@ def test_train_on_user_folder_and_resume(tmp_path):
     assert meta2["from"] == str(tmp_path / "superres.pt") and out2.exists()
 
 
-def test_prune_slot(tmp_path):
+def test_train_prune_route(tmp_path):
+    """`lrapps.train --prune SCHEME --from CKPT` runs lrprune (ADMM + masked retraining)."""
     with pytest.raises(SystemExit):
-        train.main(["superres", "--prune", "pattern+kernel", "--no-progress"])
+        train.main(["superres", "--prune", "pattern+kernel", "--no-progress"])  # needs --from
     m = models.build("superres", **TINY["superres"])
     models.save(tmp_path / "d.pt", m, "superres")
-    with pytest.raises((NotImplementedError, SystemExit)):
-        train.main(["superres", "--prune", "pattern+kernel", "--from", str(tmp_path / "d.pt"),
-                    "--out", str(tmp_path / "p.pt"), "--no-progress"])
-    assert not (tmp_path / "p.pt").exists()
+    meta = train.main(["superres", "--prune", "pattern+kernel", "--from", str(tmp_path / "d.pt"),
+                       "--steps", "2", "--batch", "2", "--crop", "32", "--eval-size", "32",
+                       "--out", str(tmp_path / "p.pt"), "--no-progress"])
+    p = models.load(tmp_path / "p.pt")
+    assert meta["prune"] == "pattern+kernel"
+    assert p.body[0].body[3].lr_sparsity["kind"] == "pattern+kernel"
+    assert p.body[0].body[0].lr_sparsity["kind"] == "kernel"
+    assert not hasattr(p.head, "lr_sparsity") and not hasattr(p.skip[0], "lr_sparsity")
