@@ -1,6 +1,6 @@
 # The two commands a fresh machine needs: `make demo` and `make test`. Both set up what they need.
 PY := .venv/bin/python
-.PHONY: setup demo test test-lit test-python bench clean
+.PHONY: setup demo test test-lit test-python bench train clean
 
 setup:
 	@bash scripts/setup.sh
@@ -22,6 +22,14 @@ test-python:
 
 bench: setup
 	$(PY) bench/dense.py
+	$(PY) bench/table1.py
+
+# Reproduce the shipped app checkpoints (dense training, then ADMM pruning + masked retraining) and
+# the quality report. About an hour on one core; the demo and tests need none of it.
+train: setup
+	for app in superres color style; do $(PY) -m lrapps.train $$app || exit 1; done
+	for app in superres color style; do $(PY) -m lrapps.prune $$app || exit 1; done
+	$(PY) -m lrapps.quality
 
 clean:
 	rm -rf build out test/lit/*/Output .pytest_cache

@@ -52,6 +52,15 @@ def test_pruned_app_model(target):
 
 
 @pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("app", ["style", "color"])
+def test_other_pruned_apps(target, app):
+    # The shipped ADMM checkpoints: style is column-pruned, color pattern+kernel (apps/checkpoints).
+    model, x, origin = gpu_cases.pruned_app_model(app)
+    cm = compile_and_compare(model, (x,), target)
+    assert any(v.startswith("sparse-") for v in conv_variants(cm)), (origin, conv_variants(cm))
+
+
+@pytest.mark.parametrize("target", TARGETS)
 def test_sparse_off_runs_dense(target, monkeypatch):
     monkeypatch.setenv("LRC_SPARSE", "off")
     model, inputs = gpu_cases.pruned_model()
