@@ -272,3 +272,22 @@ def pruned_app_model(app, hw=16):
             elif tuple(conv.weight.shape[2:]) == (1, 1):
                 prune_conv(conv, "kernel", 0.75)
     return model.eval(), x, "projected"
+
+
+def has_device(target: str) -> bool:
+    from lrc.gpu.errors import DeviceNotFound
+
+    mod = __import__(f"lrc.gpu.{target}_runtime", fromlist=["list_devices"])
+    try:
+        return bool(mod.list_devices())
+    except DeviceNotFound:
+        return False
+
+
+def gpu_targets():
+    """pytest params for both GPU targets, each skipped when its runtime finds no device."""
+    import pytest
+
+    driver = {"vulkan": "mesa-vulkan-drivers", "opencl": "pocl-opencl-icd"}
+    return [pytest.param(t, marks=pytest.mark.skipif(not has_device(t), reason=f"no {t} device (install {driver[t]})"))
+            for t in ("vulkan", "opencl")]

@@ -9,17 +9,7 @@ from gpu_cases import compile_and_compare
 from lrc.gpu import ops_sparse
 
 
-def _has(target):
-    from lrc.gpu.errors import DeviceNotFound
-    mod = __import__(f"lrc.gpu.{target}_runtime", fromlist=["list_devices"])
-    try:
-        return bool(mod.list_devices())
-    except DeviceNotFound:
-        return False
-
-
-TARGETS = [pytest.param(t, marks=pytest.mark.skipif(not _has(t), reason=f"no {t} device"))
-           for t in ("vulkan", "opencl")]
+TARGETS = gpu_cases.gpu_targets()
 
 
 def report(cm):
