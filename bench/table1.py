@@ -304,7 +304,9 @@ BIG_LAYERS = [("vgg16 conv3 256ch 56x56", 256, 256, 56, 56, 3), ("vgg16 conv4 51
 
 def bench_layers(repeats: int) -> list[dict]:
     from lrc.codegen.kernels.conv import ConvSpec, emit_conv_func, pack_conv_weights
-    from lrc.codegen.kernels.sparse_conv import emit_sparse_conv_func, pack_sparse_conv
+    import dataclasses
+
+    from lrc.codegen.kernels.sparse_conv import emit_sparse_conv_func, pack_sparse_conv, sparse_lanes
     from lrc.codegen.kernels import conv as convk
     from lrc.codegen.kernels.testing import jit_kernels, prepared_call
     from lrc.targets.host import host_vector_registers
@@ -325,7 +327,8 @@ def bench_layers(repeats: int) -> list[dict]:
         w = w.numpy()
         b = np.zeros(K, np.float32)
         dp = pack_conv_weights(s, w, b)
-        sp = pack_sparse_conv(s, w, b, library=library)
+        # the sparse kernel's own lane width, as lrc.compile picks it (16 on AVX-512 hosts where the plane allows)
+        sp = pack_sparse_conv(dataclasses.replace(s, vec=sparse_lanes(s)), w, b, library=library)
         em += [(f"d{i}", lambda n, s=s, dp=dp: emit_conv_func(s, n, dp)),
                (f"s{i}", lambda n, sp=sp: emit_sparse_conv_func(sp, n))]
         cases.append((label, s, w, dp, sp))
@@ -346,7 +349,7 @@ def bench_layers(repeats: int) -> list[dict]:
         md, msp = statistics.median(td) * 1e3, statistics.median(ts) * 1e3
         nz = 2 * np.count_nonzero(w) * s.OH * s.OW
         rows.append({"layer": label, "dense_ms": md, "sparse_ms": msp, "speedup": md / msp,
-                     "mac_reduction": s.flops / nz, "dense_gflops": s.flops / md / 1e6, "nz_gflops": nz / msp / 1e6,
+                     "mac_reduction": s.flops / nz, "lanes": sp.spec.vec, "dense_gflops": s.flops / md / 1e6, "nz_gflops": nz / msp / 1e6,
                      "fkw_over_values": sp.stats["fkw_over_values"], "csr_over_values": sp.stats["csr_over_values"]})
     return rows
 
@@ -384,12 +387,12 @@ def to_markdown(rows, layers, meta) -> str:
           "## Big layers, kernel alone (sparse vs dense lrc kernel, same run, CPU time)", "",
           f"Peak: {PEAK_HOST} GFLOP/s on this host (2 x 256-bit FMA at ~3.5 GHz); the issue's target is 60 % of "
           f"{PEAK_NOTES} GFLOP/s (the Zen 1 machine of NOTES.md) = {0.6 * PEAK_NOTES:.1f} GFLOP/s.", "",
-          "| layer | MAC reduction | dense ms | dense GFLOP/s | sparse ms | GFLOP/s non-zero | % of host peak "
+          "| layer | MAC reduction | dense ms | dense GFLOP/s | sparse lanes | sparse ms | GFLOP/s non-zero | % of host peak "
           "| speedup | FKW bytes / non-zero bytes | CSR bytes / non-zero bytes |",
-          "|---|---|---|---|---|---|---|---|---|---|"]
+          "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in layers:
         L.append(f"| {r['layer']} | {r['mac_reduction']:.2f}x | {r['dense_ms']:.2f} | {r['dense_gflops']:.1f} | "
-                 f"{r['sparse_ms']:.2f} | {r['nz_gflops']:.1f} | {100 * r['nz_gflops'] / PEAK_HOST:.0f} % | "
+                 f"{r.get('lanes', 8)} | {r['sparse_ms']:.2f} | {r['nz_gflops']:.1f} | {100 * r['nz_gflops'] / PEAK_HOST:.0f} % | "
                  f"{r['speedup']:.2f}x | {r['fkw_over_values']:.3f} | {r['csr_over_values']:.3f} |")
     L += ["", "Targets (issue 4): >= 4x faster than ORT dense on the 3x3-heavy models (style, color, vgg16), "
           ">= 2.5x on superres (1x1-heavy), >= 60 % of peak on non-zero FLOPs in big layers, FKW storage "

@@ -243,3 +243,46 @@ def test_hypothesis_shapes(data):
         cases.append((s, kind, rate, kind.startswith("pattern") and k == 3, data.draw(st.booleans()), None))
     if cases:
         run_cases(cases, seed=data.draw(st.integers(0, 100)))
+
+
+needs_avx512 = pytest.mark.skipif(not {"avx512f", "avx512vl"} <= __import__("lrc.targets.aot", fromlist=["x"]).cpu_flags(),
+                                  reason="16-lane (zmm) kernels need an AVX-512F/VL CPU")
+
+
+@needs_avx512
+def test_sixteen_lanes():
+    """vec=16 (sparse_lanes on AVX-512 hosts): masked last vectors at odd widths, the sliding window,
+    column stride 2, the strided 1x1 gather (shuffle path), 1x1 panels, channel blocks, residual."""
+    cases = [
+        (S(1, 8, 40, 75, 6, 3, vec=16, padding=P1, act="relu"), "pattern+kernel", 0.5, True, True, None),  # window
+        (S(1, 5, 9, 37, 7, 3, vec=16, padding=(1, 0, 2, 1), residual=True), "kernel", 0.6, False, True,
+         SparseTile(3, 2)),
+        (S(2, 6, 11, 45, 5, 3, vec=16, stride=(2, 2), padding=P1, act="leaky_relu"), "irregular", 0.7, False, True,
+         None),
+        (S(1, 6, 6, 70, 9, 1, vec=16, stride=(2, 2)), "kernel", 0.6, False, True, None),  # gather, 2 shuffles
+        (S(1, 7, 13, 29, 10, 1, vec=16, act="relu"), "kernel", 0.6, False, True, None),  # 1x1 panels, tail
+        (S(1, 12, 7, 19, 6, 3, vec=16, padding=P1, residual=True), "column", 0.5, False, False, SparseTile(2, 3, 5)),
+        (S(1, 4, 3, 5, 4, 3, vec=16, padding=P1), "pattern", None, True, True, None),  # narrower than a vector
+    ]
+    run_cases(cases, seed=16)
+
+
+def test_sparse_lanes_rule(monkeypatch):
+    """16 lanes only with 32 vector registers (the AOT artifact is then -march=x86-64-v4) on an
+    AVX-512F/VL CPU, and only where the plane wastes no more lanes than at 8."""
+    from lrc.codegen.kernels import conv as convk
+    from lrc.codegen.kernels.sparse_conv import sparse_lanes
+    from lrc.targets import aot
+
+    monkeypatch.setattr(aot, "cpu_flags", lambda: {"avx2", "fma", "avx512f", "avx512vl"})
+    monkeypatch.setattr(convk, "VECTOR_REGISTERS", 32)
+    monkeypatch.delenv("LRC_VECTOR_REGISTERS", raising=False)
+    c3 = lambda W, **kw: S(1, 8, 20, W, 8, 3, padding=P1, **kw)  # noqa: E731
+    assert [sparse_lanes(c3(W)) for W in (64, 112, 28, 30, 56, 14, 40)] == [16, 16, 16, 16, 8, 8, 8]
+    assert [sparse_lanes(S(1, 8, H, 9, 8, 1)) for H in (8, 7)] == [16, 8]  # 1x1 SpMM panels
+    assert sparse_lanes(c3(64, vec=4)) == 4  # NEON stays
+    monkeypatch.setattr(convk, "VECTOR_REGISTERS", 16)  # AVX2 artifact (-march=x86-64-v3)
+    assert sparse_lanes(c3(64)) == 8
+    monkeypatch.setattr(convk, "VECTOR_REGISTERS", 32)
+    monkeypatch.setattr(aot, "cpu_flags", lambda: {"avx2", "fma"})
+    assert sparse_lanes(c3(64)) == 8

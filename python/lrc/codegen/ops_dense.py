@@ -31,9 +31,13 @@ def _sparse_pack(spec, a):
     mode = sparse_mode()
     if sp is None or sp["kind"] == "none" or mode == "off":
         return None
-    from .kernels.sparse_conv import pack_sparse_conv, worth_it
+    import dataclasses
+
+    from .kernels.sparse_conv import pack_sparse_conv, sparse_lanes, worth_it
 
     lib = sp["library"] if sp["kind"] in ("pattern", "pattern+kernel") else None
+    # The sparse kernel picks its own lane width (16 on AVX-512 where the plane allows it).
+    spec = dataclasses.replace(spec, vec=sparse_lanes(spec))
     pack = pack_sparse_conv(spec, a["weight"], a["bias"], library=lib)
     return pack if mode == "always" or worth_it(pack) else None
 

@@ -134,6 +134,28 @@ def choose_tile(s: ConvSpec) -> SparseTile:
     return SparseTile(WB, RB)
 
 
+def sparse_lanes(s: ConvSpec) -> int:
+    """f32 lanes for the sparse kernel of `s`: 16 (zmm) where the x86 tiles may use 32 vector
+    registers (vector_registers, i.e. AVX-512VL: the host JIT there, AOT at -march=x86-64-v4) and the
+    CPU has AVX-512F/VL, else `s.vec`. The dense kernels stay at 8 lanes (docs/kernels.md).
+
+    Measured on Zen 4 (docs/sparse.md, kernel alone, CPU time): 16 lanes halve the load instructions
+    of the load-slot-bound 3x3 loop, +15 % on 64- and 112-wide planes, +2-5 % on 28 and 224, and +6-9 %
+    on 1x1 SpMM; but a plane whose width wastes more lanes at 16 than at 8 loses (56 wide: 4 x 16 =
+    64 lanes for 56 pixels, -8 %), and so do 14-wide planes (-5 %): those keep 8 lanes.
+    """
+    from lrc.targets.aot import cpu_flags
+
+    from .conv import vector_registers
+
+    if s.vec != 8 or vector_registers(8) < 32 or not {"avx512f", "avx512vl"} <= cpu_flags():
+        return s.vec
+    if (s.KH, s.KW, *s.stride) == (1, 1, 1, 1) and not any(s.padding):
+        return 16 if s.H * s.W >= 64 else s.vec  # flat SpMM panels: only the plane's last vector is partial
+    pad = lambda n, v: -(-n // v) * v  # noqa: E731
+    return 16 if s.OW > 16 and pad(s.OW, 16) == pad(s.OW, 8) else s.vec
+
+
 # Dense MACs / stored sparse MACs above which the sparse kernel is used (lrc.codegen.ops_dense):
 # the sparse loops run at ~55-70 % of the dense kernels' FLOP rate (bench/results/table1.md), so
 # they win from ~1.6x fewer MACs; one-tap kernels (1x1 SpMM) reuse nothing and need ~2x.
