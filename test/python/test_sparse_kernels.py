@@ -263,13 +263,20 @@ def test_sixteen_lanes():
         (S(1, 7, 13, 29, 10, 1, vec=16, act="relu"), "kernel", 0.6, False, True, None),  # 1x1 panels, tail
         (S(1, 12, 7, 19, 6, 3, vec=16, padding=P1, residual=True), "column", 0.5, False, False, SparseTile(2, 3, 5)),
         (S(1, 4, 3, 5, 4, 3, vec=16, padding=P1), "pattern", None, True, True, None),  # narrower than a vector
+        (S(1, 9, 10, 37, 11, 3, vec=16, padding=P1, act="relu"), "column", 0.6, False, True, None),  # column tile
+        (S(1, 9, 10, 37, 6, 1, vec=16), "column", 0.6, False, True, None),
+        # half-width last vector (HalfTail): 56 = 3.5 vectors, with residual and activation in the epilogue
+        (S(1, 6, 9, 56, 5, 3, vec=16, padding=P1, residual=True, act="clamp"), "pattern+kernel", 0.5, True, True,
+         None),
+        (S(1, 6, 9, 56, 5, 3, vec=16, padding=P1), "pattern+kernel", 0.5, True, True, SparseTile(4, 2, 3)),  # blocks
+        (S(1, 6, 8, 7, 9, 1, vec=16, residual=True), "column", 0.5, False, True, None),  # 56-pixel 1x1 panel
     ]
     run_cases(cases, seed=16)
 
 
 def test_sparse_lanes_rule(monkeypatch):
     """16 lanes only with 32 vector registers (the AOT artifact is then -march=x86-64-v4) on an
-    AVX-512F/VL CPU, and only where the plane wastes no more lanes than at 8."""
+    AVX-512F/VL CPU, and only on planes wider than 16 (a half-width last vector keeps 56 wide efficient)."""
     from lrc.codegen.kernels import conv as convk
     from lrc.codegen.kernels.sparse_conv import sparse_lanes
     from lrc.targets import aot
@@ -278,7 +285,8 @@ def test_sparse_lanes_rule(monkeypatch):
     monkeypatch.setattr(convk, "VECTOR_REGISTERS", 32)
     monkeypatch.delenv("LRC_VECTOR_REGISTERS", raising=False)
     c3 = lambda W, **kw: S(1, 8, 20, W, 8, 3, padding=P1, **kw)  # noqa: E731
-    assert [sparse_lanes(c3(W)) for W in (64, 112, 28, 30, 56, 14, 40)] == [16, 16, 16, 16, 8, 8, 8]
+    # 56 and 40 wide: 3.5 / 2.5 vectors, the last one at half width (HalfTail); 14 and 16 stay at 8
+    assert [sparse_lanes(c3(W)) for W in (64, 112, 28, 30, 56, 14, 40, 16)] == [16, 16, 16, 16, 16, 8, 16, 8]
     assert [sparse_lanes(S(1, 8, H, 9, 8, 1)) for H in (8, 7)] == [16, 8]  # 1x1 SpMM panels
     assert sparse_lanes(c3(64, vec=4)) == 4  # NEON stays
     monkeypatch.setattr(convk, "VECTOR_REGISTERS", 16)  # AVX2 artifact (-march=x86-64-v3)
@@ -286,3 +294,47 @@ def test_sparse_lanes_rule(monkeypatch):
     monkeypatch.setattr(convk, "VECTOR_REGISTERS", 32)
     monkeypatch.setattr(aot, "cpu_flags", lambda: {"avx2", "fma"})
     assert sparse_lanes(c3(64)) == 8
+
+
+def test_column_tile(monkeypatch):
+    """Column-pruned layers (every filter keeps the same (channel, tap) columns) run the multi-filter
+    column tile (sparse_columns.py): odd widths, strides, asymmetric padding, dilation, 7x7, 1x1 panels
+    and strided gather, residual + activation, K not a multiple of FB, K < FB, NEON width, the
+    sliding window, explicit tiles; only the channels some column reads are copied."""
+    from lrc.codegen.kernels import sparse_conv
+
+    monkeypatch.setattr(sparse_conv, "WINDOW_MIN_BYTES", 2048)  # window on the bigger planes here
+    col = ("column", 0.6)
+    cases = [
+        (S(1, 8, 13, 21, 10, 3, padding=P1, act="relu"), *col, False, True, None),
+        (S(1, 6, 17, 23, 9, 3, stride=(2, 2), padding=(1, 0, 2, 1)), *col, False, True, None),
+        (S(1, 7, 15, 19, 6, 3, stride=(1, 2), dilation=(2, 1), padding=(2, 1, 2, 1)), *col, False, True, None),
+        (S(1, 5, 12, 14, 3, 7, padding=(3, 3, 3, 3), act="leaky_relu"), *col, False, True, None),  # K=3 < 4
+        (S(1, 12, 7, 13, 10, 1), *col, False, True, None),  # 1x1 panels, partial vector
+        (S(1, 9, 37, 41, 6, 1, act="relu"), *col, False, True, None),  # 1x1: 2 panels
+        (S(1, 8, 11, 13, 9, 1, stride=(2, 2)), *col, False, True, None),  # strided gather
+        (S(2, 6, 9, 11, 7, 3, padding=P1, residual=True, act="clamp"), *col, False, False, None),
+        (S(1, 6, 9, 11, 5, 3, vec=4, padding=P1), *col, False, True, None),  # NEON width
+        (S(1, 8, 10, 19, 11, 3, padding=P1), *col, False, True, SparseTile(3, 1, 0, 5)),
+        (S(1, 8, 10, 19, 11, 3, padding=P1, residual=True), "irregular", 0.7, False, True, SparseTile(1, 3, 0, 2)),
+    ]
+    built = run_cases(cases, seed=23)
+    assert all(b[5].tile.FB > 1 for b in built)
+    for s, x, w, b, r, pk in built:
+        used = np.flatnonzero(np.abs(w).sum(axis=(0, 2, 3)) > 0)
+        assert pk.chans[:used.size].tolist() == used.tolist()  # unread channels are not copied
+        assert sorted(pk.order.tolist()) == list(range(s.K))
+    assert any(sparse_conv._geometry(b[5].spec, b[5].tile).WR for b in built)
+    # pattern+kernel pruning gives every filter its own channels: no column tile
+    rng = np.random.default_rng(2)
+    w, lib = prune(rng.standard_normal((16, 16, 3, 3)).astype(np.float32), "pattern+kernel", 0.6)
+    assert pack_sparse_conv(S(1, 16, 8, 8, 16, 3, padding=P1), w, None, library=lib).tile.FB == 1
+    # filters in groups of identical (irregular) column sets share blocks; the union adds nothing
+    base = rng.standard_normal((4, 16, 3, 3)).astype(np.float32) * (rng.random((4, 16, 3, 3)) < 0.3)
+    w = np.repeat(base, 4, axis=0) * rng.standard_normal((16, 1, 1, 1)).astype(np.float32)
+    pk = pack_sparse_conv(S(1, 16, 8, 8, 16, 3, padding=P1), w, None)
+    assert pk.tile.FB == 4 and pk.nnz == np.count_nonzero(w)
+    with pytest.raises(ValueError, match="channel blocks"):
+        pack_sparse_conv(S(1, 16, 8, 8, 16, 3, padding=P1), w, None, tile=SparseTile(2, 2, 8, 4))
+    with pytest.raises(NotImplementedError, match="groups=2"):
+        pack_sparse_conv(S(1, 16, 8, 8, 16, 3, padding=P1, groups=2), w[:, :8], None, tile=SparseTile(2, 2, 0, 4))

@@ -18,6 +18,9 @@ compile-time constants, and loads shared between stacked rows are issued once. B
 accumulators; residual and activation are applied before the store, which writes the filter's real
 output channel (the filter order is a permutation chosen at pack time, undone by the store: no copy).
 
+Column-pruned layers (every filter keeps the same (channel, tap) columns) use sparse_columns.py
+instead: FB filters per register tile, a dense GEMM over the kept columns (pack_sparse_conv decides).
+
 1x1 layers and layers whose kernels have irregular tap sets use the same loop with one-tap patterns:
 that is a sparse-matrix x dense-matrix product (XNNPACK-style SpMM) over the (channel, tap) columns,
 where column/channel pruning simply removes columns. 1x1 stride-1 layers read panels of the input
@@ -34,6 +37,7 @@ from torch_mlir.dialects import arith, func, memref, vector
 
 from ._builder import KernelBuilder, check_act, flat_memref
 from .conv import ConvSpec
+from .sparse_conv_tail import HalfTail
 
 # 1x1 layers: pixels per copied panel, in vectors (1024 floats: 4 KiB per channel, 256 KiB for 64
 # channels, so a panel stays in L2 while every filter walks it).
@@ -53,6 +57,7 @@ class SparseTile:
     WB: int  # vectors along the output width
     RB: int  # stacked output rows
     CB: int = 0  # input channels per block (0: all of the group's channels in one block)
+    FB: int = 1  # filters per register tile (> 1: the column tile, filters sharing their columns)
 
     def blocks(self, Cg: int) -> int:
         return 1 if self.CB <= 0 or self.CB >= Cg else -(-Cg // self.CB)
@@ -141,8 +146,9 @@ def sparse_lanes(s: ConvSpec) -> int:
 
     Measured on Zen 4 (docs/sparse.md, kernel alone, CPU time): 16 lanes halve the load instructions
     of the load-slot-bound 3x3 loop, +15 % on 64- and 112-wide planes, +2-5 % on 28 and 224, and +6-9 %
-    on 1x1 SpMM; but a plane whose width wastes more lanes at 16 than at 8 loses (56 wide: 4 x 16 =
-    64 lanes for 56 pixels, -8 %), and so do 14-wide planes (-5 %): those keep 8 lanes.
+    on 1x1 SpMM. A last vector with at most 8 used lanes runs at half width (sparse_conv_tail.HalfTail),
+    so 56-wide planes no longer waste 8 of 64 lanes (they lost 8 % at 16 lanes with a full last vector,
+    gain 5-6 % with the half one); planes at most 16 wide keep 8 lanes (14 wide: -5 to -7 %).
     """
     from lrc.targets.aot import cpu_flags
 
@@ -152,8 +158,7 @@ def sparse_lanes(s: ConvSpec) -> int:
         return s.vec
     if (s.KH, s.KW, *s.stride) == (1, 1, 1, 1) and not any(s.padding):
         return 16 if s.H * s.W >= 64 else s.vec  # flat SpMM panels: only the plane's last vector is partial
-    pad = lambda n, v: -(-n // v) * v  # noqa: E731
-    return 16 if s.OW > 16 and pad(s.OW, 16) == pad(s.OW, 8) else s.vec
+    return 16 if s.OW > 16 else s.vec
 
 
 # Dense MACs / stored sparse MACs above which the sparse kernel is used (lrc.codegen.ops_dense):
@@ -188,11 +193,16 @@ class SparsePack:
     nnz: int = 0  # stored weights (incl. zeros inside a kept pattern)
     kernels: int = 0
     stats: dict = field(default_factory=dict)
+    # Column tile (tile.FB > 1, sparse_columns.py): kstart[b]..kstart[b+1] are filter block b's
+    # columns, weights[j*FB + f] filter f's weight in column j, chans the input channels read.
+    chans: np.ndarray | None = None
 
     def arrays(self) -> list[np.ndarray]:
         out = [self.weights]
         if self.bias is not None:
             out.append(self.bias)
+        if self.tile.FB > 1:
+            return out + [self.kstart, self.koff, self.ooff, self.chans]
         return out + [self.kstart, self.wadj, self.koff, self.ooff]
 
 
@@ -237,6 +247,14 @@ def pack_sparse_conv(spec: ConvSpec, weight: np.ndarray, bias: np.ndarray | None
     w = np.asarray(weight, np.float32)
     if w.shape != (K, Cg, spec.KH, spec.KW):
         raise ValueError(f"weight shape {w.shape} != {(K, Cg, spec.KH, spec.KW)}")
+    from .sparse_columns import column_tile_pays, pack_columns
+
+    # Filters sharing their (channel, tap) columns run the multi-filter column tile; a library
+    # (pattern kinds) means every filter keeps its own channels, so those keep the pattern kernel.
+    if tile.FB > 1 if tile is not None else not library and column_tile_pays(spec, w):
+        if library:
+            kernel_tap_sets(w, library)  # still refuses kernels that no library pattern covers
+        return pack_columns(spec, w, bias, tile)
     tile = tile or choose_tile(spec)
     geo = _geometry(spec, tile)
     wf = w.reshape(K, Cg, T)
@@ -372,13 +390,36 @@ class _SparseEmitter:
     def __init__(self, pack: SparsePack, x, wts, bias, tabs, res, out, b: KernelBuilder):
         self.pk, self.s, self.b = pack, pack.spec, b
         self.x, self.wts, self.bias, self.res, self.out = x, wts, bias, res, out
-        self.kstart, self.wadj, self.koff, self.ooff = tabs
         self.geo = _geometry(self.s, pack.tile)
         self.OHW = self.s.OH * self.s.OW
+        self.fb = pack.tile.FB
+        if self.fb > 1:  # column tile: only the channels some column reads are copied
+            self.kstart, self.koff, self.ooff, self.chans = tabs
+            self.nch = int(pack.chans.size)
+            return
+        self.kstart, self.wadj, self.koff, self.ooff = tabs
+        self.chans, self.nch = None, self.s.C // self.s.groups
         # patterns with no kernel anywhere in the layer get no loop at all
         P = len(pack.patterns)
         ks = pack.kstart.reshape(-1, P + 1)
         self.live = [p for p in range(P) if (ks[:, p + 1] - ks[:, p]).any()]
+
+    def chan_loop(self, body):
+        """body(c, src_c) for every copied channel: scratch channel c holds the group's input channel
+        src_c (all of them, or in the column tile only those some column reads)."""
+        if self.chans is None:
+            self.b.loop(0, self.nch, 1, lambda c, _: body(c, c))
+        else:
+            self.b.loop(0, self.nch, 1, lambda c, _: body(c, self.idx(self.chans, c)))
+
+    def filter_tiles(self, gi, base, obase, nv, last, rb):
+        """Every filter of group gi on one tile of rb rows x nv vectors."""
+        b, Kg = self.b, self.s.K // self.s.groups
+        if self.fb > 1:
+            from .sparse_columns import emit_column_blocks
+
+            return emit_column_blocks(self, base, obase, nv, last, rb)
+        b.loop(b.mul(gi, Kg), b.add(b.mul(gi, Kg), Kg), 1, lambda slot, _: self.tile(slot, base, obase, nv, last, rb))
 
     def idx(self, mem, i):
         b = self.b
@@ -388,7 +429,7 @@ class _SparseEmitter:
         s, g, b = self.s, self.geo, self.b
         G = s.groups
         scratch = None
-        size = -(-((s.C // G) * g.CS) // s.vec) * s.vec
+        size = -(-(max(1, self.nch) * g.CS) // s.vec) * s.vec
         scratch = memref.alloc(flat_memref(size), [], [], alignment=64)
         # Column stride 1: prep() writes every row whole (left padding, data, right padding and slack)
         # and zeroes the padding rows, so the scratch is written once. A whole-buffer zero fill first
@@ -430,8 +471,7 @@ class _SparseEmitter:
             row_out = b.add(out_img, b.mul(oh, s.OW))
 
             def filters(ow0, nv, last):
-                b.loop(b.mul(gi, Kg), b.add(b.mul(gi, Kg), Kg), 1,
-                       lambda slot, _: self.tile(slot, b.add(row_in, ow0), b.add(row_out, ow0), nv, last, rb))
+                self.filter_tiles(gi, b.add(row_in, ow0), b.add(row_out, ow0), nv, last, rb)
 
             start = 0
             for count, nv, last in segs:
@@ -474,7 +514,10 @@ class _SparseEmitter:
             first = arith.cmpi(arith.CmpIPredicate.eq, b.v(cb), b.c(0))
             init = [arith.select(first, init[i * nv + v], b.load(self.out, b.add(ob, i * s.OW + v * V), lanes_of(v)))
                     for i in range(rb) for v in range(nv)]
-        accs = init
+        # A last vector with at most half its lanes used runs at half width (16-lane tiles on 56-wide
+        # planes: 3.5 zmm per row instead of 4); on Zen 4 a ymm FMA costs half a zmm one.
+        half = HalfTail.of(s, nv, last, b) if NB == 1 else None
+        accs = init if half is None else half.narrow_tile(init, nv)
         blk = b.add(b.mul(slot, NB), cb)
         krow = b.mul(blk, P + 1)
         for p in self.live:
@@ -496,17 +539,20 @@ class _SparseEmitter:
                 wb = b.add(wa, arith.muli(j, b.c(L)) if L > 1 else j)
                 loads: dict[int, list] = {}
                 ws = [b.bcast(self.wts, b.add(wb, ti)) for ti in range(L)]
+                wh = [half.narrow(w) for w in ws] if half else None
                 for ti, i, off in offs:
                     if off not in loads:
-                        loads[off] = [b.load(self.src, b.add(ib, off + v * V),
-                                             None) for v in range(nv)]
+                        loads[off] = [half.load(self.src, b.add(ib, off + v * V)) if half and v == nv - 1
+                                      else b.load(self.src, b.add(ib, off + v * V), None) for v in range(nv)]
                     xs = loads[off]
                     for v in range(nv):
                         a = i * nv + v
-                        accs[a] = b.fma(xs[v], ws[ti], accs[a])
+                        accs[a] = b.fma(xs[v], wh[ti] if half and v == nv - 1 else ws[ti], accs[a])
                 return accs
 
             accs = b.loop(j0, j1, 1, kbody, accs)
+        if half is not None:
+            accs = half.widen_tile(accs, nv)
         is_last = arith.cmpi(arith.CmpIPredicate.eq, b.v(cb), b.c(NB - 1)) if NB > 1 else None
         for i in range(rb):
             for v in range(nv):
@@ -541,8 +587,7 @@ class _SparseEmitter:
                 span = nv * V
 
                 def filters(ow0, nv=nv, last=last):
-                    b.loop(b.mul(gi, Kg), b.add(b.mul(gi, Kg), Kg), 1,
-                           lambda slot, _: self.tile(slot, ow0, b.add(ob, ow0), nv, last, 1))
+                    self.filter_tiles(gi, ow0, b.add(ob, ow0), nv, last, 1)
 
                 if count == 1:
                     filters(start)
@@ -560,8 +605,8 @@ class _SparseEmitter:
         xb = b.add(b.mul(n, s.C * s.H * s.W), b.mul(gi, Cg * s.H * s.W), p0)
         nfull, r = divmod(plen, V)
 
-        def chan(c, _):
-            src = b.add(xb, b.mul(c, s.H * s.W))
+        def chan(c, sc):
+            src = b.add(xb, b.mul(sc, s.H * s.W))
             dst = b.mul(c, g.CS)
             U = 4 if nfull >= 4 else 1
             main = nfull // U * U
@@ -577,7 +622,7 @@ class _SparseEmitter:
             if r:  # zeros in the lanes past the plane: the scratch row has room for them
                 b.store(b.load(self.x, b.add(src, nfull * V), r), self.src, b.add(dst, nfull * V))
 
-        b.loop(0, Cg, 1, chan)
+        self.chan_loop(chan)
 
     # ---- 1x1 stride > 1: the used pixels of one group's channels, gathered -------------------------
     def gather(self, n, gi):
@@ -595,9 +640,9 @@ class _SparseEmitter:
                 nvec += 1
         evens = [2 * i for i in range(V)]
 
-        def chan(c, _):
+        def chan(c, sc):
             def row(oh, _):
-                xr = b.add(src0, b.mul(c, s.H * s.W), b.mul(oh, sh * s.W))
+                xr = b.add(src0, b.mul(sc, s.H * s.W), b.mul(oh, sh * s.W))
                 sr = b.add(b.mul(c, g.CS), b.mul(oh, g.RS))
                 if sw == 1:
                     nfull = s.OW // V
@@ -625,7 +670,7 @@ class _SparseEmitter:
 
             b.loop(0, s.OH, 1, row)
 
-        b.loop(0, Cg, 1, chan)
+        self.chan_loop(chan)
 
     # ---- padded / column-phase-split copy of one group's input channels ------------------------
     def copy_row(self, xr, sr, iw_hi: int):
@@ -664,19 +709,19 @@ class _SparseEmitter:
             hi = mx(lo, b.min(g.WR, arith.subi(b.c(pt + ih_hi), r0)))
         src0 = b.add(b.mul(n, s.C * s.H * s.W), b.mul(gi, Cg * s.H * s.W))
 
-        def chan(c, _):
+        def chan(c, sc):
             dst = b.mul(c, g.CS)
             b.loop(0, lo, 1, lambda w, _: self.zero_range(b.add(dst, b.mul(w, g.RS)), g.RS))
             b.loop(hi, g.WR, 1, lambda w, _: self.zero_range(b.add(dst, b.mul(w, g.RS)), g.RS))
 
             def row(w, _):
                 ih = b.add(r0, w, -pt)
-                xr = b.add(src0, b.mul(c, s.H * s.W), b.mul(ih, s.W))
+                xr = b.add(src0, b.mul(sc, s.H * s.W), b.mul(ih, s.W))
                 self.copy_row(xr, b.add(dst, b.mul(w, g.RS)), iw_hi)
 
             b.loop(lo, hi, 1, row)
 
-        b.loop(0, Cg, 1, chan)
+        self.chan_loop(chan)
 
     def zero_range(self, start, n: int):
         """Zero scratch[start : start + n] with vector stores (the last one masked)."""
@@ -706,13 +751,13 @@ class _SparseEmitter:
             return
         src0 = b.add(b.mul(n, s.C * s.H * s.W), b.mul(gi, Cg * s.H * s.W))
 
-        def chan(c, _):
+        def chan(c, sc):
             if self.borders:  # the padding rows above and below the copied ones
                 self.zero_range(b.mul(c, g.CS), pt * g.RS)
                 self.zero_range(b.add(b.mul(c, g.CS), (pt + ih_hi) * g.RS), (g.Hs - pt - ih_hi) * g.RS)
 
             def row(ih, _):
-                xr = b.add(src0, b.mul(c, s.H * s.W), b.mul(ih, s.W))
+                xr = b.add(src0, b.mul(sc, s.H * s.W), b.mul(ih, s.W))
                 sr = b.add(b.mul(c, g.CS), b.mul(ih, g.RS), pt * g.RS)
                 if sw == 1:
                     self.copy_row(xr, sr, iw_hi)
@@ -733,4 +778,4 @@ class _SparseEmitter:
 
             b.loop(0, ih_hi, 1, row)
 
-        b.loop(0, Cg, 1, chan)
+        self.chan_loop(chan)
