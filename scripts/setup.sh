@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PKGS="clang-22 lld-22 llvm-22-tools mlir-22-tools cmake gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user mesa-vulkan-drivers libvulkan1 spirv-tools pocl-opencl-icd ocl-icd-libopencl1 llvm-spirv-15"
+APT_PKGS="clang-22 lld-22 llvm-22-tools mlir-22-tools libomp-22-dev cmake gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user mesa-vulkan-drivers libvulkan1 spirv-tools pocl-opencl-icd ocl-icd-libopencl1 llvm-spirv-15"
 missing=""
 for p in $APT_PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

@@ -5,6 +5,11 @@ signature in destination-passing style, `@forward(%in..: memref<NxCxHxW>, %out..
 marked `llvm.emit_c_interface`. Intermediate tensors live in one arena whose offsets come from a
 liveness-based first-fit plan, so peak memory is a few activations rather than all of them, and
 reshapes are free aliases (every buffer is a contiguous row-major array).
+
+With `threads > 1`, big single-image convs are split into parts over output channels (one kernel per
+part, writing its own contiguous slice of the output); the entry runs a layer's parts in an
+`scf.parallel` that the LLVM pipeline turns into an OpenMP parallel region (docs/threads.md).
+Every other layer, and the order of layers, stays as with one thread.
 """
 from __future__ import annotations
 
@@ -12,12 +17,12 @@ from dataclasses import dataclass
 
 import numpy as np
 from torch_mlir import ir
-from torch_mlir.dialects import arith, func, memref
+from torch_mlir.dialects import arith, func, memref, scf
 
 from lrc.dialects import lr
 
 from .emit import Kernel, LayerOp
-from .ops_dense import emit_conv2d, emit_conv_transpose2d, emit_linear
+from .ops_dense import conv_channel_split, emit_conv2d, emit_conv2d_part, emit_conv_transpose2d, emit_linear
 from .ops_elementwise import emit_activation, emit_batch_norm, emit_binary, emit_prelu
 from .ops_spatial import (emit_adaptive_avg_pool, emit_concat, emit_instance_norm, emit_pad, emit_permute,
                           emit_pixel_shuffle, emit_pool, emit_upsample)
@@ -104,19 +109,24 @@ class _Arena:
         self.free = merged
 
 
-def lower_to_kernels(module: ir.Module, vec: int = 8) -> ir.Module:
-    """A new module (same context) holding the kernels and the `@forward`-style entry points."""
+def lower_to_kernels(module: ir.Module, vec: int = 8, threads: int = 1) -> ir.Module:
+    """A new module (same context) holding the kernels and the `@forward`-style entry points.
+
+    `threads > 1` splits the heavy layers into parallel parts; the result then needs the OpenMP
+    lowering (targets.llvm.lower_to_llvm(openmp=True)) and libomp at run time."""
+    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+        raise ValueError(f"threads must be an int >= 1, got {threads!r}")
     ctx = module.context
     lr.load(ctx)
     with ctx, ir.Location.unknown(ctx):
         out = ir.Module.create()
         for op in module.body.operations:
             if op.operation.name == "func.func":
-                _lower_func(op, out, vec)
+                _lower_func(op, out, vec, threads)
     return out
 
 
-def _lower_func(f, out_module: ir.Module, vec: int):
+def _lower_func(f, out_module: ir.Module, vec: int, threads: int = 1):
     fname = ir.StringAttr(f.attributes["sym_name"]).value
     block = f.regions[0].blocks[0]
     ops = list(block.operations)
@@ -193,13 +203,27 @@ def _lower_func(f, out_module: ir.Module, vec: int):
         else:
             raise LoweringError(f"'{name}' is not an lr op; run lr-raise-torch first", op.location)
 
+    layers = []
+    for t, op in enumerate(layer_ops):
+        try:
+            attrs = lr.attrs_of(op)
+        except lr.ShapeError as e:
+            raise LoweringError(f"'{op.operation.name}': {e}", op.location) from None
+        label = op.attributes["lr.name"].value if "lr.name" in op.attributes else ""
+        layers.append(LayerOp(op.operation.name[3:], attrs, [_shape(v) for v in operands_of(op)],
+                              _shape(op.results[0]), op.location, label))
+    # Output-channel parts of the layers that run in parallel (None: one kernel call). A split
+    # layer's slices are arena views, so its result never goes straight to the caller's buffer.
+    splits = [conv_channel_split(layer, threads) for layer in layers]
+
     # 2. outputs: the producer of a returned value writes straight into the caller's buffer
+    split_results = {op.results[0] for op, sp in zip(layer_ops, splits) if sp}
     returned = list(ret.operands)
     copy_out: list[tuple[int, object]] = []
     claimed = set()
     for j, v in enumerate(returned):
         r = root(v)
-        if r in buf or r in claimed:  # an input, a constant, or returned twice: copy at the end
+        if r in buf or r in claimed or r in split_results:  # an input, a constant, returned twice: copy
             copy_out.append((j, v))
         else:
             buf[r] = Buf("out", j, _numel(_shape(r)))
@@ -226,20 +250,28 @@ def _lower_func(f, out_module: ir.Module, vec: int):
             buf[r] = Buf("arena", arena.alloc(n * 4), n)
             live.append(r)
 
+    # a fused residual is sliced like the output: it must be an arena buffer too (a model input or
+    # a returned value as residual keeps its layer whole)
+    for t, op in enumerate(layer_ops):
+        ins = operands_of(op)
+        if splits[t] and len(ins) > 1 and buf[root(ins[1])].kind != "arena":
+            splits[t] = None
+
     # 4. kernels
     sigs = []
     with ir.InsertionPoint(out_module.body):
         for t, op in enumerate(layer_ops):
             opname = op.operation.name[3:]
-            try:
-                attrs = lr.attrs_of(op)
-            except lr.ShapeError as e:
-                raise LoweringError(f"'{op.operation.name}': {e}", op.location) from None
-            label = op.attributes["lr.name"].value if "lr.name" in op.attributes else ""
-            layer = LayerOp(opname, attrs, [_shape(v) for v in operands_of(op)], _shape(op.results[0]),
-                            op.location, label)
             with op.location:
-                sigs.append(EMITTERS[opname](Kernel(f"{fname}_l{t}_{opname}", vec), layer))
+                if not splits[t]:
+                    sigs.append(EMITTERS[opname](Kernel(f"{fname}_l{t}_{opname}", vec), layers[t]))
+                    continue
+                parts, sparse = [], None
+                for i, (k0, k1) in enumerate(splits[t]):
+                    sig, sparse = emit_conv2d_part(Kernel(f"{fname}_l{t}_{opname}_p{i}", vec), layers[t], k0, k1,
+                                                   sparse)
+                    parts.append(sig)
+                sigs.append(_PartedSig(parts, splits[t], _emit_dispatch(f"{fname}_l{t}_{opname}", parts)))
 
     # 5. the entry functions: `fname` allocates the arena per call (the C API, AOT artifacts);
     # `lrc_arena_<fname>` takes it as a last argument so that a caller can keep one buffer across
@@ -265,6 +297,38 @@ def _lower_func(f, out_module: ir.Module, vec: int):
 ARENA_ATTR = "lrc.arena_bytes"
 
 
+@dataclass
+class _PartedSig:
+    parts: list  # KernelSig per part
+    ranges: list  # output-channel range [k0, k1) per part
+    dispatch: str  # @dispatch(%part: index, <operands of part 0>, <of part 1>, ...)
+
+
+def _emit_dispatch(base: str, parts) -> str:
+    """`@<base>_par(%i, args of every part)` calls part i. A function of its own: the body of an
+    scf.parallel becomes a single-block memref.alloca_scope under convert-scf-to-openmp, which
+    cannot hold the branches of an inline switch."""
+    name = base + "_par"
+    types = [ir.IndexType.get()] + [t for p in parts for t in p.types]
+    fn = func.FuncOp(name, (types, []))
+    fn.attributes["sym_visibility"] = ir.StringAttr.get("private")
+    eb = fn.add_entry_block()
+    with ir.InsertionPoint(eb):
+        i = eb.arguments[0]
+        pos = 1
+        for j, p in enumerate(parts):
+            n = len(p.types)
+            args = list(eb.arguments[pos:pos + n])
+            pos += n
+            cond = arith.CmpIOp(arith.CmpIPredicate.eq, i, arith.ConstantOp(ir.IndexType.get(), j).result).result
+            branch = scf.IfOp(cond)
+            with ir.InsertionPoint(branch.then_block):
+                func.CallOp([], ir.FlatSymbolRefAttr.get(f"{base}_p{j}"), args)
+                scf.YieldOp([])
+        func.ReturnOp([])
+    return name
+
+
 def arena_entry(entry: str) -> str:
     """Name of the entry point that takes the arena from the caller (last argument, i8 memref)."""
     return "lrc_arena_" + entry
@@ -286,6 +350,11 @@ def _emit_entry_body(eb, f, block, returned, layer_ops, sigs, buf, root, operand
                                      alignment=ALIGN).result
         gview: dict = {}
 
+        def slice_of(b: Buf, off: int, n: int) -> ir.Value:
+            assert b.kind == "arena", b  # the lowering keeps split layers on arena buffers
+            shift = arith.ConstantOp(ir.IndexType.get(), b.index + 4 * off).result
+            return memref.ViewOp(ir.MemRefType.get([n], ir.F32Type.get()), arena_v, shift, []).result
+
         def value_of(b: Buf) -> ir.Value:
             if b.kind == "arg":
                 return arg_flat[b.index]
@@ -299,20 +368,40 @@ def _emit_entry_body(eb, f, block, returned, layer_ops, sigs, buf, root, operand
             shift = arith.ConstantOp(ir.IndexType.get(), b.index).result
             return memref.ViewOp(ir.MemRefType.get([b.numel], ir.F32Type.get()), arena_v, shift, []).result
 
-        for t, op in enumerate(layer_ops):
-            sig = sigs[t]
+        def operands_for(op, sig, k0=None, k1=None):
             operands = []
+            plane = _numel(_shape(op.results[0])[2:]) if k0 is not None else 0
             for a, ty in zip(sig.args, sig.types):
                 if a.kind == "in":
-                    operands.append(value_of(buf[root(operands_of(op)[a.index])]))
+                    b = buf[root(operands_of(op)[a.index])]
+                    # a residual (input 1) of a channel part is the same slice as its output
+                    operands.append(slice_of(b, k0 * plane, (k1 - k0) * plane) if k0 is not None and a.index
+                                    else value_of(b))
                 elif a.kind == "out":
-                    operands.append(value_of(buf[op.results[0]]))
+                    b = buf[op.results[0]]
+                    operands.append(slice_of(b, k0 * plane, (k1 - k0) * plane) if k0 is not None else value_of(b))
                 else:
                     if a.array is not None and not hasattr(a, "_global"):
                         a._global = make_global(a.array).name  # one global per parameter, shared by both entries
                     operands.append(memref.GetGlobalOp(ty, a._global).result)
+            return operands
+
+        for t, op in enumerate(layer_ops):
+            sig = sigs[t]
+            if isinstance(sig, _PartedSig):
+                operands = [v for p, (k0, k1) in zip(sig.parts, sig.ranges) for v in operands_for(op, p, k0, k1)]
+                with op.location:
+                    idx = ir.IndexType.get()
+                    lo, hi, one = (arith.ConstantOp(idx, v).result for v in (0, len(sig.parts), 1))
+                    par = scf.ParallelOp([], [lo], [hi], [one], [])
+                    body = par.region.blocks.append(idx)
+                    with ir.InsertionPoint(body):
+                        func.CallOp([], ir.FlatSymbolRefAttr.get(sig.dispatch), [body.arguments[0]] + operands)
+                        scf.ReduceOp([], 0)
+                continue
             with op.location:
-                func.CallOp([], ir.FlatSymbolRefAttr.get(f"{fname}_l{t}_{op.operation.name[3:]}"), operands)
+                func.CallOp([], ir.FlatSymbolRefAttr.get(f"{fname}_l{t}_{op.operation.name[3:]}"),
+                            operands_for(op, sig))
         for j, v in copy_out:
             src = value_of(buf[root(v)])
             _emit_copy(src, out_flat[j], _numel(_shape(v)))

@@ -42,17 +42,104 @@ def _sparse_pack(spec, a):
     return pack if mode == "always" or worth_it(pack) else None
 
 
-def emit_conv2d(k: Kernel, op: LayerOp) -> KernelSig:
-    from .kernels.conv import ConvSpec, emit_conv_func, pack_conv_weights
+def _conv_spec(k: Kernel, op: LayerOp):
+    from .kernels.conv import ConvSpec
 
     n, c, h, w = op.in_shapes[0]
     a = op.attrs
     kk, _, kh, kw = a["weight"].shape
     act, params = _act(a)
-    spec = ConvSpec(N=n, C=c, H=h, W=w, K=kk, KH=kh, KW=kw, stride=tuple(a["stride"]),
+    return ConvSpec(N=n, C=c, H=h, W=w, K=kk, KH=kh, KW=kw, stride=tuple(a["stride"]),
                     padding=tuple(a["padding"]), dilation=tuple(a["dilation"]), groups=a["groups"], act=act,
                     act_params=params, residual=len(op.in_shapes) == 2, vec=k.vec)
-    sparse = _sparse_pack(spec, a)
+
+
+# A part smaller than this many MACs is not worth a fork/join (a few microseconds with libomp).
+MIN_PART_MACS = 1 << 18
+CHANNEL_GRAIN = 8  # part boundaries on multiples of this: keeps the kernels' output-channel blocks whole
+# Every part reads (and the kernels copy into their scratch) the whole input: a part must do at least
+# this many MACs per input element, or two threads mostly duplicate memory traffic. Measured on the
+# pruned super-resolution net (1x1 layers at 2-10 MACs per input element): splitting them made the
+# model 1.26x slower at 2 threads (docs/threads.md).
+MIN_INTENSITY = 24.0
+
+
+def conv_channel_split(op: LayerOp, threads: int) -> list[tuple[int, int]] | None:
+    """Output-channel ranges [k0, k1) for `threads` parts of a conv, or None to keep it whole.
+
+    Only single-image, ungrouped convs split: then a channel range of the NCHW output (and of a fused
+    residual) is one contiguous slice, so each part is an ordinary conv kernel writing its own
+    slice. Boundaries balance non-zero weights, not filter counts: a pruned layer's filters carry
+    very different amounts of work (the sparse packer sorts filters by pattern inside each part).
+    """
+    if threads <= 1 or op.name != "conv2d":
+        return None
+    a = op.attrs
+    n = op.in_shapes[0][0]
+    kk = a["weight"].shape[0]
+    if n != 1 or a["groups"] != 1 or kk < 2 * CHANNEL_GRAIN:
+        return None
+    oh, ow = op.out_shape[2], op.out_shape[3]
+    work = np.count_nonzero(np.asarray(a["weight"]).reshape(kk, -1), axis=1).astype(np.float64)
+    if work.sum() * oh * ow < MIN_PART_MACS * 2:
+        return None
+    parts = min(threads, kk // CHANNEL_GRAIN)
+    c, h, w = op.in_shapes[0][1:]
+    if work.sum() / parts * (oh * ow) / (c * h * w) < MIN_INTENSITY:
+        return None
+    cum = np.concatenate([[0.0], np.cumsum(work + 1e-3)])  # +eps: all-zero filters still cost a store
+    bounds = [0]
+    for j in range(1, parts):
+        target = cum[-1] * j / parts
+        cands = np.arange(bounds[-1] + CHANNEL_GRAIN, kk - CHANNEL_GRAIN * (parts - j) + 1, CHANNEL_GRAIN)
+        if not len(cands):
+            break
+        bounds.append(int(cands[np.argmin(np.abs(cum[cands] - target))]))
+    bounds.append(kk)
+    return list(zip(bounds[:-1], bounds[1:])) if len(bounds) > 2 else None
+
+
+def emit_conv2d_part(k: Kernel, op: LayerOp, k0: int, k1: int, sparse: bool | None) -> tuple[KernelSig, bool]:
+    """One output-channel slice [k0, k1) of a conv as its own kernel over that slice of the output
+    (and of the residual). `sparse`: None decides as for the whole layer (returned, so that every
+    part of a layer uses the kernel family chosen once for the layer)."""
+    import dataclasses
+
+    a = dict(op.attrs)
+    a["weight"] = np.ascontiguousarray(np.asarray(a["weight"])[k0:k1])
+    if a.get("bias") is not None:
+        a["bias"] = np.ascontiguousarray(np.asarray(a["bias"])[k0:k1])
+    whole = _conv_spec(k, op)
+    if sparse is None:
+        sparse = _sparse_pack(whole, op.attrs) is not None
+    spec = dataclasses.replace(whole, K=k1 - k0)
+    out_shape = (op.out_shape[0], k1 - k0) + tuple(op.out_shape[2:])
+    part = dataclasses.replace(op, attrs=a, out_shape=out_shape)
+    return _emit_conv2d(k, part, spec, sparse), sparse
+
+
+def emit_conv2d(k: Kernel, op: LayerOp) -> KernelSig:
+    spec = _conv_spec(k, op)
+    return _emit_conv2d(k, op, spec, None)
+
+
+def _emit_conv2d(k: Kernel, op: LayerOp, spec, force_sparse: bool | None) -> KernelSig:
+    from .kernels.conv import emit_conv_func, pack_conv_weights
+
+    a = op.attrs
+    if force_sparse is False:
+        sparse = None
+    elif force_sparse:
+        import dataclasses
+
+        from .kernels.sparse_conv import pack_sparse_conv, sparse_lanes
+
+        sp = a["sparsity"]
+        lib = sp["library"] if sp["kind"] in ("pattern", "pattern+kernel") else None
+        sparse = pack_sparse_conv(dataclasses.replace(spec, vec=sparse_lanes(spec)), a["weight"], a["bias"],
+                                  library=lib)
+    else:
+        sparse = _sparse_pack(spec, a)
     if sparse is not None:
         from .kernels.sparse_conv import emit_sparse_conv_func
 

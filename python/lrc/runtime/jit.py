@@ -61,8 +61,9 @@ class _Prepared:
 class JitModule:
     """An LLVM-lowered module held by an ExecutionEngine."""
 
-    def __init__(self, module: ir.Module, opt_level: int = 3, shared_libs: list[str] | None = None):
-        lower_to_llvm(module)
+    def __init__(self, module: ir.Module, opt_level: int = 3, shared_libs: list[str] | None = None,
+                 threads: int = 1):
+        lower_to_llvm(module, threads=threads)
         self.engine = ExecutionEngine(module, opt_level=opt_level, shared_libs=shared_libs or [])
         self._prepared: dict = {}
 

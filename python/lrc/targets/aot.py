@@ -183,7 +183,7 @@ WEIGHT_ERRORS = {-1: "is not an lrc weight blob (bad magic or too short)",
 # --- building ----------------------------------------------------------------------------------------
 
 def compile_llvm_dialect(module, out_so: str, flags: list[str] | None = None, target: str | None = None,
-                         extra_sources: dict[str, str] | None = None) -> None:
+                         extra_sources: dict[str, str] | None = None, libs: list[str] | None = None) -> None:
     """LLVM-dialect module (+ small C sources, name -> text) -> shared object.
 
     The bundled LLVM (24git) prints float constants in a syntax clang-22 cannot read, so the module
@@ -204,7 +204,7 @@ def compile_llvm_dialect(module, out_so: str, flags: list[str] | None = None, ta
             with open(srcs[-1], "w") as f:
                 f.write(text)
         run_tool([clang, "-Wno-override-module"] + ([f"--target={target}"] if target else [])
-                 + (flags or HOST_CFLAGS) + srcs + ["-o", out_so, "-lm"], "clang-22")
+                 + (flags or HOST_CFLAGS) + srcs + ["-o", out_so] + (libs or []) + ["-lm"], "clang-22")
 
 
 def _header(entry: str, ins, outs) -> str:
@@ -222,7 +222,7 @@ def _header(entry: str, ins, outs) -> str:
 
 def build_artifact(out_dir: str, llvm_module, *, target: str, entry: str, input_shapes, output_shapes,
                    weights=None, cflags: list[str] | None = None, clang_target: str | None = None,
-                   options: dict | None = None) -> None:
+                   options: dict | None = None, libs: list[str] | None = None) -> None:
     """Write a complete artifact into the existing, empty directory `out_dir`.
 
     `weights`: the result of `externalize_weights(llvm_module)` when the caller already ran it (a
@@ -232,7 +232,7 @@ def build_artifact(out_dir: str, llvm_module, *, target: str, entry: str, input_
         weights = externalize_weights(llvm_module)
     build_id = uuid.uuid4().int & ((1 << 63) - 1)
     compile_llvm_dialect(llvm_module, os.path.join(out_dir, "model.so"), flags=cflags, target=clang_target,
-                         extra_sources={"weights_loader.c": _weights_loader_c(weights, build_id)})
+                         extra_sources={"weights_loader.c": _weights_loader_c(weights, build_id)}, libs=libs)
     write_weights(os.path.join(out_dir, "model.weights"), weights, build_id)
     with open(os.path.join(out_dir, "model.h"), "w") as f:
         f.write(_header(entry, input_shapes, output_shapes))
@@ -286,12 +286,22 @@ def save_artifact(cm, path, overwrite: bool = False) -> None:
             art["weights"] = externalize_weights(art["llvm_module"])
 
         march = host_march(art.get("vector_registers"))
+        threads = art.get("threads", 1)
+        options = {"march": march}
+        libs = []
+        if threads > 1:
+            # threaded code calls libomp (__kmpc_*): link it, and find it at load time by rpath
+            from .llvm import openmp_library
+
+            omp = openmp_library()
+            libs = [omp, f"-Wl,-rpath,{os.path.dirname(omp)}"]
+            options["threads"] = threads
 
         def fill(tmp):
             build_artifact(tmp, art["llvm_module"], target=cm.target, entry=art["entry"],
                            input_shapes=cm.input_shapes, output_shapes=cm.output_shapes,
                            weights=art["weights"], cflags=HOST_CFLAGS[:-1] + [f"-march={march}"],
-                           options={"march": march})
+                           options=options, libs=libs)
     _publish(path, fill)
 
 

@@ -27,7 +27,7 @@ from .aot import ToolchainError, build_artifact, find_tool, open_native, run_too
 from .llvm import lower_to_llvm
 
 ARM64_VEC = 4  # NEON: 4 f32 lanes
-OPTIONS: dict = {"mcpu": "cortex-a76", "android_api": None}  # android_api=24: Android 7 (bionic) instead of glibc
+OPTIONS: dict = {"mcpu": "cortex-a76", "android_api": None, "threads": 1}  # android_api=24: Android 7 (bionic) instead of glibc
 SYSROOT = "/usr/aarch64-linux-gnu"  # Debian's libc6-arm64-cross, also what qemu's -L needs
 LIB_DIR = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", "lib"))
 LR_RUN_ENV = "LRC_AARCH64_LR_RUN"  # path to a prebuilt aarch64 lr-run (e.g. from the CMake build)
@@ -83,8 +83,13 @@ def _check_options(mcpu, android_api) -> None:
 
 
 def build(lr_module: ir.Module, *, opt_level: int = 3, mcpu: str = "cortex-a76", android_api: int | None = None,
-          entry: str = "forward"):
+          entry: str = "forward", threads: int = 1):
     """Cross-compile into a private artifact directory; the runner executes that artifact."""
+    from .host import check_threads
+
+    if check_threads(threads) != 1:
+        # threaded host code calls LLVM's libomp; there is no aarch64 libomp to link here (docs/threads.md)
+        raise NotImplementedError(f"target 'arm64' does not support threads={threads!r} yet (threads=1 only)")
     _check_options(mcpu, android_api)
     in_shapes, out_shapes = _signature(lr_module, entry)
     kernels = lower_to_kernels(lr_module, vec=ARM64_VEC)

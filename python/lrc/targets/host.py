@@ -8,9 +8,10 @@ from torch_mlir import ir
 
 from ..codegen.lower import ARENA_ATTR, arena_entry, lower_to_kernels
 from ..runtime.jit import JitModule
+from .llvm import openmp_library
 
 HOST_VEC = 8  # 8 f32 lanes (ymm); 16-lane zmm vectors were not faster on Zen 4 (docs/kernels.md)
-OPTIONS: dict = {}
+OPTIONS: dict = {"threads": 1}  # threads > 1: big convs split over output channels, run by libomp
 
 
 def host_vector_registers() -> int:
@@ -35,7 +36,13 @@ def _arena_bytes(module: ir.Module, entry: str) -> int:
     raise ValueError(f"no entry function '{entry}' in the lowered module")
 
 
-def build_host(lr_module: ir.Module, opt_level: int = 3, entry: str = "forward"):
+def check_threads(threads) -> int:
+    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+        raise ValueError(f"compile option threads must be an int >= 1, got {threads!r}")
+    return threads
+
+
+def build_host(lr_module: ir.Module, opt_level: int = 3, entry: str = "forward", threads: int = 1):
     """JIT-compile; returns (runner(*inputs, *outputs), artifact) where the artifact keeps the
     LLVM-dialect module so that `save()` can emit a shared object later without recompiling.
 
@@ -50,12 +57,13 @@ def build_host(lr_module: ir.Module, opt_level: int = 3, entry: str = "forward")
     if not saved:  # an explicit setting (tests, benchmarks) wins
         convk.VECTOR_REGISTERS = regs
     try:
-        kernels = lower_to_kernels(lr_module, vec=HOST_VEC)
+        kernels = lower_to_kernels(lr_module, vec=HOST_VEC, threads=threads)
         used_regs = convk.vector_registers(HOST_VEC)
     finally:
         convk.VECTOR_REGISTERS = saved
     arena_bytes = _arena_bytes(kernels, entry)
-    jit = JitModule(kernels, opt_level=opt_level)
+    libs = [openmp_library()] if threads > 1 else []
+    jit = JitModule(kernels, opt_level=opt_level, shared_libs=libs, threads=threads)
     local = threading.local()
 
     def run(*arrays):
@@ -72,9 +80,9 @@ def build_host(lr_module: ir.Module, opt_level: int = 3, entry: str = "forward")
 
     # vector_registers: 32 means the tiles assume AVX-512VL (ahead of time: -march=x86-64-v4).
     artifact = {"llvm_module": kernels, "entry": entry, "jit": jit,
-                "vector_registers": used_regs}
+                "vector_registers": used_regs, "threads": threads}
     return run, artifact
 
 
-def build(lr_module: ir.Module, *, opt_level: int = 3, **options):
-    return build_host(lr_module, opt_level=opt_level)
+def build(lr_module: ir.Module, *, opt_level: int = 3, threads: int = 1):
+    return build_host(lr_module, opt_level=opt_level, threads=check_threads(threads))

@@ -20,11 +20,35 @@ LLVM_PIPELINE = (
 )
 
 
-def lower_to_llvm(module: ir.Module) -> ir.Module:
+def llvm_pipeline(threads: int = 1) -> str:
+    """LLVM_PIPELINE; with threads > 1 the entry's scf.parallel loops (one per split layer) become
+    OpenMP parallel regions of `threads` threads (calls into libomp's __kmpc_* API)."""
+    if threads == 1:
+        return LLVM_PIPELINE
+    return (LLVM_PIPELINE.replace("builtin.module(", f"builtin.module(convert-scf-to-openmp{{num-threads={threads}}},", 1)
+            .replace("reconcile-unrealized-casts)", "convert-openmp-to-llvm, reconcile-unrealized-casts)"))
+
+
+def lower_to_llvm(module: ir.Module, threads: int = 1) -> ir.Module:
     """Lower `module` in place to the LLVM dialect and return it."""
     with module.context:
-        PassManager.parse(LLVM_PIPELINE).run(module.operation)
+        PassManager.parse(llvm_pipeline(threads)).run(module.operation)
     return module
+
+
+OPENMP_LIB_DIRS = ("/usr/lib/llvm-22/lib",)
+
+
+def openmp_library() -> str:
+    """Path of LLVM's OpenMP runtime (libomp), which threaded code calls; a clear error without it."""
+    import os
+
+    for d in OPENMP_LIB_DIRS:
+        path = os.path.join(d, "libomp.so")
+        if os.path.exists(path):
+            return path
+    raise RuntimeError("threads > 1 needs LLVM's OpenMP runtime (libomp.so in "
+                       f"{' or '.join(OPENMP_LIB_DIRS)}): install the Debian package libomp-22-dev")
 
 
 def translate_to_llvm_ir(module: ir.Module) -> str:

@@ -1,0 +1,153 @@
+"""threads=N: big convs split over output channels and run in OpenMP parallel regions (docs/threads.md).
+Numerics against PyTorch; the split itself (balanced by non-zero work); option validation."""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import lrprune
+import zoo
+
+LIB = [(1, 3, 4, 5), (0, 1, 3, 4), (1, 4, 5, 7), (3, 4, 5, 7), (4, 5, 7, 8), (1, 2, 4, 5)]
+
+
+class Net(nn.Module):
+    """Splittable convs (3x3 with a fused residual, 1x1, strided) plus a small one that stays whole."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(3, 32, 3, padding=1)
+        self.c2 = nn.Conv2d(32, 32, 3, padding=1)
+        self.c3 = nn.Conv2d(32, 48, 1)
+        self.c4 = nn.Conv2d(48, 40, 3, stride=2, padding=1)
+        self.c5 = nn.Conv2d(40, 4, 1)
+
+    def forward(self, x):
+        y = torch.relu(self.c1(x))
+        y = torch.relu(self.c2(y) + y)
+        return self.c5(self.c4(torch.relu(self.c3(y))))
+
+
+def _net(seed=0, sparse=False):
+    torch.manual_seed(seed)
+    m = Net().eval()
+    if sparse:
+        with torch.no_grad():
+            for name, kind, rate in (("c2", "pattern+kernel", 0.6), ("c3", "kernel", 0.5), ("c4", "pattern", None)):
+                conv = getattr(m, name)
+                lib = LIB if kind.startswith("pattern") else None
+                conv.weight.copy_(lrprune.project(conv.weight, kind, rate, library=lib))
+                conv.lr_sparsity = {"kind": kind, "library": lib or []}
+    return m
+
+
+def _kernels_ir(model, x, threads):
+    from lrc.codegen.lower import lower_to_kernels
+    from lrc.compiler import optimize
+    from lrc.importer import import_model
+
+    m = import_model(model, (x,))
+    optimize(m)
+    return str(lower_to_kernels(m, threads=threads))
+
+
+def _parallel_layers(text: str) -> int:
+    return text.count("scf.parallel") // 2  # once per entry function (forward, lrc_arena_forward)
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_dense_convs(check, threads, monkeypatch):
+    monkeypatch.setenv("LRC_SPARSE", "off")
+    m, x = _net(), torch.randn(1, 3, 32, 24)
+    check(m, x, threads=threads)
+    # c1-c4 split; c5 has 4 filters; c3 (1x1, 48 filters) has too few MACs per input element for 3 parts
+    assert _parallel_layers(_kernels_ir(m, x, threads)) == (4 if threads == 2 else 3)
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_pattern_sparse_convs(check, threads, monkeypatch):
+    from lrc.codegen import ops_dense
+
+    monkeypatch.setenv("LRC_SPARSE", "always")
+    # split even the pruned layers of this small net (too few MACs per input element to pay off)
+    monkeypatch.setattr(ops_dense, "MIN_INTENSITY", 0.0)
+    m, x = _net(1, sparse=True), torch.randn(1, 3, 32, 24)
+    check(m, x, threads=threads)
+    text = _kernels_ir(m, x, threads)
+    assert _parallel_layers(text) == 4
+    # every part of the three pruned layers is a sparse kernel (int32 tables)
+    parts = [ln for ln in text.splitlines() if re.search(r"func.func private @\w+_p\d+\(.*xi32>", ln)]
+    assert len(parts) == 3 * min(threads, 3)
+
+
+def test_split_balances_nonzero_work():
+    from lrc.codegen.emit import LayerOp
+    from lrc.codegen.ops_dense import conv_channel_split
+
+    w = np.ones((64, 16, 3, 3), np.float32)
+    w[32:, :, :, 1:] = 0  # the last 32 filters do a third of the work of the first 32
+    op = LayerOp("conv2d", {"weight": w, "groups": 1}, [(1, 16, 64, 64)], (1, 64, 64, 64), None)
+    parts = conv_channel_split(op, 2)
+    work = [np.count_nonzero(w[a:b]) for a, b in parts]
+    assert parts[0][0] == 0 and parts[-1][1] == 64 and all(a % 8 == 0 for a, _ in parts)
+    assert parts[0][1] < 32  # not the equal-filter-count split
+    assert max(work) / min(work) < 1.3
+    assert conv_channel_split(op, 1) is None
+    w1 = np.ones((32, 64, 1, 1), np.float32)  # 1x1, 16 MACs per input element per part: stays whole
+    assert conv_channel_split(LayerOp("conv2d", {"weight": w1, "groups": 1}, [(1, 64, 64, 64)], (1, 32, 64, 64),
+                                      None), 2) is None
+    assert conv_channel_split(LayerOp("conv2d", {"weight": w, "groups": 1}, [(2, 16, 64, 64)],
+                                      (2, 64, 64, 64), None), 2) is None  # batch > 1 stays whole
+
+
+@pytest.mark.parametrize("name,force", [("resnet_basic", False), ("unet", True), ("msgnet", True)])
+def test_zoo_models(check, name, force, monkeypatch):
+    from lrc.codegen import ops_dense
+
+    if force:  # the small zoo sizes are below the split thresholds: split anyway to test the wiring
+        monkeypatch.setattr(ops_dense, "MIN_INTENSITY", 0.0)
+        monkeypatch.setattr(ops_dense, "MIN_PART_MACS", 1024)
+    model, x = zoo.ZOO[name]("small")
+    check(model, x, threads=2)
+    assert _parallel_layers(_kernels_ir(model, x, 2)) >= 2  # unet small: only its two 16-filter convs
+
+
+def test_save_load_threaded(tmp_path):
+    import lrc
+
+    m, x = _net(2), torch.randn(1, 3, 16, 16)
+    cm = lrc.compile(m, (x,), threads=2)
+    cm.save(tmp_path / "a")
+    loaded = lrc.load(tmp_path / "a")
+    with torch.no_grad():
+        ref = m(x).numpy()
+    from conftest import assert_matches
+
+    assert_matches(ref, loaded(x), "loaded threaded artifact")
+    # in a fresh process (no JIT has loaded libomp there) the .so must bring its OpenMP runtime along
+    import subprocess
+    import sys
+
+    so = str(tmp_path / "a" / "model.so")
+    code = f"import ctypes, os; ctypes.CDLL({so!r}, mode=os.RTLD_NOW)"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, "2", True])
+def test_threads_option_validation(bad):
+    import lrc
+
+    with pytest.raises(ValueError, match="threads"):
+        lrc.compile(_net(), (torch.randn(1, 3, 8, 8),), threads=bad)
+
+
+def test_arm64_threads_not_implemented():
+    import lrc
+
+    with pytest.raises(NotImplementedError, match="arm64.*threads"):
+        lrc.compile(_net(), (torch.randn(1, 3, 8, 8),), target="arm64", threads=2)
