@@ -162,7 +162,11 @@ def test_32_register_tiles(monkeypatch):
     monkeypatch.setattr(convk, "VECTOR_REGISTERS", 32)
     monkeypatch.delenv("LRC_VECTOR_REGISTERS", raising=False)
     run_specs([S(1, 6, 9, 41, 12, 3, padding=P1, act="relu"), S(1, 5, 6, 7, 10, 1), S(1, 4, 9, 30, 16, 3, stride=(2, 2), padding=P1),
-               S(1, 3, 7, 29, 7, 5, padding=(2, 2, 2, 2)), S(1, 3, 8, 20, 3, 3, padding=P1)])
+               S(1, 3, 7, 29, 7, 5, padding=(2, 2, 2, 2)), S(1, 3, 8, 20, 3, 3, padding=P1),
+               S(1, 5, 6, 37, 32, 3, padding=P1, act="relu")])
+    # 32 channels: 4 x 4 blocks rather than 6 x 3 with a 2-channel leftover block; 30: 6 x 3
+    tile = lambda K: convk._plan(convk._geom_from_spec(S(1, 8, 16, 40, K, 3, padding=P1)))
+    assert (tile(32).KB, tile(32).WB) == (4, 4) and (tile(30).KB, tile(30).WB) == (6, 3)
 
 
 def test_cache_blocking():
@@ -203,12 +207,14 @@ def test_cache_blocking():
 
 @pytest.mark.parametrize("regs", [16, 32])
 def test_channel_vectorised_small_planes(monkeypatch, regs):
-    """The small-plane kernel (vectors along output channels, pixels in flattened order, strided
-    scatter stores): forced on, with pixel and channel tails, padding, strides, dilation, 1x1,
-    in-place reads, batch, residual and activations; and chosen by default for deep 7x7 layers."""
+    """The small-plane kernel (vectors along output channels, pixels in flattened order): forced
+    on, with pixel and channel tails, padding, strides, dilation, 1x1, in-place reads, batch,
+    residual and activations; and chosen by default for deep 7x7 layers. The epilogue transposes
+    in registers (V = 8); with 16 registers the scatter epilogue (other vector widths) is checked."""
     import dataclasses
 
     monkeypatch.setattr(convk, "VECTOR_REGISTERS", regs)
+    monkeypatch.setattr(convk, "_CVEC_TRANSPOSE", regs == 32)
     monkeypatch.delenv("LRC_VECTOR_REGISTERS", raising=False)
     specs = [S(1, 5, 7, 7, 20, 3, padding=P1, act="relu"), S(2, 6, 9, 11, 17, 3, padding=P1, residual=True),
              S(1, 4, 12, 10, 24, 3, stride=(2, 2), padding=P1), S(1, 8, 5, 13, 30, 3, dilation=(1, 2),
@@ -238,3 +244,52 @@ def test_channel_vectorised_small_planes(monkeypatch, regs):
     assert not convk._plan(convk._geom_from_spec(S(1, 64, 56, 56, 64, 3, padding=P1))).cvec
     assert not convk._plan(convk._geom_from_spec(S(1, 64, 7, 7, 3, 3, padding=P1))).cvec
     run_specs([S(1, 64, 7, 7, 40, 3, padding=P1, act="relu"), S(1, 32, 7, 7, 48, 1, residual=True)])
+
+
+@pytest.mark.parametrize("regs", [16, 32])
+def test_strided_1x1_subsample(monkeypatch, regs):
+    """Strided 1x1 convs without padding gather the used pixels into a dense panel, then run a plain
+    1x1 (flat GEMM, pixel blocks or channel-vectorised tiles): column strides 1 / 2 (deinterleave) /
+    3+ (gather), odd widths ending in partial vectors, rows longer than 4 vectors (looped copy),
+    batch, groups, residual, activations; bottom/right padding that would be read falls back."""
+    import dataclasses
+
+    monkeypatch.setattr(convk, "VECTOR_REGISTERS", regs)
+    monkeypatch.delenv("LRC_VECTOR_REGISTERS", raising=False)
+    specs = [S(1, 8, 14, 14, 16, 1, stride=(2, 2)), S(2, 5, 15, 17, 7, 1, stride=(2, 2), act="relu", residual=True),
+             S(1, 4, 9, 83, 6, 1, stride=(2, 2)), S(1, 3, 11, 80, 5, 1, stride=(1, 2)),
+             S(1, 6, 13, 10, 9, 1, stride=(3, 1), act="relu6"), S(1, 4, 10, 29, 8, 1, stride=(2, 3)),
+             S(1, 3, 7, 100, 4, 1, stride=(1, 3)), S(2, 6, 9, 9, 8, 1, stride=(2, 2), groups=2, residual=True),
+             S(1, 16, 14, 14, 24, 1, stride=(2, 2), act="leaky_relu"), S(1, 3, 8, 8, 4, 1, stride=(2, 2), padding=(0, 0, 1, 1)),
+             S(1, 3, 9, 9, 4, 1, stride=(2, 2), padding=(0, 0, 1, 1))]
+    variants = [{"subsample": True}, {"subsample": True, "cvec": True}, {"subsample": True, "block_bytes": 1}]
+    rng = np.random.default_rng(11)
+    cases, emitters = [], []
+    for s in specs:
+        for extra in variants:
+            g = dataclasses.replace(convk._geom_from_spec(s), **extra)
+            gs = convk._subsample_geom(g)
+            assert (gs is None) == (s.H == 8), s  # 8x8 s2 with bottom/right pad 1 reads row/column 8
+            ge = gs or g
+            p = convk._plan(ge)
+            if extra.get("cvec") and s.groups == 1:
+                assert p.cvec, s
+            x = rng.standard_normal((s.N, s.C, s.H, s.W)).astype(np.float32)
+            w = rng.standard_normal((s.K, s.C // s.groups, s.KH, s.KW)).astype(np.float32)
+            b = rng.standard_normal(s.K).astype(np.float32)
+            r = rng.standard_normal((s.N, s.K, s.OH, s.OW)).astype(np.float32) if s.residual else None
+            packed = [convk._pack(ge, p, w), b]
+            name = f"c{len(cases)}"
+            cases.append((s, x, w, b, r, packed, name))
+            emitters.append((name, lambda n, g=g, packed=packed: convk._emit(g, n, packed)))
+    jm = jit_kernels(emitters)
+    for s, x, w, b, r, packed, name in cases:
+        out = np.full(s.N * s.K * s.OH * s.OW, np.nan, np.float32)
+        jm.call(f"{name}_c", x.reshape(-1), *packed, *([r.reshape(-1)] if r is not None else []), out)
+        assert_close(out, conv_ref(s, x, w, b, r), repr(s))
+    # default route: on for wide planes, off where the output plane goes to channel-vectorised tiles
+    assert convk._subsample_geom(convk._geom_from_spec(S(1, 128, 56, 56, 256, 1, stride=(2, 2))))
+    assert not convk._subsample_geom(convk._geom_from_spec(S(1, 512, 14, 14, 1024, 1, stride=(2, 2))))
+    assert not convk._subsample_geom(convk._geom_from_spec(S(1, 128, 56, 56, 256, 3, stride=(2, 2))))
+    # the public entry points take the same route (packing and emission agree)
+    run_specs([S(1, 12, 21, 23, 10, 1, stride=(2, 2), act="relu"), S(1, 40, 15, 15, 32, 1, stride=(2, 2))])

@@ -23,7 +23,7 @@ Design (details and measurements in docs/kernels.md):
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import numpy as np
@@ -107,6 +107,7 @@ class _Geom:
     block_bytes: int | None = None  # scratch budget of pixel blocks / row bands (tests force small ones)
     cchunk: int | None = None  # most input channels per reduction chunk (pixel blocks only)
     cvec: bool | None = None  # force the channel-vectorised small-plane kernel on / off
+    subsample: bool | None = None  # force the strided-1x1 "subsample, then plain 1x1" route on / off
 
     @property
     def Cg(self) -> int:
@@ -211,7 +212,11 @@ def _choose_tile(g: _Geom, cols: int, rows: int) -> tuple[int, int, int]:
         # loads, beat 8 x 1 (3x3 256->256 at 7x7: 78 vs 70 GFLOP/s on Zen 4).
         KB, WB = min(Kg, 6), 1
     elif cands:
-        KB, WB = min(cands, key=lambda t: (-(-Kg // t[0]), -(Kg % t[0] or t[0])))
+        # With 32 registers a leftover block of 1-2 channels is a poor tile (2 x 4: 8 FMAs per 4 loads
+        # and 2 broadcasts), so 4 x 4 beats 6 x 3 where Kg % 6 is 1 or 2 (Kg = 32: 3x3 96->32 at
+        # 128x128 100 -> 103, 32->32 at 256x256 94 -> 99 GFLOP/s; equal for Kg = 128).
+        thin = (lambda t: 0 < Kg % t[0] < 3) if R >= 32 else (lambda t: False)
+        KB, WB = min(cands, key=lambda t: (thin(t), -(-Kg // t[0]), -(Kg % t[0] or t[0])))
     else:
         KB = Kg
         WB = max(1, min(4, (R - 2) // (KB + 1)))
@@ -281,10 +286,40 @@ def _plan(g: _Geom) -> _Plan:
     return p
 
 
+def _subsample_geom(g: _Geom) -> _Geom | None:
+    """A strided 1x1 conv without padding (ResNet shortcuts) reads only every sh-th row and sw-th
+    column. The prep route copied every row and both column phases; instead the used pixels are
+    gathered into a dense [N][C][OH][OW] panel once and a plain stride-1 1x1 conv (flat GEMM or
+    channel-vectorised tiles) runs over it. Returns that stride-1 geometry, or None."""
+    if g.subsample is False or g.KH != 1 or g.KW != 1 or (g.sh == 1 and g.sw == 1):
+        return None
+    if g.pt or g.pl or g.lh != 1 or g.lw != 1:
+        return None
+    if (g.OH - 1) * g.sh >= g.H or (g.OW - 1) * g.sw >= g.W:  # bottom/right padding is read
+        return None
+    gs = replace(g, H=g.OH, W=g.OW, sh=1, sw=1, dh=1, dw=1, subsample=None)
+    if g.subsample is None and _plan(gs).cvec:
+        # Small output planes (7x7) go to the channel-vectorised tiles either way; there the strided
+        # read from the prep scratch was 2-4 % faster (1x1 s2 512->1024 at 14x14: 103 vs 99-101
+        # GFLOP/s), and the copies are small.
+        return None
+    return gs
+
+
 # Scratch budgets for cache blocking of large planes (see _plan_blocking). Zen 4 has 1 MiB of L2 per
 # core and 32 KiB of L1d.
 _PIXEL_BLOCK_BYTES = 32 * 1024
-_BAND_BYTES = 192 * 1024
+# 1x1 inputs larger than _PIXEL_BLOCK_MIN_INPUT are packed into pixel blocks, except up to 2 MiB
+# when there are few output channels (<= _PIXEL_BLOCK_FEW_K) to amortise the packing pass over:
+# unpacked, 1x1 128->32 at 56x56 (1.6 MiB) 67-93 -> 73-99, 32->32 at 56x56 +2-9, 256->64 at 28x28
+# +3 % (GFLOP/s, both orders of an A/B); with 128 output channels packing stays ahead.
+_PIXEL_BLOCK_MIN_INPUT = 256 * 1024
+_PIXEL_BLOCK_FEW_K = 64
+# Row bands: a band re-copies its (KH-1)-row halo, so short bands cost copies. With 192 KiB a 3x3
+# 48->16 conv at 256x256 (50 KiB per scratch row) got 1-row bands (3 rows copied per output row):
+# 85 GFLOP/s against 97 with 768 KiB (13-row bands); 96->32 at 128x128 93 -> 101, and no layer
+# tried got slower (docs/kernels.md). 768 KiB of band + weights still fits Zen 4's 1 MiB L2.
+_BAND_BYTES = 768 * 1024
 _CHUNK_CHANNELS = 256
 
 
@@ -349,7 +384,8 @@ def _plan_blocking(g: _Geom, p: _Plan) -> None:
         bb = budget or _PIXEL_BLOCK_BYTES
         hw = g.H * g.W
         unit = p.WB * g.V
-        if g.Cg * hw * 4 > 8 * bb or (budget and g.Cg * hw * 4 > bb):
+        big = g.Cg * hw * 4 > _PIXEL_BLOCK_MIN_INPUT and (g.Kg > _PIXEL_BLOCK_FEW_K or g.Cg * hw * 4 > 2 << 20)
+        if big or (budget and g.Cg * hw * 4 > bb):
             pt = bb // (g.Cg * 4)
             if not budget:  # measured: blocks under 128 pixels lose to loop overhead, over 512 to L1 misses
                 pt = min(max(pt, 128), 512)
@@ -439,6 +475,7 @@ def pack_conv_weights(spec: ConvSpec, weight: np.ndarray, bias: np.ndarray | Non
         from .linear import pack_linear_weights
 
         return pack_linear_weights(lin, np.asarray(weight).reshape(spec.K, spec.C), bias)
+    g = _subsample_geom(g) or g
     out = [_pack(g, _plan(g), weight)]
     if bias is not None:
         out.append(np.ascontiguousarray(np.asarray(bias, np.float32).reshape(spec.K)))
@@ -460,7 +497,8 @@ def emit_conv_func(spec: ConvSpec, name: str, packed: Sequence[np.ndarray]) -> f
 
 
 def _emit(g: _Geom, name: str, packed: Sequence[np.ndarray]) -> func.FuncOp:
-    p = _plan(g)
+    gs = _subsample_geom(g)
+    p = _plan(gs or g)
     has_bias = len(packed) == 2
     wsize = g.groups * p.nkb * g.Cg * g.KH * g.KW * p.KB
     if packed[0].size != wsize:
@@ -479,7 +517,14 @@ def _emit(g: _Geom, name: str, packed: Sequence[np.ndarray]) -> func.FuncOp:
         bias = args[2] if has_bias else None
         res = args[-2] if g.residual else None
         out = args[-1]
-        _ConvEmitter(g, p, x, wts, bias, res, out, KernelBuilder(fn, g.V)).run()
+        b = KernelBuilder(fn, g.V)
+        if gs is None:
+            _ConvEmitter(g, p, x, wts, bias, res, out, b).run()
+        else:
+            sub = memref.alloc(flat_memref(g.N * g.C * g.OH * g.OW), [], [], alignment=64)
+            _subsample(b, g, x, sub)
+            _ConvEmitter(gs, p, sub, wts, bias, res, out, b).run()
+            memref.dealloc(sub)
         func.ReturnOp([])
     return fn
 
@@ -620,12 +665,27 @@ class _ConvEmitter:
             return accs
 
         accs = b.loop(0, g.Cg, 1, cbody, init)
-        # Lane l of accumulator (kv, j) is output channel k0 + kv*V + l at pixel p0 + j: stored with a
-        # strided scatter (the epilogue is ~1 % of a tile's work at these channel counts).
+        # Lane l of accumulator (kv, j) is output channel k0 + kv*V + l at pixel p0 + j.
+        ob = b.add(out_img, b.mul(kblk, KB * OHW), p0)
+        if V == 8 and count <= 8 and _CVEC_TRANSPOSE:
+            # Transpose each 8-channel x count-pixel block in registers (24 shuffles) and store one
+            # contiguous run of `count` pixels per channel: the strided scatters cost 5-10 % of a
+            # tile with few input channels (3x3 s2 32->64 from 56x56, see docs/kernels.md).
+            pad = accs[0]
+            for kv in range(KV):
+                rows = _transpose8(accs[kv * count:(kv + 1) * count] + [pad] * (8 - count))
+                for l in range(lanes[kv]):
+                    idx = b.add(ob, (kv * V + l) * OHW)
+                    val = rows[l]
+                    if self.res is not None:
+                        val = arith.addf(val, b.load(self.res, idx, count))
+                    val = b.activation(val, g.act, g.act_params)
+                    b.store(val, self.out, idx, count)
+            return
+        # Otherwise a strided scatter per accumulator.
         i32 = ir.IntegerType.get_signless(32)
         ivt = ir.VectorType.get([V], i32)
         stride = arith.ConstantOp(ivt, ir.DenseElementsAttr.get(np.arange(V, dtype=np.int32) * OHW, type=ivt)).result
-        ob = b.add(out_img, b.mul(kblk, KB * OHW), p0)
         for kv in range(KV):
             mask = b.mask(lanes[kv])
             for j in range(count):
@@ -942,6 +1002,79 @@ class _ConvEmitter:
             memref.store(val, S, [b.v(b.add(sr, col))])
 
         b.loop(0, L, 1, body)
+
+
+def _subsample(b: KernelBuilder, g: _Geom, x, dst) -> None:
+    """dst[n][c][oh][ow] = x[n][c][oh*sh][ow*sw] (every image and channel)."""
+    V, OW, sw = g.V, g.OW, g.sw
+    L = (OW - 1) * sw + 1  # input elements spanned by one output row
+    nvec = -(-OW // V)
+    if sw == 2:
+        vt2 = ir.VectorType.get([2 * V], b.f32)
+        plain = min(OW // V, L // (2 * V))
+    else:
+        plain = OW // V
+        if sw > 2:
+            i32 = ir.IntegerType.get_signless(32)
+            ivt = ir.VectorType.get([V], i32)
+            stride = arith.ConstantOp(ivt, ir.DenseElementsAttr.get(np.arange(V, dtype=np.int32) * sw,
+                                                                    type=ivt)).result
+
+    def chunk(xr, dr, i, masked):
+        """Output vector i of a row; `masked`: it may end the row (mask loads and stores)."""
+        lanes = min(V, OW - i * V) if masked else V
+        if sw == 1:
+            val = b.load(x, b.add(xr, b.mul(i, V)), lanes)
+        elif sw == 2:
+            # Even lanes of a 2V-wide load, masked to the L elements the row spans.
+            n = min(2 * V, L - 2 * V * i) if masked else 2 * V
+            idx = [b.v(b.add(xr, b.mul(i, 2 * V)))]
+            if n == 2 * V:
+                v2 = vector.load(vt2, x, idx)
+            else:
+                v2 = vector.maskedload(vt2, x, idx, b.mask(n, 2 * V), b.splat(0.0, vt2))
+            val, _ = vector.deinterleave(v2)
+        else:
+            val = vector.gather(b.vt, x, [b.v(b.add(xr, b.mul(i, V * sw)))], stride, b.mask(lanes), b.splat(0.0))
+        b.store(val, dst, b.add(dr, b.mul(i, V)), lanes)
+
+    def chan(nc, _):
+        def row(oh, _):
+            xr = b.add(b.mul(nc, g.H * g.W), b.mul(oh, g.sh * g.W))
+            dr = b.add(b.mul(nc, g.OH * OW), b.mul(oh, OW))
+            if plain > 4:
+                b.loop(0, plain, 1, lambda i, _: chunk(xr, dr, i, False))
+            else:
+                for i in range(plain):
+                    chunk(xr, dr, i, False)
+            for i in range(plain, nvec):
+                chunk(xr, dr, i, True)
+
+        b.loop(0, g.OH, 1, row)
+
+    b.loop(0, g.N * g.C, 1, chan)
+
+
+# Channel-vectorised tiles store through an in-register transpose (V = 8) instead of scatters.
+_CVEC_TRANSPOSE = True
+
+
+def _transpose8(r: list) -> list:
+    """8 vectors of 8 lanes -> their transpose (out[l][j] = r[j][l]): the unpack / shuffle /
+    128-bit-lane-swap sequence, which LLVM matches to vunpck*ps, vshufps and vperm2f128."""
+    lo, hi = [0, 8, 1, 9, 4, 12, 5, 13], [2, 10, 3, 11, 6, 14, 7, 15]
+    t = []
+    for i in range(4):
+        t += [vector.shuffle(r[2 * i], r[2 * i + 1], lo), vector.shuffle(r[2 * i], r[2 * i + 1], hi)]
+    A, B = [0, 1, 8, 9, 4, 5, 12, 13], [2, 3, 10, 11, 6, 7, 14, 15]
+    u = []
+    for x, y in ((0, 2), (1, 3), (4, 6), (5, 7)):
+        u += [vector.shuffle(t[x], t[y], A), vector.shuffle(t[x], t[y], B)]
+    L, H = [0, 1, 2, 3, 8, 9, 10, 11], [4, 5, 6, 7, 12, 13, 14, 15]
+    o = [None] * 8
+    for i in range(4):
+        o[i], o[i + 4] = vector.shuffle(u[i], u[i + 4], L), vector.shuffle(u[i], u[i + 4], H)
+    return o
 
 
 def _neg(b: KernelBuilder, a):
