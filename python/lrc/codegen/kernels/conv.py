@@ -15,6 +15,8 @@ Design (details and measurements in docs/kernels.md):
       the padding applied and, for a column stride s > 1, every row split into s column phases so that
       the input of s-strided output columns is contiguous again. Scratch rows are wide enough that
       every vector load of every tile stays inside the buffer, so the kernel needs no bounds checks.
+  A strided 1x1 conv without padding first gathers the pixels it uses into a dense panel and then
+  runs as a stride-1 1x1 conv over it (_subsample_geom).
 * Widths that are not a multiple of WB*V end in one tail tile with fewer vectors whose last vector is
   stored (and, when reading the caller's input in place, loaded) with a mask. Output channels that are
   not a multiple of KB get a second loop nest with a narrower channel block.
