@@ -21,7 +21,7 @@ exec 2>&1
 # Pick a Python 3.11 that can make a venv with pip. PATH may give pyenv's shim, Debian's
 # /usr/bin/python3.11 (whose venv needs the python3.11-venv package) or neither.
 pick_python() {
-  for c in ${PYTHON:-} python3.11 /usr/local/bin/python3.11 /usr/bin/python3.11 python3; do
+  for c in ${PYTHON:-} python3.11 /usr/local/bin/python3.11 "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.11*/bin/python3.11 /usr/bin/python3.11 python3; do
     command -v "$c" >/dev/null 2>&1 || continue
     "$c" -c 'import sys; assert sys.version_info[:2] == (3, 11)' >/dev/null 2>&1 || continue
     if "$c" -c 'import venv, ensurepip' >/dev/null 2>&1; then echo "$c"; return 0; fi
