@@ -46,7 +46,15 @@ sum=$(cat scripts/setup.sh pyproject.toml pruning/pyproject.toml apps/pyproject.
 if [ "$(cat .venv/.lrc-stamp 2>/dev/null)" != "$sum" ]; then
   echo "setup: installing Python packages into .venv"
   .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q "torch==2.13.0" "torch-mlir==20261001"
+  # The CPU build of torch, named exactly: PyPI's plain torch==2.13.0 is the CUDA build (GBs, and its
+  # triton crashes when loaded next to our LLVM tools). Take the wheel from a local folder where the
+  # machine has one (pip's find-links), else from PyTorch's CPU index.
+  src=""
+  for d in ${PIP_FIND_LINKS:-} /opt/wheels; do
+    ls "$d"/torch-2.13.0+cpu-cp311-*.whl >/dev/null 2>&1 && src="$src --find-links $d"
+  done
+  [ -n "$src" ] || src="--extra-index-url https://download.pytorch.org/whl/cpu"
+  .venv/bin/pip install -q $src "torch==2.13.0+cpu" "torch-mlir==20261001"
   .venv/bin/pip install -q -e ".[test,gpu]"
   [ -f pruning/pyproject.toml ] && .venv/bin/pip install -q -e "pruning[all]"
   [ -f apps/pyproject.toml ] && .venv/bin/pip install -q -e apps
