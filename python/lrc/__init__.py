@@ -16,11 +16,12 @@ _LAZY = {
 }
 
 
-def load(path):
-    """Load an artifact written by `CompiledModel.save(path)`."""
+def load(path, device=None):
+    """Load an artifact written by `CompiledModel.save(path)`. GPU artifacts (vulkan, opencl) run on
+    the device they were compiled for unless `device` (a name substring) picks another."""
     from .targets.aot import load_artifact
 
-    return load_artifact(path)
+    return load_artifact(path, device=device)
 
 
 def __getattr__(name):

@@ -9,41 +9,13 @@ and its launch shape; the driver (program.py) owns buffers and binds them in dec
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import numpy as np
 from torch_mlir import ir
 from torch_mlir.dialects import arith, gpu, scf
 
 from ..codegen.builder import KernelBuilder
-
-MAX_GROUPS = 65535  # per grid dimension: Vulkan's guaranteed minimum, also PoCL's limit
-
-
-@dataclass
-class KArg:
-    kind: str  # "buf" (an activation buffer of the program) | "param" (a constant array)
-    buffer: int = -1
-    array: np.ndarray | None = None
-    writes: bool = False
-
-
-@dataclass
-class Launch:
-    block: tuple[int, int, int]
-    grid: tuple[int, int, int]
-
-
-@dataclass
-class GpuKernelSpec:
-    """What the runtime needs to run one compiled kernel."""
-
-    name: str
-    args: list[KArg]
-    launch: Launch
-    layer: str = ""  # lr op name (+ user label) for messages and per-layer reports
-    variant: str = ""  # which kernel the layer got, where there is a choice (conv2d: dense / sparse-...)
-
+from .spec import MAX_GROUPS, GpuKernelSpec, KArg, Launch  # noqa: F401  (re-exported)
 
 class _EntryHolder:
     """KernelBuilder only needs `.entry_block` to hoist constants into."""

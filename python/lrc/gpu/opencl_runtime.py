@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import DeviceNotFound, KernelBuildError
-from .program import GpuProgram
+from .spec import GpuProgram
 
 
 def _cl():
@@ -49,13 +49,32 @@ def pick_device(cl, device: str | None):
     return devs[0]
 
 
-def build_program(cl, ctx, dev, bitcode: bytes, names: list[str]):
-    """Build SPIR bitcode; a failure carries the driver's build log."""
-    prg = None
+def takes_spirv(dev) -> bool:
+    """Whether the device builds SPIR-V IL (OpenCL 2.1+ IL or cl_khr_il_program): NVIDIA's and
+    Intel's drivers do, PoCL 3 on Debian 12 takes only SPIR 1.2 bitcode."""
     try:
-        prg = cl.Program(ctx, [dev], [bitcode])
-        prg.build(options=["-x", "spir", "-spir-std=1.2"])
-        return [cl.Kernel(prg, n) for n in names]
+        il = dev.il_version or ""
+    except Exception:  # an OpenCL 1.2 device has no CL_DEVICE_IL_VERSION
+        il = ""
+    return "SPIR-V" in il or "cl_khr_il_program" in dev.extensions
+
+
+def build_program(cl, ctx, dev, bitcode: bytes | None, names: list[str], il: bytes | None = None):
+    """Build the kernels from SPIR-V IL where the device takes it, else from SPIR bitcode; a failure
+    carries the driver's build log."""
+    prg = None
+    use_il = il is not None and takes_spirv(dev)
+    if not use_il and bitcode is None:
+        raise KernelBuildError(f"{dev.name} ({dev.platform.name}) takes neither SPIR-V IL nor the SPIR 1.2 bitcode "
+                               f"this program carries")
+    try:
+        if use_il:
+            prg = cl.Program(ctx, il)
+            prg.build()
+        else:
+            prg = cl.Program(ctx, [dev], [bitcode])
+            prg.build(options=["-x", "spir", "-spir-std=1.2"])
+        return [cl.Kernel(prg, n) for n in names], ("SPIR-V IL" if use_il else "SPIR 1.2 bitcode")
     except cl.Error as e:
         log = ""
         if prg is not None:
@@ -68,7 +87,8 @@ def build_program(cl, ctx, dev, bitcode: bytes, names: list[str]):
 
 
 class OpenCLRuntime:
-    def __init__(self, prog: GpuProgram, bitcode: bytes, device: str | None = None):
+    def __init__(self, prog: GpuProgram, bitcode: bytes | None, device: str | None = None,
+                 il: bytes | None = None):
         cl = self.cl = _cl()
         dev = pick_device(cl, device)
         self.device_name = f"{dev.name} ({dev.platform.name}, OpenCL)"
@@ -83,7 +103,7 @@ class OpenCLRuntime:
             return cl.Buffer(self.ctx, mf.READ_WRITE, max(int(n), 1) * 4)
 
         self.buffers = [make(b.numel, b.data) for b in prog.buffers]
-        self.kernels = build_program(cl, self.ctx, dev, bitcode, [k.name for k in prog.kernels])
+        self.kernels, self.binary_kind = build_program(cl, self.ctx, dev, bitcode, [k.name for k in prog.kernels], il)
         self.ranges, self.params = [], []  # params: kernels do not keep their argument buffers alive
         for spec, kern in zip(prog.kernels, self.kernels):
             args = [self.buffers[a.buffer] if a.kind == "buf" else make(a.array.size, a.array) for a in spec.args]

@@ -6,8 +6,6 @@ buffers of the returned values and kernels never alias a binding. Layers run in 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 from torch_mlir import ir
 from torch_mlir.dialects import gpu
@@ -16,7 +14,8 @@ from lrc.dialects import lr
 
 from ..codegen.emit import LayerOp
 from . import ops_dense, ops_simple
-from .builder import GpuKernel, GpuKernelSpec
+from .builder import GpuKernel
+from .spec import BufferSpec, GpuProgram  # noqa: F401  (re-exported)
 
 EMITTERS = {
     "conv2d": ops_dense.emit_conv2d, "conv_transpose2d": ops_dense.emit_conv_transpose2d,
@@ -42,33 +41,6 @@ class GpuNotImplemented(NotImplementedError):
     def __init__(self, message: str, location=None):
         super().__init__(message)
         self.location = location
-
-
-@dataclass
-class BufferSpec:
-    numel: int
-    kind: str  # "input" | "temp" | "const"
-    data: np.ndarray | None = None  # constants
-    dtype: type = np.float32
-
-
-@dataclass
-class GpuProgram:
-    """Everything a runtime needs besides the compiled binaries (which follow `kernels` order)."""
-
-    buffers: list[BufferSpec] = field(default_factory=list)
-    inputs: list[int] = field(default_factory=list)  # buffer id per model input
-    outputs: list[int] = field(default_factory=list)  # buffer id per model output
-    kernels: list[GpuKernelSpec] = field(default_factory=list)
-    module: ir.Module | None = None  # gpu.module(s) with the kernels, before SPIR-V conversion
-
-    def kernel_report(self) -> list[tuple[str, str]]:
-        """(layer, kernel variant) per kernel: which conv kernel each layer got (dense / sparse-...)."""
-        return [(k.layer, k.variant or "generic") for k in self.kernels]
-
-    def add_buffer(self, spec: BufferSpec) -> int:
-        self.buffers.append(spec)
-        return len(self.buffers) - 1
 
 
 def _shape(v) -> tuple[int, ...]:

@@ -117,15 +117,21 @@ def vulkan_binaries(module: ir.Module, validate: bool = True) -> list[bytes]:
     return bins
 
 
-def opencl_spir_bitcode(module: ir.Module, validate: bool = True) -> bytes:
-    """All kernels as one SPIR 1.2 bitcode module."""
+def opencl_binaries(module: ir.Module, validate: bool = True) -> tuple[bytes, bytes]:
+    """All kernels as one Kernel-capability SPIR-V module and as the SPIR 1.2 bitcode translated from it
+    (drivers with SPIR-V ingestion take the first, PoCL the second)."""
     mods = lower_to_spirv(module, "opencl")
     if len(mods) != 1:
         raise SpirvError(f"expected one SPIR-V module for OpenCL, got {len(mods)}")
     with tempfile.TemporaryDirectory(prefix="lrc-spv-") as d:
-        serialize(_module_text(mods[0]), d, "kernels", "opencl1.2", validate)
+        spv = serialize(_module_text(mods[0]), d, "kernels", "opencl1.2", validate)
         bc = os.path.join(d, "kernels.bc")
         _run([tool("llvm-spirv-15"), "-r", "--spirv-target-env=CL1.2", os.path.join(d, "kernels.spv"), "-o", bc],
              "llvm-spirv-15 (SPIR-V -> SPIR 1.2 bitcode)")
         with open(bc, "rb") as fh:
-            return fh.read()
+            return spv, fh.read()
+
+
+def opencl_spir_bitcode(module: ir.Module, validate: bool = True) -> bytes:
+    """All kernels as one SPIR 1.2 bitcode module."""
+    return opencl_binaries(module, validate)[1]

@@ -12,7 +12,7 @@ import time
 import numpy as np
 
 from .errors import DeviceNotFound, KernelBuildError
-from .program import GpuProgram
+from .spec import GpuProgram
 
 _ADAPTER_PREFERENCE = {"DiscreteGPU": 0, "IntegratedGPU": 1, "VirtualGPU": 2, "CPU": 3}
 _LIMITS = ("max-storage-buffer-binding-size", "max-buffer-size", "max-storage-buffers-per-shader-stage",

@@ -273,7 +273,12 @@ def save_artifact(cm, path, overwrite: bool = False) -> None:
     if os.path.exists(path) and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
     art = cm._artifact
-    if art.get("dir"):  # cross targets build their artifact up front (to run it); copy it
+    if art.get("gpu"):
+        from ..gpu import artifact as gpu_artifact
+
+        def fill(tmp):
+            gpu_artifact.write(tmp, cm, art["gpu"])
+    elif art.get("dir"):  # cross targets build their artifact up front (to run it); copy it
         src = art["dir"]
 
         def fill(tmp):
@@ -368,12 +373,20 @@ def open_native(path: str, meta: dict):
     return run, lib
 
 
-def load_artifact(path):
+def load_artifact(path, device: str | None = None):
     from ..compiled_model import CompiledModel
 
     path = os.path.abspath(os.fspath(path))
     meta = read_meta(path)
     target = meta["target"]
+    if device is not None and target not in ("vulkan", "opencl"):
+        raise ValueError(f"{path}: device= applies to GPU artifacts; this one is for target '{target}'")
+    if target in ("vulkan", "opencl"):
+        from ..gpu import artifact as gpu_artifact
+
+        run, lib = gpu_artifact.load(path, meta, device)
+        return CompiledModel(run, meta["inputs"], meta["outputs"], target, artifact={"dir": path},
+                             stats={"loaded_from": path, "device": lib.device_name}, keepalive=lib)
     if target == "host":
         check_host_cpu(path, (meta.get("options") or {}).get("march", "x86-64-v3"))
         run, lib = open_native(path, meta)

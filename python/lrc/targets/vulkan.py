@@ -1,6 +1,7 @@
 """The Vulkan target: lr -> gpu.func kernels -> Shader SPIR-V (MLIR) -> wgpu on any Vulkan device
 (Mesa lavapipe on CPU-only machines). Options: `device` picks an adapter by name substring,
-`validate` runs spirv-val on every binary."""
+`validate` runs spirv-val on every binary.
+`CompiledModel.save` writes the shaders and the launch plan (lrc/gpu/artifact.py)."""
 from __future__ import annotations
 
 from torch_mlir import ir
@@ -15,5 +16,8 @@ def build(lr_module: ir.Module, *, opt_level: int = 3, device: str | None = None
 
     del opt_level  # the driver's shader compiler decides
     prog = build_program(lr_module, "vulkan")
-    rt = VulkanRuntime(prog, vulkan_binaries(prog.module, validate=validate), device=device)
-    return rt.run, None
+    binaries = vulkan_binaries(prog.module, validate=validate)
+    rt = VulkanRuntime(prog, binaries, device=device)
+    prog.module = None  # the MLIR module is not needed to run or save; free it
+    return rt.run, {"gpu": {"prog": prog, "binaries": binaries, "binary_kinds": ["spirv-shader"] * len(binaries),
+                            "device": device}}
