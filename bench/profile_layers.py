@@ -1,6 +1,7 @@
 """Per-layer time of a compiled model: each fused lr op is compiled alone and timed (1 thread).
 
     .venv/bin/python bench/profile_layers.py resnet_bottleneck [--size app] [--top 15]
+    .venv/bin/python bench/profile_layers.py superres --checkpoint apps/checkpoints/superres_pruned.pt
 
 Shows where a model's time goes, with GFLOP/s for conv/linear layers, so kernel work is aimed at
 the layers that matter.
@@ -41,36 +42,54 @@ def layer_macs(name, attrs, in_shapes, out_shape):
     return 0
 
 
-def profile(model, x, repeats=5):
+def profile(model, x, repeats=5, chain=True):
+    from lrc.transforms import DEFAULT_OPT_PIPELINE
+
     mod = lrc.import_model(model, (x,))
-    lrc.optimize(mod)
+    lrc.optimize(mod, DEFAULT_OPT_PIPELINE if chain else DEFAULT_OPT_PIPELINE.replace(", lr-fuse-pointwise-chain", ""))
     fn = [o for o in mod.body.operations if o.operation.name == "func.func"][0]
     rows = []
     ctx = mod.context
+    from lrc.transforms.pointwise_chain import CHAIN_ATTR, chain_consumer
+
+    fused = set()  # consumers profiled together with their marked producer (lr-fuse-pointwise-chain)
     for i, op in enumerate(fn.regions[0].blocks[0].operations):
         op = op.operation
-        if not op.name.startswith("lr.") or op.name == "lr.reshape":
+        if not op.name.startswith("lr.") or op.name == "lr.reshape" or op in fused:
             continue
+        # A marked 1x1 pair is timed as one layer, as the lowering may fuse it into one kernel.
+        user = chain_consumer(op) if CHAIN_ATTR in op.attributes else None
+        ops = [op] if user is None else [op, user]
+        fused.update(ops[1:])
+        last = ops[-1]
         with ctx, ir.Location.unknown():
             single = ir.Module.create()
-            in_types = [v.type for v in op.operands]
+            in_types = [v.type for v in op.operands] + [v.type for v in list(last.operands)[1:] if user is not None]
             with ir.InsertionPoint(single.body):
-                f = func.FuncOp("forward", (in_types, [op.results[0].type]))
+                f = func.FuncOp("forward", (in_types, [last.results[0].type]))
                 b = f.add_entry_block()
             with ir.InsertionPoint(b):
+                args = list(b.arguments)
                 clone = op.clone()
-                for j, a in enumerate(b.arguments):
-                    clone.operands[j] = a
+                for j in range(len(op.operands)):
+                    clone.operands[j] = args[j]
+                if user is not None:
+                    c2 = user.clone()
+                    c2.operands[0] = clone.results[0]
+                    for j in range(1, len(user.operands)):
+                        c2.operands[j] = args[len(op.operands) + j - 1]
+                    clone = c2
                 func.ReturnOp([clone.results[0]])
             jit = JitModule(lower_to_kernels(single))
         ins = [np.random.rand(*t.shape).astype(np.float32) for t in in_types]
-        out = np.empty(tuple(op.results[0].type.shape), np.float32)
+        out = np.empty(tuple(last.results[0].type.shape), np.float32)
         jit.call("forward", *ins, out)
         ts = []
         for _ in range(repeats):
-            t = time.perf_counter()
+            # CPU time of this thread: other jobs share the host's cores.
+            t = time.thread_time()
             jit.call("forward", *ins, out)
-            ts.append(time.perf_counter() - t)
+            ts.append(time.thread_time() - t)
         ms = statistics.median(ts) * 1e3
         name = op.name[3:]
         attrs = lr.attrs_of(op)
@@ -80,6 +99,10 @@ def profile(model, x, repeats=5):
             k, cg, kh, kw = attrs["weight"].shape
             desc = (f"conv {kh}x{kw} s{attrs['stride'][0]} g{attrs['groups']} {in_types[0].shape[1]}->{k} "
                     f"@{in_types[0].shape[2]}x{in_types[0].shape[3]}")
+        if user is not None:
+            a2 = lr.attrs_of(user)
+            macs += layer_macs("conv2d", a2, [tuple(op.results[0].type.shape)], tuple(user.results[0].type.shape))
+            desc = f"{desc}+1x1 ->{a2['weight'].shape[0]} (chain)"
         rows.append({"i": i, "layer": desc, "ms": ms, "gflops": 2 * macs / (ms * 1e-3) / 1e9 if macs else 0.0})
     return rows
 
@@ -91,14 +114,23 @@ def main(argv=None):
     p.add_argument("model")
     p.add_argument("--size", default="app")
     p.add_argument("--top", type=int, default=20)
+    p.add_argument("--checkpoint", help="an lrapps checkpoint (e.g. apps/checkpoints/superres_pruned.pt); "
+                   "the model argument is then the app name, for its example input")
+    p.add_argument("--no-chain", action="store_true", help="without lr-fuse-pointwise-chain (1x1 pairs unfused)")
     a = p.parse_args(argv)
     # Same tiles as the host target builds (32 vector registers on AVX-512VL CPUs).
     from lrc.codegen.kernels import conv as convk
     from lrc.targets.host import host_vector_registers
 
     convk.VECTOR_REGISTERS = convk.VECTOR_REGISTERS or host_vector_registers()
-    model, x = zoo.ZOO[a.model](a.size)
-    rows = profile(model.eval(), x)
+    if a.checkpoint:
+        sys.path.insert(0, os.path.join(HERE, "..", "apps"))
+        from lrapps import models
+
+        model, x = models.load(a.checkpoint), models.example_input(a.model)
+    else:
+        model, x = zoo.ZOO[a.model](a.size)
+    rows = profile(model.eval(), x, chain=not a.no_chain)
     total = sum(r["ms"] for r in rows)
     print(f"{a.model}: {len(rows)} layers, sum {total:.1f} ms")
     by_kind: dict = {}

@@ -176,6 +176,10 @@ def _lower_func(f, out_module: ir.Module, vec: int, threads: int = 1):
             axis = lr.attrs_of(op)["axis"] % len(_shape(op.results[0]))
             leaves_of[op] = leaves(op.operands[0], axis) + leaves(op.operands[1], axis)
 
+    # A 1x1 conv marked by lr-fuse-pointwise-chain runs inside its consumer's kernel (where the cost
+    # model takes the sparse kernels for both): the consumer reads the producer's input instead.
+    chain_of = _pointwise_chains(body_ops, vec, absorbed, leaves_of)
+
     def operands_of(op):
         return leaves_of.get(op, list(op.operands))
 
@@ -210,6 +214,8 @@ def _lower_func(f, out_module: ir.Module, vec: int, threads: int = 1):
         except lr.ShapeError as e:
             raise LoweringError(f"'{op.operation.name}': {e}", op.location) from None
         label = op.attributes["lr.name"].value if "lr.name" in op.attributes else ""
+        if op in chain_of:
+            attrs = {**attrs, "pointwise_chain": chain_of[op]}
         layers.append(LayerOp(op.operation.name[3:], attrs, [_shape(v) for v in operands_of(op)],
                               _shape(op.results[0]), op.location, label))
     # Output-channel parts of the layers that run in parallel (None: one kernel call). A split
@@ -295,6 +301,35 @@ def _lower_func(f, out_module: ir.Module, vec: int, threads: int = 1):
 
 
 ARENA_ATTR = "lrc.arena_bytes"
+
+
+def _pointwise_chains(body_ops, vec: int, absorbed: set, leaves_of: dict) -> dict:
+    """{consumer conv: ChainPack} for the marked 1x1 pairs that get one fused kernel; their producers
+    go into `absorbed` and the consumers read the producers' inputs (`leaves_of`)."""
+    from lrc.transforms.pointwise_chain import CHAIN_ATTR, chain_consumer
+
+    from .ops_dense import plan_pointwise_chain
+
+    chains = {}
+    for op in body_ops:
+        op = op.operation
+        if op.name != "lr.conv2d" or CHAIN_ATTR not in op.attributes or op in chains:
+            continue
+        user = chain_consumer(op)  # the mark is a hint: legality is checked again here
+        if user is None or user in absorbed or user in chains:
+            continue
+        try:
+            first, second = (LayerOp("conv2d", lr.attrs_of(o), [_shape(v) for v in o.operands], _shape(o.results[0]),
+                                     o.location) for o in (op, user))
+        except lr.ShapeError as e:
+            raise LoweringError(f"'lr.conv2d': {e}", op.location) from None
+        plan = plan_pointwise_chain(first, second, vec)
+        if plan is None:
+            continue
+        absorbed.add(op)
+        chains[user] = plan
+        leaves_of[user] = [op.operands[0]] + list(user.operands)[1:]
+    return chains
 
 
 @dataclass

@@ -72,8 +72,8 @@ def conv_channel_split(op: LayerOp, threads: int) -> list[tuple[int, int]] | Non
     slice. Boundaries balance non-zero weights, not filter counts: a pruned layer's filters carry
     very different amounts of work (the sparse packer sorts filters by pattern inside each part).
     """
-    if threads <= 1 or op.name != "conv2d":
-        return None
+    if threads <= 1 or op.name != "conv2d" or "pointwise_chain" in op.attrs:
+        return None  # a fused 1x1 pair would recompute its intermediate in every part
     a = op.attrs
     n = op.in_shapes[0][0]
     kk = a["weight"].shape[0]
@@ -119,8 +119,49 @@ def emit_conv2d_part(k: Kernel, op: LayerOp, k0: int, k1: int, sparse: bool | No
 
 
 def emit_conv2d(k: Kernel, op: LayerOp) -> KernelSig:
+    if "pointwise_chain" in op.attrs:
+        return _emit_pointwise_chain(k, op)
     spec = _conv_spec(k, op)
     return _emit_conv2d(k, op, spec, None)
+
+
+def plan_pointwise_chain(first: LayerOp, second: LayerOp, vec: int):
+    """The fused kernel's packs for a marked 1x1 pair (lr-fuse-pointwise-chain), or None to emit the
+    two convs separately: only where the sparse kernels would be used for both (a dense pair keeps
+    the register-blocked dense GEMMs, which the one-tap SpMM of the fused kernel would not beat)."""
+    import dataclasses
+
+    from .kernels.pointwise_chain import check_chain, pack_pointwise_chain
+    from .kernels.sparse_conv import sparse_lanes
+
+    k = Kernel("", vec)
+    s1, s2 = _conv_spec(k, first), _conv_spec(k, second)
+    if _sparse_pack(s1, first.attrs) is None or _sparse_pack(s2, second.attrs) is None:
+        return None
+    s1 = dataclasses.replace(s1, vec=sparse_lanes(s1))
+    s2 = dataclasses.replace(s2, vec=sparse_lanes(s2))
+    try:
+        check_chain(s1, s2)
+    except ValueError:
+        return None
+    libs = []
+    for a in (first.attrs, second.attrs):
+        sp = a["sparsity"]
+        libs.append(sp["library"] if sp["kind"] in ("pattern", "pattern+kernel") else None)
+    return pack_pointwise_chain(s1, first.attrs["weight"], first.attrs["bias"], s2, second.attrs["weight"],
+                                second.attrs["bias"], library1=libs[0], library2=libs[1])
+
+
+def _emit_pointwise_chain(k: Kernel, op: LayerOp) -> KernelSig:
+    from .kernels.pointwise_chain import emit_pointwise_chain_func
+
+    chain = op.attrs["pointwise_chain"]
+    fn = emit_pointwise_chain_func(chain, k.name)
+    args = [Arg("in", 0)] + [Arg("param", array=np.ascontiguousarray(p).reshape(-1)) for p in chain.arrays()]
+    if chain.second.spec.residual:
+        args.append(Arg("in", 1))
+    args.append(Arg("out"))
+    return KernelSig(args=args, types=list(fn.type.inputs))
 
 
 def _emit_conv2d(k: Kernel, op: LayerOp, spec, force_sparse: bool | None) -> KernelSig:

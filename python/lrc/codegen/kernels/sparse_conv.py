@@ -28,6 +28,7 @@ copied into a scratch (`flat_group`); every other layer reads a padded, column-p
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -58,6 +59,7 @@ class SparseTile:
     RB: int  # stacked output rows
     CB: int = 0  # input channels per block (0: all of the group's channels in one block)
     FB: int = 1  # filters per register tile (> 1: the column tile, filters sharing their columns)
+    PB: int = 0  # 1x1 stride-1 panels: pixels per copied panel (0: PANEL_VECTORS vectors)
 
     def blocks(self, Cg: int) -> int:
         return 1 if self.CB <= 0 or self.CB >= Cg else -(-Cg // self.CB)
@@ -90,7 +92,9 @@ def _geometry(s: ConvSpec, tile: SparseTile) -> _Geometry:
     if (s.KH, s.KW, sh, sw) == (1, 1, 1, 1) and not any(s.padding):
         # Panels of PB pixels of every channel are copied into a scratch with a pitch that is not a
         # multiple of 4 KiB (see _SparseEmitter.flat_group).
-        PB = min(-(-(s.H * s.W) // V), PANEL_VECTORS) * V
+        PB = tile.PB or min(-(-(s.H * s.W) // V), PANEL_VECTORS) * V
+        if PB % V:
+            raise ValueError(f"sparse conv panel of {PB} pixels is not a multiple of {V} lanes")
         return _Geometry("flat", 1, s.H * s.W, 0, PB + V, PB=PB)
     if (s.KH, s.KW) == (1, 1) and not any(s.padding):
         Wq = -(-s.OW // V) * V
@@ -266,7 +270,7 @@ def pack_sparse_conv(spec: ConvSpec, weight: np.ndarray, bias: np.ndarray | None
     NB = tile.blocks(Cg) if geo.mode != "flat" else 1
     CBk = -(-Cg // NB)
     if NB > 1 and tile.CB != CBk:
-        tile = SparseTile(tile.WB, tile.RB, CBk)
+        tile = dataclasses.replace(tile, CB=CBk)
     ws, kstart, wadj, koff, ooff = [], [], [], [], []
     order = np.zeros(K, np.int64)
     j = wpos = 0
