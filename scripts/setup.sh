@@ -60,3 +60,25 @@ if [ "$(cat .venv/.lrc-stamp 2>/dev/null)" != "$sum" ]; then
   [ -f apps/pyproject.toml ] && .venv/bin/pip install -q -e apps
   echo "$sum" > .venv/.lrc-stamp
 fi
+
+# arm64 threads=N links Debian's aarch64 OpenMP runtime; unpack it privately (no foreign architecture
+# is added to the system). Only libomp.so.5 is kept: it needs nothing but the C library.
+OMP_A64=.venv/lib/lrc-aarch64/libomp.so.5
+if [ ! -f "$OMP_A64" ]; then
+  echo "setup: fetching the aarch64 OpenMP runtime (Debian arm64 libomp5)"
+  d=$(mktemp -d)
+  o="-oAPT::Architecture=arm64 -oAPT::Architectures=arm64 -oDir::State::Lists=$d/lists -oDir::Cache=$d/cache -oDebug::NoLocking=1 -oAPT::Sandbox::User=root"
+  mkdir -p "$d/lists/partial" "$d/cache/archives/partial" "$d/x"
+  apt-get $o update -qq >/dev/null
+  got=""
+  for pkg in libomp5-19 libomp5; do
+    (cd "$d" && apt-get $o download "$pkg" >/dev/null 2>&1) && { got=$pkg; break; }
+  done
+  [ -n "$got" ] || { echo "setup: error: no arm64 libomp5 package found"; rm -rf "$d"; exit 1; }
+  dpkg -x "$d"/"$got"_*.deb "$d/x"
+  so=$(find "$d/x" -name libomp.so.5 -type f | head -1)
+  [ -n "$so" ] || { echo "setup: error: $got has no libomp.so.5"; rm -rf "$d"; exit 1; }
+  mkdir -p "$(dirname "$OMP_A64")"
+  cp "$so" "$OMP_A64.tmp" && mv "$OMP_A64.tmp" "$OMP_A64"
+  rm -rf "$d"
+fi

@@ -16,7 +16,9 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
+import shutil
 import subprocess
+import sys
 import tempfile
 
 import numpy as np
@@ -31,6 +33,7 @@ OPTIONS: dict = {"mcpu": "cortex-a76", "android_api": None, "threads": 1}  # and
 SYSROOT = "/usr/aarch64-linux-gnu"  # Debian's libc6-arm64-cross, also what qemu's -L needs
 LIB_DIR = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", "lib"))
 LR_RUN_ENV = "LRC_AARCH64_LR_RUN"  # path to a prebuilt aarch64 lr-run (e.g. from the CMake build)
+LIBOMP_ENV = "LRC_AARCH64_LIBOMP"  # path to an aarch64 libomp.so.5 (threads > 1)
 
 
 def clang_target(android_api: int | None) -> str:
@@ -82,23 +85,54 @@ def _check_options(mcpu, android_api) -> None:
                          f"Android), got {android_api!r}")
 
 
+def aarch64_openmp_library() -> str:
+    """Path of an aarch64 libomp.so.5 for threads > 1: $LRC_AARCH64_LIBOMP, the copy `make setup`
+    unpacks from Debian's arm64 package into the venv, or a multiarch / native install."""
+    env = os.environ.get(LIBOMP_ENV)
+    if env:
+        if not os.path.isfile(env):
+            raise ToolchainError(f"${LIBOMP_ENV} points at {env}, which does not exist")
+        return env
+    candidates = [os.path.join(sys.prefix, "lib", "lrc-aarch64", "libomp.so.5"), "/usr/lib/aarch64-linux-gnu/libomp.so.5"]
+    if native():
+        candidates += ["/usr/lib/llvm-22/lib/libomp.so.5", "/usr/lib/llvm-19/lib/libomp.so.5"]
+    for c in candidates:
+        if os.path.isfile(c):
+            return c
+    raise ToolchainError("arm64 threads > 1 needs an aarch64 OpenMP runtime (libomp.so.5): run `make setup` "
+                         "(it unpacks Debian's arm64 libomp5 package into .venv/lib/lrc-aarch64) or set "
+                         f"${LIBOMP_ENV}; looked in {', '.join(candidates)}")
+
+
 def build(lr_module: ir.Module, *, opt_level: int = 3, mcpu: str = "cortex-a76", android_api: int | None = None,
           entry: str = "forward", threads: int = 1):
-    """Cross-compile into a private artifact directory; the runner executes that artifact."""
+    """Cross-compile into a private artifact directory; the runner executes that artifact.
+
+    threads > 1: the same split as on the host (scf.parallel -> OpenMP); the .so needs libomp.so.5,
+    which is copied into the artifact and found through an $ORIGIN rpath, so the directory stays
+    self-contained on the phone."""
     from .host import check_threads
 
-    if check_threads(threads) != 1:
-        # threaded host code calls LLVM's libomp; there is no aarch64 libomp to link here (docs/threads.md)
-        raise NotImplementedError(f"target 'arm64' does not support threads={threads!r} yet (threads=1 only)")
     _check_options(mcpu, android_api)
+    threads = check_threads(threads)
+    libs, omp = [], None
+    if threads > 1:
+        if android_api:
+            # an NDK ships a bionic libomp; Debian's is glibc-only and there is no NDK here to test against
+            raise NotImplementedError(f"target 'arm64' with android_api={android_api}: threads={threads} needs the "
+                                      "Android NDK's libomp, which this build cannot link; use threads=1")
+        omp = aarch64_openmp_library()
+        libs = [omp, "-Wl,-rpath,$ORIGIN"]
     in_shapes, out_shapes = _signature(lr_module, entry)
-    kernels = lower_to_kernels(lr_module, vec=ARM64_VEC)
-    lower_to_llvm(kernels)
+    kernels = lower_to_kernels(lr_module, vec=ARM64_VEC, threads=threads)
+    lower_to_llvm(kernels, threads=threads)
     workdir = tempfile.TemporaryDirectory(prefix="lrc-arm64-")
-    options = {"mcpu": mcpu, "android_api": android_api, "opt_level": opt_level}
+    options = {"mcpu": mcpu, "android_api": android_api, "opt_level": opt_level, "threads": threads}
     build_artifact(workdir.name, kernels, target="arm64", entry=entry, input_shapes=in_shapes,
                    output_shapes=out_shapes, cflags=cflags(mcpu, opt_level, android_api),
-                   clang_target=clang_target(android_api), options=options)
+                   clang_target=clang_target(android_api), options=options, libs=libs)
+    if omp:
+        shutil.copyfile(omp, os.path.join(workdir.name, "libomp.so.5"))
     meta = {"entry": entry, "inputs": in_shapes, "outputs": out_shapes, "options": options,
             "weights": "model.weights"}
     runner = _Runner(workdir.name, meta)
