@@ -24,6 +24,7 @@ import argparse
 import copy
 import io
 import datetime
+import math
 import os
 import platform
 import statistics
@@ -309,12 +310,16 @@ def main():
         d, sd = mean_std(diffs)
         wins = sum(x > 0 for x in diffs)
         word = "better than" if d > 0 else ("equal to" if d == 0 else "WORSE than")
-        # Call a difference clear only if ADMM wins on every seed and the
-        # mean paired gain exceeds its seed-to-seed spread.
-        clear = wins == len(diffs) and len(diffs) > 1 and d > sd
+        n = len(diffs)
+        # One-sided sign test over the seeds (ties count against ADMM) and the paired t statistic:
+        # "clear" needs both p < 0.05 and t > 2, so neither a few large wins nor many tiny ones suffice.
+        p_sign = sum(math.comb(n, k) for k in range(wins, n + 1)) / 2 ** n
+        t = d / (sd / math.sqrt(n)) if n > 1 and sd > 0 else float("inf") * (1 if d > 0 else -1 if d < 0 else 0)
+        clear = n > 1 and d > 0 and p_sign < 0.05 and t > 2
         lines.append(
             f"- `{s}`: ADMM + retraining is {word} one-shot + retraining by {d:+.2f} points "
-            f"(paired over {len(diffs)} seeds: std {sd:.2f}; ADMM ahead on {wins}/{len(diffs)} seeds) -- "
+            f"(paired over {n} seeds: std {sd:.2f}, t = {t:.2f}; ADMM ahead on {wins}/{n} seeds, "
+            f"one-sided sign test p = {p_sign:.3f}) -- "
             + ("a consistent gain." if clear else "not a clear difference at this sample size.")
         )
     lines += ["", "Notes:", "", f"- {PILOT_NOTE}",
