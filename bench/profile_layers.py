@@ -2,6 +2,8 @@
 
     .venv/bin/python bench/profile_layers.py resnet_bottleneck [--size app] [--top 15]
     .venv/bin/python bench/profile_layers.py superres --checkpoint apps/checkpoints/superres_pruned.pt
+    .venv/bin/python bench/profile_layers.py vgg16 --table1        (the pruned model of a Table 1 row:
+                                                                    vgg16, color:hard, style:hard, ...)
 
 Shows where a model's time goes, with GFLOP/s for conv/linear layers, so kernel work is aimed at
 the layers that matter.
@@ -40,6 +42,27 @@ def layer_macs(name, attrs, in_shapes, out_shape):
         c, kg, kh, kw = attrs["weight"].shape
         return int(np.prod(in_shapes[0])) * kg * kh * kw
     return 0
+
+
+def nz_macs(name, attrs, out_shape):
+    """MACs on non-zero weights (conv/linear), for the sparse layers' GFLOP/s."""
+    if name not in ("conv2d", "linear"):
+        return 0
+    w = np.asarray(attrs["weight"])
+    per = int(np.prod(out_shape)) // w.shape[0]
+    return per * int(np.count_nonzero(w))
+
+
+def kernel_kind(name, attrs, in_shape, out_shape) -> str:
+    """'sparse' where the lowering's cost model picks the sparse kernel for this conv, else 'dense'."""
+    if name != "conv2d" or attrs.get("sparsity") is None:
+        return "dense" if name in ("conv2d", "linear") else ""
+    from lrc.codegen.emit import Kernel, LayerOp
+    from lrc.codegen.ops_dense import _conv_spec, _sparse_pack
+
+    k = Kernel("", 8)
+    op = LayerOp(name=name, attrs=attrs, in_shapes=[in_shape], out_shape=out_shape, location=None)
+    return "sparse" if _sparse_pack(_conv_spec(k, op), attrs) is not None else "dense"
 
 
 def profile(model, x, repeats=5, chain=True):
@@ -103,7 +126,14 @@ def profile(model, x, repeats=5, chain=True):
             a2 = lr.attrs_of(user)
             macs += layer_macs("conv2d", a2, [tuple(op.results[0].type.shape)], tuple(user.results[0].type.shape))
             desc = f"{desc}+1x1 ->{a2['weight'].shape[0]} (chain)"
-        rows.append({"i": i, "layer": desc, "ms": ms, "gflops": 2 * macs / (ms * 1e-3) / 1e9 if macs else 0.0})
+        nz = nz_macs(name, attrs, tuple(op.results[0].type.shape))
+        kind = "chain" if user is not None else kernel_kind(name, attrs, tuple(in_types[0].shape),
+                                                            tuple(op.results[0].type.shape))
+        if user is not None:
+            nz += nz_macs("conv2d", lr.attrs_of(user), tuple(user.results[0].type.shape))
+        rows.append({"i": i, "layer": desc, "ms": ms, "gflops": 2 * macs / (ms * 1e-3) / 1e9 if macs else 0.0,
+                     "nz_gflops": 2 * nz / (ms * 1e-3) / 1e9 if nz else 0.0, "kind": kind,
+                     "macs": macs, "nz_macs": nz})
     return rows
 
 
@@ -117,32 +147,42 @@ def main(argv=None):
     p.add_argument("--checkpoint", help="an lrapps checkpoint (e.g. apps/checkpoints/superres_pruned.pt); "
                    "the model argument is then the app name, for its example input")
     p.add_argument("--no-chain", action="store_true", help="without lr-fuse-pointwise-chain (1x1 pairs unfused)")
+    p.add_argument("--table1", action="store_true", help="the model argument names a bench/table1.py row "
+                   "(vgg16, color:hard, style:hard, ...): profile its pruned model")
+    p.add_argument("--repeats", type=int, default=5)
     a = p.parse_args(argv)
     # Same tiles as the host target builds (32 vector registers on AVX-512VL CPUs).
     from lrc.codegen.kernels import conv as convk
     from lrc.targets.host import host_vector_registers
 
     convk.VECTOR_REGISTERS = convk.VECTOR_REGISTERS or host_vector_registers()
-    if a.checkpoint:
+    if a.table1:
+        sys.path.insert(0, os.path.join(HERE, "..", "apps"))
+        import table1
+
+        _, model, x, _ = table1.load_models(a.model)
+    elif a.checkpoint:
         sys.path.insert(0, os.path.join(HERE, "..", "apps"))
         from lrapps import models
 
         model, x = models.load(a.checkpoint), models.example_input(a.model)
     else:
         model, x = zoo.ZOO[a.model](a.size)
-    rows = profile(model.eval(), x, chain=not a.no_chain)
+    rows = profile(model.eval(), x, repeats=a.repeats, chain=not a.no_chain)
     total = sum(r["ms"] for r in rows)
     print(f"{a.model}: {len(rows)} layers, sum {total:.1f} ms")
     by_kind: dict = {}
     for r in rows:
         k = r["layer"].split(" @")[0] if r["layer"].startswith("conv ") else r["layer"]
         k = k.split(" ")[0] + (" " + k.split(" ")[1] if k.startswith("conv ") else "")
+        k = f"{k} ({r['kind']})" if r["kind"] else k
         by_kind[k] = by_kind.get(k, 0) + r["ms"]
     for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1]):
         print(f"  {k:20s} {v:8.2f} ms  {100 * v / total:5.1f}%")
     print("top layers:")
     for r in sorted(rows, key=lambda r: -r["ms"])[:a.top]:
-        print(f"  #{r['i']:<4d} {r['layer']:45s} {r['ms']:8.2f} ms  {r['gflops']:6.1f} GFLOP/s")
+        nz = f"  {r['nz_gflops']:6.1f} non-zero ({r['macs'] / max(1, r['nz_macs']):.2f}x fewer)" if r["nz_macs"] else ""
+        print(f"  #{r['i']:<4d} {r['layer']:45s} {r['kind']:6s} {r['ms']:8.2f} ms  {r['gflops']:6.1f} GFLOP/s{nz}")
 
 
 if __name__ == "__main__":

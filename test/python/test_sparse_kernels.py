@@ -2,6 +2,8 @@
 weights, for every sparsity kind and stride / padding / dilation / groups combination, through the JIT."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -161,6 +163,25 @@ def test_sliding_window_prep(monkeypatch):
     assert all(sparse_conv._geometry(b[5].spec, b[5].tile).WR for b in built)
 
 
+def test_stride2_phase_copy():
+    """Column stride 2: the padded copy splits rows into two column phases with vector loads and an
+    even-lane shuffle, then scalar tails, and writes each phase row whole (no zero fill first):
+    left padding 0/1/2 (the phases start at different source columns), widths with and without a
+    scalar tail, a phase that gets no column, dilation, row stride 1, residual, 8 and 16 lanes."""
+    pk = ("pattern+kernel", 0.5, True, True)
+    cases = [
+        (S(1, 5, 9, 75, 6, 3, stride=(2, 2), padding=P1, act="relu"), *pk, None),
+        (S(1, 4, 8, 40, 5, 3, stride=(2, 2), padding=(0, 2, 1, 0), residual=True), *pk, None),
+        (S(1, 4, 7, 33, 5, 3, stride=(1, 2), padding=(2, 0, 0, 2)), "kernel", 0.5, False, True, None),
+        (S(2, 3, 9, 50, 4, 3, stride=(2, 2), padding=(2, 2, 2, 2), dilation=(2, 2)), "irregular", 0.6, False, False,
+         None),
+        (S(1, 3, 6, 3, 4, 3, stride=(2, 2), padding=(1, 0, 1, 0)), "kernel", 0.5, False, True, None),  # 3 wide
+        (S(1, 6, 11, 70, 7, 3, vec=16, stride=(2, 2), padding=P1, act="relu"), *pk, None),
+        (S(1, 5, 10, 37, 6, 3, vec=16, stride=(2, 2), padding=(1, 0, 1, 1), residual=True), *pk, SparseTile(2, 3)),
+    ]
+    run_cases(cases, seed=29)
+
+
 def test_tile_model_uses_registers(monkeypatch):
     from lrc.codegen.kernels import conv as convk
     from lrc.codegen.kernels.sparse_conv import choose_tile
@@ -172,6 +193,10 @@ def test_tile_model_uses_registers(monkeypatch):
     assert choose_tile(big) == SparseTile(4, 4)
     assert choose_tile(S(1, 64, 5, 3, 64, 3, padding=P1)) == SparseTile(1, 5)  # narrow: taller tile
     assert choose_tile(S(1, 64, 56, 56, 256, 1)) == SparseTile(8, 1)
+    # 16 lanes with lane-shifted inputs (shifted_loads): 12 accumulators, 2x4 on two-vector planes
+    assert choose_tile(S(1, 256, 56, 56, 256, 3, padding=P1, vec=16)) == SparseTile(4, 3)
+    assert choose_tile(S(1, 512, 28, 28, 512, 3, padding=P1, vec=16)) == SparseTile(2, 4)
+    assert choose_tile(S(1, 64, 112, 112, 64, 3, stride=(2, 2), padding=P1, vec=16)) == SparseTile(4, 4)  # no shifts
 
 
 def test_all_zero_weights_give_activation_of_bias():
@@ -272,6 +297,82 @@ def test_sixteen_lanes():
         (S(1, 6, 8, 7, 9, 1, vec=16, residual=True), "column", 0.5, False, True, None),  # 56-pixel 1x1 panel
     ]
     run_cases(cases, seed=16)
+
+
+def _shift_cases(cases):
+    """The cases must take the lane-shift path (else the test would check the unaligned loads again)."""
+    from lrc.codegen.kernels.sparse_conv import _geometry, choose_tile, shifted_loads
+
+    for s, *_, tile in cases:
+        t = tile or choose_tile(s)
+        assert shifted_loads(s, _geometry(s, t), t), s
+    return cases
+
+
+@needs_avx512
+def test_shifted_loads(monkeypatch):
+    """16-lane multi-tap kernels build column-shifted inputs from aligned loads with valignd
+    (shifted_rows): every tap column, the vector after the tile, the half-width last vector (56, 40
+    wide), partial last vectors, rows read only at non-zero offsets (unaligned loads kept), row
+    stride 2, dilation, 5x5 / 7x7 taps up to 12 columns apart, one-tap (irregular) kernels, the
+    sliding window and the whole padded copy, residual and activations; SHIFT=0 keeps the old loads."""
+    from lrc.codegen.kernels import conv as convk
+
+    monkeypatch.setattr(convk, "VECTOR_REGISTERS", 32)
+    pk = ("pattern+kernel", 0.5, True, True)
+    cases = _shift_cases([
+        (S(1, 8, 12, 56, 6, 3, vec=16, padding=P1, act="relu"), *pk, None),  # half tail, model tile 4x3
+        (S(1, 6, 9, 40, 5, 3, vec=16, padding=P1, residual=True, act="clamp"), *pk, None),
+        (S(1, 7, 10, 28, 6, 3, vec=16, padding=P1), *pk, None),  # 2 vectors, 12 lanes used in the last
+        (S(1, 8, 40, 75, 6, 3, vec=16, padding=P1, act="relu"), *pk, SparseTile(4, 3, SHIFT=1)),  # window
+        (S(1, 5, 11, 37, 7, 3, vec=16, padding=(1, 0, 2, 1), residual=True), "kernel", 0.6, False, True,
+         SparseTile(3, 2)),
+        (S(1, 4, 13, 45, 5, 3, vec=16, stride=(2, 1), padding=(2, 1, 0, 1)), *pk, SparseTile(2, 3)),  # row stride
+        (S(1, 5, 12, 50, 4, 3, vec=16, padding=(3, 3, 3, 3), dilation=(2, 3)), "kernel", 0.5, False, True, None),
+        (S(1, 4, 9, 33, 5, 5, vec=16, padding=(2, 2, 2, 2), act="leaky_relu"), "irregular", 0.8, False, True,
+         None),  # one-tap kernels: rows read at one non-zero offset only keep unaligned loads
+        (S(1, 3, 20, 70, 6, 7, vec=16, padding=(3, 3, 3, 3)), "kernel", 0.3, False, True, None),  # 7x7
+        (S(1, 5, 12, 50, 4, 5, vec=16, padding=(6, 6, 6, 6), dilation=(1, 3)), "kernel", 0.4, False, False,
+         SparseTile(1, 2)),  # taps 12 columns apart
+        (S(2, 6, 9, 56, 6, 3, vec=16, padding=P1, groups=2, act="relu"), *pk, SparseTile(2, 4)),
+    ])
+    run_cases(cases, seed=23)
+    off = [(s, kind, rate, lib, b, dataclasses.replace(t or SparseTile(4, 3), SHIFT=0))
+           for s, kind, rate, lib, b, t in cases[:3]]
+    run_cases(off, seed=23)
+
+
+@needs_avx512
+@settings(max_examples=4, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.data())
+def test_shifted_loads_hypothesis(data):
+    cases = []
+    for _ in range(5):
+        k = data.draw(st.sampled_from([3, 3, 5, 7]))
+        dil = data.draw(st.sampled_from([(1, 1), (1, 2), (2, 1)]))
+        W = data.draw(st.integers(17, 90))
+        H = data.draw(st.integers(k, 14))
+        stride = data.draw(st.sampled_from([(1, 1), (2, 1)]))
+        pad = data.draw(st.sampled_from([(k // 2,) * 4, (0, 0, 0, 0), (1, 0, 2, 1)]))
+        kind, rate = data.draw(st.sampled_from([("pattern+kernel", 0.6), ("kernel", 0.5), ("irregular", 0.7),
+                                                ("pattern", None)]))
+        s = S(1, data.draw(st.integers(1, 6)), H, W, data.draw(st.integers(1, 6)), k, stride=stride, padding=pad,
+              dilation=dil, vec=16, act=data.draw(st.sampled_from(["none", "relu"])), residual=data.draw(st.booleans()))
+        if s.OH < 1 or s.OW < 17:
+            continue
+        tile = data.draw(st.sampled_from([None, SparseTile(4, 3), SparseTile(2, 4), SparseTile(1, 5),
+                                          SparseTile(3, 2)]))
+        cases.append((s, kind, rate, kind.startswith("pattern") and k == 3, data.draw(st.booleans()),
+                      dataclasses.replace(tile, SHIFT=1) if tile else tile))
+    if cases:
+        from lrc.codegen.kernels import conv as convk
+
+        old = convk.VECTOR_REGISTERS
+        convk.VECTOR_REGISTERS = 32
+        try:
+            run_cases(_shift_cases(cases), seed=data.draw(st.integers(0, 100)))
+        finally:
+            convk.VECTOR_REGISTERS = old
 
 
 def test_sparse_lanes_rule(monkeypatch):

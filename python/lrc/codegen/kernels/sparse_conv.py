@@ -60,6 +60,7 @@ class SparseTile:
     CB: int = 0  # input channels per block (0: all of the group's channels in one block)
     FB: int = 1  # filters per register tile (> 1: the column tile, filters sharing their columns)
     PB: int = 0  # 1x1 stride-1 panels: pixels per copied panel (0: PANEL_VECTORS vectors)
+    SHIFT: int = -1  # column-shifted inputs by lane shifts of aligned loads: 1 yes, 0 no, -1 model
 
     def blocks(self, Cg: int) -> int:
         return 1 if self.CB <= 0 or self.CB >= Cg else -(-Cg // self.CB)
@@ -109,6 +110,7 @@ def _geometry(s: ConvSpec, tile: SparseTile) -> _Geometry:
             and min(s.H, Hs - pt) > 0 and min(s.W, Ws - pl) > 0):
         # Big planes: copy only the RB output rows' input window, per row block, into a scratch
         # that stays in L2, instead of the whole padded image (written to memory, then read back).
+        # (Column stride 2 with a phase-split window measured no faster on color's stride-2 layers.)
         return _Geometry("prep", s.OH, s.OW, Wq, WR * Wq, Hs, Ws, Wq, SH=sh, WR=WR)
     return _Geometry("prep", s.OH, s.OW, sw * Wq, Hs * sw * Wq, Hs, Ws, Wq, SH=sh)
 
@@ -134,6 +136,12 @@ def choose_tile(s: ConvSpec) -> SparseTile:
     wide = vector_registers(V) >= 32
     if s.KH * s.KW == 1:
         WB, RB = min(8, nvec), 1
+    elif _shift_ok(s) and wide:
+        # Lane-shifted inputs (shifted_loads) keep more vectors live per kernel: 12 accumulators
+        # (4x3), or 2x4 on planes of two vectors, measured best (+5-25 % over 4x4 / 2x8 without the
+        # shifts, 3x3 layers at 6.8x fewer MACs: docs/sparse.md); 4x4 and 2x8 with shifts spilled.
+        WB = min(4, nvec)
+        return SparseTile(WB, min(3 if WB >= 3 else 4, rows))
     else:
         WB, RB = min(4 if wide else 2, nvec), 1
     while WB * RB < (16 if wide and s.KH * s.KW > 1 else 8) and RB < 8 and RB < rows:
@@ -163,6 +171,27 @@ def sparse_lanes(s: ConvSpec) -> int:
     if (s.KH, s.KW, *s.stride) == (1, 1, 1, 1) and not any(s.padding):
         return 16 if s.H * s.W >= 64 else s.vec  # flat SpMM panels: only the plane's last vector is partial
     return 16 if s.OW > 16 else s.vec
+
+
+def _shift_ok(s: ConvSpec) -> bool:
+    """Layers whose multi-tap kernels may shift lanes instead of loading unaligned: 16-lane (AVX-512)
+    kernels reading the padded copy with column stride 1 and taps less than a vector apart. (Column
+    stride 2, whose third tap column is phase 0 shifted by one, measured 0.84-1.08x on color's
+    stride-2 layers: those are not load-bound the same way.)"""
+    flat = (s.KH, s.KW) == (1, 1) and not any(s.padding)
+    return s.vec == 16 and not flat and s.stride[1] == 1 and (s.KW - 1) * s.dilation[1] < s.vec
+
+
+def shifted_loads(s: ConvSpec, g: "_Geometry", tile: SparseTile) -> bool:
+    """Whether multi-tap kernels build their column-shifted input vectors from aligned loads by lane
+    shifts (`_SparseEmitter.shifted_rows`) instead of unaligned loads. `tile.SHIFT` forces it (1) or
+    not (0) on 16-lane (AVX-512) kernels, the only ones with a one-instruction lane shift (valignd;
+    8-lane AVX2 would need two cross-lane shuffles, NEON's EXT was not measured)."""
+    if g.mode != "prep" or not _shift_ok(s):
+        return False
+    if tile.SHIFT >= 0:
+        return bool(tile.SHIFT)
+    return s.vec == 16
 
 
 # Dense MACs / stored sparse MACs above which the sparse kernel is used (lrc.codegen.ops_dense):
@@ -407,6 +436,7 @@ class _SparseEmitter:
         P = len(pack.patterns)
         ks = pack.kstart.reshape(-1, P + 1)
         self.live = [p for p in range(P) if (ks[:, p + 1] - ks[:, p]).any()]
+        self.shifted_loads = shifted_loads(self.s, self.geo, pack.tile)
 
     def chan_loop(self, body):
         """body(c, src_c) for every copied channel: scratch channel c holds the group's input channel
@@ -438,7 +468,8 @@ class _SparseEmitter:
         # Column stride 1: prep() writes every row whole (left padding, data, right padding and slack)
         # and zeroes the padding rows, so the scratch is written once. A whole-buffer zero fill first
         # was a second pass over it: 13 MB per call on a 64-channel 224x224 layer, ~10 % of its time.
-        self.borders = (g.mode == "prep" and s.stride[1] == 1 and min(s.H, g.Hs - s.padding[0]) > 0
+        # Column stride 2 likewise writes every column-phase row whole (and can then use the window).
+        self.borders = (g.mode == "prep" and s.stride[1] in (1, 2) and min(s.H, g.Hs - s.padding[0]) > 0
                         and min(s.W, g.Ws - s.padding[1]) > 0)
         if g.mode == "prep" and not self.borders:
             b.zero_fill(scratch, size)  # padding; the copies below only overwrite the interior
@@ -530,25 +561,33 @@ class _SparseEmitter:
             j0 = self.idx(self.kstart, b.add(krow, p))
             j1 = self.idx(self.kstart, b.add(krow, p + 1))
             wa = self.idx(self.wadj, b.add(b.mul(blk, P), p))
-            offs = []  # (tap number, row within tile, source offset) per FMA
+            offs = []  # (tap number, row within tile, source row offset, column offset) per FMA
             for ti, t in enumerate(taps):
                 kh, kw = divmod(t, s.KW)
                 cw = kw * s.dilation[1]
-                col = (cw % s.stride[1]) * g.Wq + cw // s.stride[1]
+                phase, col = (cw % s.stride[1]) * g.Wq, cw // s.stride[1]  # column-phase row, offset in it
                 for i in range(rb):
-                    offs.append((ti, i, (i * g.SH + kh * s.dilation[0]) * g.RS + col))
+                    offs.append((ti, i, (i * g.SH + kh * s.dilation[0]) * g.RS + phase, col))
+            shifted = self.shifted_loads and any(col for *_, col in offs)
 
-            def kbody(j, accs, taps=taps, L=L, wa=wa, offs=offs):
+            def kbody(j, accs, taps=taps, L=L, wa=wa, offs=offs, shifted=shifted):
                 ib = b.add(base, self.idx(self.koff, j))
                 wb = b.add(wa, arith.muli(j, b.c(L)) if L > 1 else j)
-                loads: dict[int, list] = {}
                 ws = [b.bcast(self.wts, b.add(wb, ti)) for ti in range(L)]
                 wh = [half.narrow(w) for w in ws] if half else None
-                for ti, i, off in offs:
-                    if off not in loads:
-                        loads[off] = [half.load(self.src, b.add(ib, off + v * V)) if half and v == nv - 1
-                                      else b.load(self.src, b.add(ib, off + v * V), None) for v in range(nv)]
-                    xs = loads[off]
+                if shifted:
+                    xs_of = self.shifted_rows(ib, offs, nv, half)
+                else:
+                    loads: dict[int, list] = {}
+
+                    def xs_of(row, col):
+                        off = row + col
+                        if off not in loads:
+                            loads[off] = [half.load(self.src, b.add(ib, off + v * V)) if half and v == nv - 1
+                                          else b.load(self.src, b.add(ib, off + v * V), None) for v in range(nv)]
+                        return loads[off]
+                for ti, i, row, col in offs:
+                    xs = xs_of(row, col)
                     for v in range(nv):
                         a = i * nv + v
                         accs[a] = b.fma(xs[v], wh[ti] if half and v == nv - 1 else ws[ti], accs[a])
@@ -570,6 +609,62 @@ class _SparseEmitter:
                 else:
                     val = b.activation(val, s.act, s.act_params)
                 b.store(val, self.out, at, lanes)
+
+    def shifted_rows(self, ib, offs, nv, half):
+        """Input vectors of one kernel's taps with fewer split loads. The scratch rows start on vector
+        boundaries and the tiles on vector multiples, so column offset 0 loads are aligned, while a
+        16-lane load at +4/+8 bytes spans two cache lines on Zen 4 and takes two load slots: that made
+        the 3x3 loop load-bound (docs/sparse.md). On a source row that some tap reads at offset 0,
+        the aligned vectors are loaded once (plus the one after the tile) and the vectors at offsets
+        1..V-1 are lane shifts of two neighbours (one valignd each). A row read only at non-zero
+        offsets keeps its unaligned loads (shifting there would add shuffles and a load per row; it
+        measured slower, as did shifting every row: the extra vectors spilled the tile).
+        Returns xs_of(row, col) -> the nv vectors (the last one half-width with `half`)."""
+        b, V = self.b, self.s.vec
+        cols: dict[int, set] = {}
+        for _, _, row, col in offs:
+            cols.setdefault(row, set()).add(col)
+        got: dict[tuple[int, int], list] = {}
+        for row in sorted(cols):
+            need = cols[row]
+            if 0 not in need:
+                for col in need:
+                    got[(row, col)] = [half.load(self.src, b.add(ib, row + col + v * V)) if half and v == nv - 1
+                                       else b.load(self.src, b.add(ib, row + col + v * V), None) for v in range(nv)]
+                continue
+            wide = max(need) > 0
+            # The scratch row holds at least one vector past the last tile (_geometry: need), so the
+            # extra aligned load stays inside it.
+            al = []
+            for v in range(nv + (1 if wide and not half else 0)):
+                if half and v == nv - 1 and not wide:
+                    al.append(half.load(self.src, b.add(ib, row + v * V)))
+                else:
+                    al.append(b.load(self.src, b.add(ib, row + v * V), None))
+            for col in need:
+                xs = []
+                for v in range(nv):
+                    if col == 0 and not (half and v == nv - 1 and wide):
+                        xs.append(al[v])
+                    elif half and v == nv - 1:  # lanes col..col+V/2-1 of one vector (col + V/2 <= V)
+                        xs.append(self.lane_shift(al[v], al[v], col, V // 2))
+                    else:
+                        xs.append(self.lane_shift(al[v], al[v + 1], col, V))
+                got[(row, col)] = xs
+        return lambda row, col: got[(row, col)]
+
+    def lane_shift(self, lo, hi, col: int, lanes: int):
+        """Lanes col..col+lanes-1 of lo:hi (16-lane vectors), as one valignd. Written as inline asm:
+        as a vector.shuffle (f32 or i32) LLVM's shuffle combiner picks vpermt2ps/pd, which needs an
+        index vector per shift in a register and spilled the 16-accumulator tile."""
+        from torch_mlir.dialects import llvm
+
+        b = self.b
+        vt = ir.VectorType.get([16], b.f32)
+        r = llvm.inline_asm(vt, [lo, hi], f"valignd $${col}, $1, $2, $0", "=v,v,v") if col else lo
+        if lanes == 16:
+            return r
+        return vector.extract_strided_slice(ir.VectorType.get([lanes], b.f32), r, [0], [lanes], [1])
 
     def flat_group(self, n, gi, out_img):
         """1x1 stride 1 (SpMM): panels of PB pixels of the group's channels are copied side by side.
@@ -695,6 +790,47 @@ class _SparseEmitter:
             r = iw_hi % V
             b.store(b.load(self.x, b.add(xr, nfull * V), r), self.src, b.add(sr, pl + nfull * V), r)
 
+    def copy_any_row(self, xr, sr, iw_hi: int):
+        """Scratch row at `sr` from the source row at `xr`: padded, split into column phases when the
+        column stride is > 1 (phase ph holds padded columns ph, ph + sw, ...)."""
+        s, g, b = self.s, self.geo, self.b
+        V, pl, sw = s.vec, s.padding[1], s.stride[1]
+        if sw == 1:
+            return self.copy_row(xr, sr, iw_hi)
+        for ph in range(sw):
+            # source columns landing in phase ph: (pl + iw) % sw == ph
+            iw0 = (ph - pl) % sw
+            cnt = max(0, len(range(iw0, iw_hi, sw)))
+            dst0 = ph * g.Wq + (pl + iw0) // sw
+            if self.borders:  # this phase row whole: zeros, data, zeros up to the next phase
+                if cnt <= 0:
+                    self.zero_range(b.add(sr, ph * g.Wq), g.Wq)
+                    continue
+                self.zero_range(b.add(sr, ph * g.Wq), dst0 - ph * g.Wq)
+                self.zero_range(b.add(sr, dst0 + cnt), (ph + 1) * g.Wq - dst0 - cnt)
+            if cnt <= 0:
+                continue
+            nvec = 0
+            if sw == 2:
+                # Column stride 2: two vector loads and one even-lane shuffle per phase vector
+                # (as `gather`) instead of a scalar load and store per float. Loads stay inside
+                # the source row, stores inside the phase's data (its padding stays zero).
+                nvec = min(cnt // V, (s.W - iw0) // (2 * V))
+                evens = [2 * i for i in range(V)]
+
+                def vbody(i, _, iw0=iw0, dst0=dst0):
+                    at = b.add(xr, iw0, b.mul(i, 2 * V))
+                    lo, hi = b.load(self.x, at), b.load(self.x, b.add(at, V))
+                    b.store(vector.shuffle(lo, hi, evens), self.src, b.add(sr, dst0, b.mul(i, V)))
+
+                b.loop(0, nvec, 1, vbody)
+
+            def sbody(t, _, iw0=iw0, dst0=dst0):
+                val = memref.load(self.x, [b.v(b.add(xr, iw0, b.mul(t, sw)))])
+                memref.store(val, self.src, [b.v(b.add(sr, dst0, t))])
+
+            b.loop(nvec * V, cnt, 1, sbody)
+
     def prep_window(self, n, gi, oh):
         """Window rows w of the row block starting at output row `oh`: padded row oh*SH + w, i.e.
         input row oh*SH + w - pt where that exists, else zeros (the padding rows)."""
@@ -721,7 +857,7 @@ class _SparseEmitter:
             def row(w, _):
                 ih = b.add(r0, w, -pt)
                 xr = b.add(src0, b.mul(sc, s.H * s.W), b.mul(ih, s.W))
-                self.copy_row(xr, b.add(dst, b.mul(w, g.RS)), iw_hi)
+                self.copy_any_row(xr, b.add(dst, b.mul(w, g.RS)), iw_hi)
 
             b.loop(lo, hi, 1, row)
 
@@ -763,22 +899,7 @@ class _SparseEmitter:
             def row(ih, _):
                 xr = b.add(src0, b.mul(sc, s.H * s.W), b.mul(ih, s.W))
                 sr = b.add(b.mul(c, g.CS), b.mul(ih, g.RS), pt * g.RS)
-                if sw == 1:
-                    self.copy_row(xr, sr, iw_hi)
-                else:
-                    for ph in range(sw):
-                        # source columns landing in phase ph: (pl + iw) % sw == ph
-                        iw0 = (ph - pl) % sw
-                        cnt = len(range(iw0, iw_hi, sw))
-                        if cnt <= 0:
-                            continue
-                        dst0 = ph * g.Wq + (pl + iw0) // sw
-
-                        def sbody(t, _, iw0=iw0, dst0=dst0):
-                            val = memref.load(self.x, [b.v(b.add(xr, iw0, b.mul(t, sw)))])
-                            memref.store(val, self.src, [b.v(b.add(sr, dst0, t))])
-
-                        b.loop(0, cnt, 1, sbody)
+                self.copy_any_row(xr, sr, iw_hi)
 
             b.loop(0, ih_hi, 1, row)
 
