@@ -40,7 +40,8 @@ import torch.nn as nn
 
 from . import models
 
-__all__ = ["RECIPES", "Recipe", "SCHEMES", "prune", "prune_config", "admm_prune", "main"]
+__all__ = ["RECIPES", "Recipe", "SCHEMES", "prune", "prune_config", "admm_prune", "recipe_from_args",
+           "main"]
 
 # Names lrprune uses for its sparsity kinds.
 SCHEMES = ("filter", "channel", "column", "kernel", "pattern", "pattern+kernel", "irregular")
@@ -219,18 +220,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def recipe_from_args(args) -> Recipe:
+    """The app's recipe with the options given on the command line substituted
+    (lrapps.sweep uses it to tell whether a checkpoint was made by this recipe)."""
+    over = {"scheme": args.scheme, "rate": args.rate, "rate_1x1": args.rate_1x1,
+            "admm_steps": args.admm_steps, "retrain_steps": args.retrain_steps, "batch": args.batch,
+            "crop": args.crop, "lr": args.lr, "retrain_lr": args.retrain_lr, "rho": args.rho,
+            "update_every": args.update_every}
+    return Recipe(**{**asdict(RECIPES[args.app]), **{k: v for k, v in over.items() if v is not None}})
+
+
 def main(argv=None) -> Dict:
     from .train import TASKS, default_out
 
     args = build_parser().parse_args(argv)
     if args.prune:
         raise SystemExit("use --scheme with python -m lrapps.prune (--prune belongs to lrapps.train)")
-    base = RECIPES[args.app]
-    over = {"scheme": args.scheme, "rate": args.rate, "rate_1x1": args.rate_1x1,
-            "admm_steps": args.admm_steps, "retrain_steps": args.retrain_steps, "batch": args.batch,
-            "crop": args.crop, "lr": args.lr, "retrain_lr": args.retrain_lr, "rho": args.rho,
-            "update_every": args.update_every}
-    recipe = Recipe(**{**asdict(base), **{k: v for k, v in over.items() if v is not None}})
+    recipe = recipe_from_args(args)
     args.batch, args.crop, args.lr = recipe.batch, recipe.crop, recipe.lr
     args.steps = recipe.admm_steps + recipe.retrain_steps
 

@@ -38,7 +38,7 @@ from . import data as D
 from . import metrics as M
 from .inference import checkpoint_path
 
-__all__ = ["evaluate", "main", "BUDGET"]
+__all__ = ["evaluate", "main", "BUDGET", "budget_terms", "budget_check"]
 
 # (metric, dense vs pruned rule): "db" = absolute dB drop allowed, "rel" = relative
 BUDGET = {"superres": [("psnr_y", "db", 0.2)],
@@ -111,22 +111,33 @@ def mean_row(rows: List[Dict]) -> Dict:
     return {k: float(np.mean([r[k] for r in rows])) for k in rows[0] if k != "image"}
 
 
-def budget_check(app: str, mean: Dict) -> Tuple[bool, str]:
-    """(all metrics within budget, one line per metric)."""
-    oks, texts = [], []
+def budget_terms(app: str, mean: Dict) -> List[Dict]:
+    """Per budget metric: dense, pruned, how much worse pruned is ("db": dB drop;
+    "rel": fraction, negative = better) and whether that is within the budget."""
+    out = []
     for metric, rule, tol in BUDGET[app]:
         d, p = mean[f"dense_{metric}"], mean[f"pruned_{metric}"]
         if rule == "db":
-            drop = d - p
-            oks.append(drop <= tol)
-            texts.append(f"{metric}: pruned {p:.3f} vs dense {d:.3f} dB (drop {drop:+.3f} dB, budget {tol} dB)")
-            continue
-        # losses: lower is better; PSNR and colourfulness: higher is better
-        worse = (p - d) / d if metric.endswith("loss") else (d - p) / d
-        oks.append(worse <= tol)
-        texts.append(f"{metric}: pruned {p:.4g} vs dense {d:.4g} ({100 * worse:+.2f} % worse; "
-                     f"negative = better; budget {100 * tol:.0f} %)")
-    return all(oks), "; ".join(texts)
+            worse = d - p
+        else:  # losses: lower is better; PSNR and colourfulness: higher is better
+            worse = (p - d) / d if metric.endswith("loss") else (d - p) / d
+        out.append({"metric": metric, "rule": rule, "tol": tol, "dense": d, "pruned": p,
+                    "worse": worse, "ok": bool(worse <= tol)})
+    return out
+
+
+def budget_check(app: str, mean: Dict) -> Tuple[bool, str]:
+    """(all metrics within budget, one line per metric)."""
+    terms = budget_terms(app, mean)
+    texts = []
+    for t in terms:
+        metric, d, p, worse, tol = t["metric"], t["dense"], t["pruned"], t["worse"], t["tol"]
+        if t["rule"] == "db":
+            texts.append(f"{metric}: pruned {p:.3f} vs dense {d:.3f} dB (drop {worse:+.3f} dB, budget {tol} dB)")
+        else:
+            texts.append(f"{metric}: pruned {p:.4g} vs dense {d:.4g} ({100 * worse:+.2f} % worse; "
+                         f"negative = better; budget {100 * tol:.0f} %)")
+    return all(t["ok"] for t in terms), "; ".join(texts)
 
 
 def save_grid(grid, path, tile: int = 160, title: str = "") -> None:
@@ -279,7 +290,16 @@ def main(argv=None) -> int:
                         "pruned_meta": pruned.checkpoint_meta, "dense_meta": dense.checkpoint_meta}
         save_grid(grid, out / f"quality_{app}.png", title=f"{app}: held-out images")
         print(f"{app}: {results[app]['budget'][1]} -> {'OK' if results[app]['budget'][0] else 'MISSED'}")
-    _atomic_write(out / "quality.md", report(results, a.eval_size, time.time() - t0))
+    text = report(results, a.eval_size, time.time() - t0)
+    sweep = out / "quality_sweep.json"
+    if sweep.is_file():
+        import json
+        from .sweep import summary_lines
+
+        text += ("\n## Rate sweep\n\nOther rates (and seeds) than the shipped ones, same recipe otherwise "
+                 "(`python -m lrapps.sweep`; table: [quality_sweep.md](quality_sweep.md)):\n\n"
+                 + "\n".join(summary_lines(json.loads(sweep.read_text()))) + "\n")
+    _atomic_write(out / "quality.md", text)
     print(f"wrote {out / 'quality.md'}")
     return 0
 

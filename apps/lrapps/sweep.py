@@ -1,0 +1,341 @@
+"""Rate sweep of the pruned apps against the quality budget:
+``python -m lrapps.sweep APP --rates 0.4,0.55 [--rates-1x1 0.6,0.78]``.
+
+For each rate it runs ``python -m lrapps.prune APP --rate R [--rate-1x1 R1]``
+with everything else of the app's recipe unchanged (ADMM + masked retraining,
+same steps, seed, one thread), writing the checkpoint under ``--ckpt-dir``
+(default ``out/quality_sweep``, git-ignored: the shipped
+``apps/checkpoints/<app>_pruned.pt`` is never touched). It then measures the
+budget metrics on the held-out images exactly as ``lrapps.quality`` does
+(``quality.evaluate`` + ``quality.budget_terms``), also for the shipped pruned
+checkpoint, and merges the results into ``bench/results/quality_sweep.json``
+and ``quality_sweep.md``: per app a table of rate, conv MAC reduction, each
+budget metric pruned vs dense and whether the budget is met, and the
+highest-compression rate that meets it (or that none tried does).
+
+A checkpoint already in ``--ckpt-dir`` made by the same recipe, seed and dense
+checkpoint is reused instead of pruned again (a run takes 10-15 minutes on one
+thread), so an interrupted sweep resumes. Options that
+``python -m lrapps.prune`` knows and this command does not (``--admm-steps``,
+``--crop``, ...) are passed through to it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import torch
+
+from . import models
+from . import prune as P
+from . import quality as Q
+
+__all__ = ["run_sweep", "render_markdown", "best_run", "main"]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _floats(text: Optional[str], what: str) -> Optional[List[float]]:
+    if text is None:
+        return None
+    try:
+        vals = [float(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise SystemExit(f"{what}: expected comma-separated numbers, got {text!r}") from None
+    bad = [v for v in vals if not 0.0 <= v < 1.0]
+    if bad or not vals:
+        raise SystemExit(f"{what}: every rate must be in [0, 1), got {text!r}")
+    return vals
+
+
+def _shown(path: Path) -> str:
+    """As lrapps.prune records ``from`` in the checkpoint meta."""
+    p = path.resolve()
+    return str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(path)
+
+
+def _ckpt_name(app: str, recipe: P.Recipe, seed: int, src: Path, default_src: bool) -> str:
+    r1 = "none" if recipe.rate_1x1 is None else f"{recipe.rate_1x1:g}"
+    name = f"{app}_rate{recipe.rate:g}_r1x1{r1}_seed{seed}"
+    base, cur = asdict(P.RECIPES[app]), asdict(recipe)
+    if not default_src or any(cur[k] != base[k] for k in cur if k not in ("rate", "rate_1x1")):
+        # another recipe or dense model must not overwrite the default one's checkpoint
+        tag = json.dumps([cur, _shown(src)], sort_keys=True).encode()
+        name += "_" + hashlib.sha1(tag).hexdigest()[:8]
+    return name + ".pt"
+
+
+def _made_by(path: Path, recipe: P.Recipe, seed: int, src: Path) -> bool:
+    """Whether the checkpoint at ``path`` came from this recipe, seed and dense model."""
+    if not path.is_file():
+        return False
+    try:
+        meta = torch.load(path, weights_only=True, map_location="cpu").get("meta", {})
+    except Exception:  # a truncated or foreign file is simply remade
+        return False
+    return (meta.get("recipe") == asdict(recipe) and meta.get("seed") == seed
+            and meta.get("from") == _shown(src))
+
+
+def _measure(app: str, dense, pruned, eval_size: int) -> Dict:
+    rows, _ = Q.evaluate(app, dense, pruned, eval_size)
+    mean = Q.mean_row(rows)
+    terms = Q.budget_terms(app, mean)
+    return {"terms": terms, "within_budget": all(t["ok"] for t in terms), "mean": mean, "rows": rows}
+
+
+def _entry(app: str, kind: str, ckpt: Path, dense, eval_size: int, cpu_s: Optional[float]) -> Dict:
+    pruned = models.load(ckpt)
+    m = pruned.checkpoint_meta
+    rec = m.get("recipe") or {}
+    macs = P.conv_macs(pruned, app)
+    return {"app": app, "kind": kind, "rate": rec.get("rate"), "rate_1x1": rec.get("rate_1x1"),
+            "seed": m.get("seed"), "recipe": rec, "from": m.get("from"), "checkpoint": _shown(ckpt),
+            **macs, "admm_seconds": m.get("admm_seconds"), "retrain_seconds": m.get("retrain_seconds"),
+            "prune_cpu_seconds": cpu_s, "eval_size": eval_size, **_measure(app, dense, pruned, eval_size)}
+
+
+def _key(e: Dict):
+    return (e["app"], e["kind"], json.dumps(e["recipe"], sort_keys=True), e["seed"], e["from"],
+            e["eval_size"])
+
+
+def run_sweep(app: str, rates: List[float], rates_1x1: Optional[List[Optional[float]]], seeds: List[int],
+              ckpt_dir: Path, eval_size: int = 256, shipped: bool = True, from_ckpt: Optional[str] = None,
+              threads: int = 1, extra: Optional[List[str]] = None, log=print) -> List[Dict]:
+    """Prune (or reuse) one checkpoint per (rate, seed) and measure each; returns the entries."""
+    extra = list(extra or [])
+    if rates_1x1 is None:
+        rates_1x1 = [None] * len(rates)
+    if len(rates_1x1) != len(rates):
+        raise SystemExit(f"--rates-1x1 has {len(rates_1x1)} values for {len(rates)} --rates")
+    src = Path(from_ckpt) if from_ckpt else ROOT / "apps" / "checkpoints" / f"{app}_dense.pt"
+    if not src.is_file():
+        raise SystemExit(f"{src}: no dense checkpoint to prune (python -m lrapps.train {app})")
+    dense = models.load(src)
+    vgg = str(dense.checkpoint_meta.get("vgg", ""))
+    if app == "style" and vgg.startswith("random(") and "--vgg-weights" not in extra:
+        # --seed also seeds the random loss network: another seed would prune
+        # against a different objective than the one dense was trained and is judged on.
+        other = [s for s in seeds if not vgg.startswith(f"random(seed={s},")]
+        if other:
+            raise SystemExit(f"--seeds {','.join(map(str, other))}: for style the seed also picks the random "
+                             f"VGG loss network, and {_shown(src)} was trained with {vgg}; use that seed")
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    entries = []
+    if shipped:
+        ship = ROOT / "apps" / "checkpoints" / f"{app}_pruned.pt"
+        if ship.is_file() and models.load(ship).checkpoint_meta.get("from") == _shown(src):
+            entries.append(_entry(app, "shipped", ship, dense, eval_size, None))
+            log(f"{app} shipped rate {entries[-1]['rate']}: within budget {entries[-1]['within_budget']}")
+    for seed in seeds:
+        for rate, r1 in zip(rates, rates_1x1):
+            argv = [app, "--rate", str(rate), "--seed", str(seed), "--threads", str(threads),
+                    "--no-progress", "--eval-size", str(eval_size), "--from", str(src), *extra]
+            if r1 is not None:
+                argv[3:3] = ["--rate-1x1", str(r1)]
+            recipe = P.recipe_from_args(P.build_parser().parse_args(argv))
+            ckpt = ckpt_dir / _ckpt_name(app, recipe, seed, src, from_ckpt is None)
+            argv += ["--out", str(ckpt)]
+            cpu_s = None
+            if _made_by(ckpt, recipe, seed, src):
+                log(f"{app} rate {rate} / {recipe.rate_1x1} seed {seed}: reusing {_shown(ckpt)}")
+            else:
+                log(f"{app} rate {rate} / {recipe.rate_1x1} seed {seed}: pruning -> {_shown(ckpt)}")
+                c0 = time.process_time()
+                P.main(argv)
+                cpu_s = round(time.process_time() - c0, 1)
+                torch.set_num_threads(threads)
+            e = _entry(app, "sweep", ckpt, dense, eval_size, cpu_s)
+            entries.append(e)
+            log(f"{app} rate {rate}: {e['mac_reduction']:.2f}x fewer conv MACs; "
+                + "; ".join(f"{t['metric']} {_worse(t)}" for t in e["terms"])
+                + f" -> {'within budget' if e['within_budget'] else 'MISSED'}")
+    return entries
+
+
+def _worse(t: Dict) -> str:
+    if t["rule"] == "db":
+        return f"{t['pruned']:.3f} vs {t['dense']:.3f} dB ({-t['worse']:+.3f} dB)"
+    # Signed change of the metric itself (pruned vs dense), the way a reader compares numbers.
+    change = (t["pruned"] - t["dense"]) / t["dense"]
+    return f"{t['pruned']:.4g} vs {t['dense']:.4g} ({100 * change:+.1f} %)"
+
+
+def best_run(entries: List[Dict]) -> Optional[Dict]:
+    """The highest-MAC-reduction entry within budget, or None. A recipe run with
+    several seeds counts only if every seed met the budget."""
+    ok = [e for e in entries
+          if all(o["within_budget"] for o in entries if o["app"] == e["app"] and o["recipe"] == e["recipe"])]
+    return max(ok, key=lambda e: e["mac_reduction"]) if ok else None
+
+
+def render_markdown(data: Dict) -> str:
+    L = ["# Pruning rate sweep against the quality budget", "",
+         "Written by `python -m lrapps.sweep APP --rates ...` (apps/lrapps/sweep.py); do not edit by hand. "
+         "Each row is `python -m lrapps.prune APP --rate R [--rate-1x1 R1]` with the app's recipe otherwise "
+         "unchanged (same ADMM and masked-retraining steps, seed, 1 thread), measured on the held-out "
+         "images exactly as `bench/results/quality.md` (`lrapps.quality`) is. Metric columns: pruned vs "
+         "dense, signed change of the metric (losses: lower is better; PSNR and colourfulness: higher is "
+         "better). Budget (issue 5): super resolution Y-PSNR within 0.2 dB of dense; every other metric "
+         "within 2 % of dense in the direction that matters. MACs: convs and linears at the benchmark "
+         "input size. Times: wall seconds of ADMM + retraining on the shared 2-core box.", ""]
+    by_app: Dict[str, List[Dict]] = {}
+    for e in data["runs"]:
+        by_app.setdefault(e["app"], []).append(e)
+    for app in sorted(by_app):
+        runs = sorted(by_app[app], key=lambda e: (e["mac_reduction"], e["seed"] or 0))
+        metrics = [t["metric"] for t in runs[0]["terms"]]
+        L += [f"## {app}", "",
+              "| rate | rate_1x1 | seed | conv MACs (reduction) | "
+              + " | ".join(f"{m} pruned vs dense" for m in metrics)
+              + " | within budget | ADMM + retrain s | checkpoint |",
+              "|---" * (7 + len(metrics)) + "|"]
+        for e in runs:
+            r1 = "-" if e["rate_1x1"] is None else f"{e['rate_1x1']:g}"
+            tag = " (shipped)" if e["kind"] == "shipped" else ""
+            if e["macs_pruned"] >= e["macs_dense"]:
+                tag += " (nothing pruned: control for the extra training)"
+            secs = (f"{e['admm_seconds']:.0f} + {e['retrain_seconds']:.0f}"
+                    if e.get("admm_seconds") is not None and e.get("retrain_seconds") is not None else "?")
+            cells = [f"{_worse(t)}{'' if t['ok'] else ' ✗'}" for t in e["terms"]]
+            L.append(f"| {e['rate']:g}{tag} | {r1} | {e['seed']} | {e['macs_dense'] / 1e6:.0f} M → "
+                     f"{e['macs_pruned'] / 1e6:.0f} M ({e['mac_reduction']:.2f}x) | " + " | ".join(cells)
+                     + f" | {'yes' if e['within_budget'] else '**no**'} | {secs} | `{e['checkpoint']}` |")
+        L += ["", _verdict(app, runs), ""]
+        L += _per_image(runs, metrics)
+    return "\n".join(L)
+
+
+def _per_image(runs: List[Dict], metrics: List[str]) -> List[str]:
+    """The means above are over three images: show how each image moved."""
+    runs = [e for e in runs if e.get("rows")]
+    if not runs:
+        return []
+    images = [Path(r["image"]).stem for r in runs[0]["rows"]]
+    head = [f"{m} {im}" for m in metrics for im in images]
+    L = ["Per held-out image, pruned (dense):", "",
+         "| rate | seed | " + " | ".join(head) + " |", "|---" * (2 + len(head)) + "|"]
+    for e in runs:
+        cells = [f"{r['pruned_' + m]:.4g} ({r['dense_' + m]:.4g})" for m in metrics for r in e["rows"]]
+        L.append(f"| {e['rate']:g}{' (shipped)' if e['kind'] == 'shipped' else ''} | {e['seed']} | "
+                 + " | ".join(cells) + " |")
+    return L + [""]
+
+
+def _verdict(app: str, runs: List[Dict]) -> str:
+    best = best_run(runs)
+    n = len({json.dumps(e["recipe"], sort_keys=True) for e in runs})
+    tried = f"{n} rates tried" + (f" ({len(runs)} runs)" if len(runs) > n else "")
+    if best is None:
+        lo = min(runs, key=lambda e: e["mac_reduction"])
+        text = (f"**{app}: none of the {tried} meets the budget**, down to rate "
+                f"{lo['rate']:g} ({lo['mac_reduction']:.2f}x fewer conv MACs).")
+    else:
+        r1 = "" if best["rate_1x1"] is None else f" / rate_1x1 {best['rate_1x1']:g}"
+        seeds = sorted({e["seed"] for e in runs if e["recipe"] == best["recipe"]})
+        r1 += f", seeds {', '.join(map(str, seeds))}" if len(seeds) > 1 else ""
+        text = (f"**{app}: best rate meeting the budget: {best['rate']:g}{r1} ({best['mac_reduction']:.2f}x "
+                f"fewer conv MACs{', shipped' if best['kind'] == 'shipped' else ''})** (highest compression "
+                f"among the {tried}).")
+    controls = [e for e in runs if e["macs_pruned"] >= e["macs_dense"] and not e["within_budget"]]
+    if controls:
+        text += (" The control that prunes nothing but gets the same extra training misses the budget too: "
+                 "a miss of that size is within the noise of retraining, not by itself evidence of pruning "
+                 "damage.")
+    return text
+
+
+def summary_lines(data: Dict) -> List[str]:
+    """One line per app, for quality.md."""
+    by_app: Dict[str, List[Dict]] = {}
+    for e in data.get("runs", []):
+        by_app.setdefault(e["app"], []).append(e)
+    return [f"* {_verdict(app, runs)}" for app, runs in sorted(by_app.items())]
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def merge(old: Dict, new: List[Dict]) -> Dict:
+    """Replace entries of the same app, kind, recipe, seed, dense model and eval size; keep the rest."""
+    keys = {_key(e) for e in new}
+    before = {_key(e): e for e in old.get("runs", [])}
+    for e in new:  # a reused checkpoint keeps the CPU time of the run that made it
+        if e.get("prune_cpu_seconds") is None and _key(e) in before:
+            e["prune_cpu_seconds"] = before[_key(e)].get("prune_cpu_seconds")
+    runs = [e for e in old.get("runs", []) if _key(e) not in keys] + new
+    return {"budget": Q.BUDGET, "runs": runs}
+
+
+def write_results(out_dir: Path, entries: List[Dict]) -> Dict:
+    path = out_dir / "quality_sweep.json"
+    old = {}
+    if path.is_file():
+        try:
+            old = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise SystemExit(f"{path}: not valid JSON ({e}); move it away to start a new sweep") from None
+    data = merge(old, entries)
+    _atomic_write(path, json.dumps(data, indent=1) + "\n")
+    _atomic_write(out_dir / "quality_sweep.md", render_markdown(data))
+    return data
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m lrapps.sweep", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                allow_abbrev=False)  # else --rate would abbreviate --rates
+    p.add_argument("app", choices=sorted(P.RECIPES))
+    p.add_argument("--rates", required=True, help="comma-separated main rates (column rate for style, "
+                                                  "3x3 kernel rate otherwise)")
+    p.add_argument("--rates-1x1", help="comma-separated 1x1 kernel rates, one per --rates value "
+                                       "(default: the recipe's)")
+    p.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
+    p.add_argument("--ckpt-dir", default=str(ROOT / "out" / "quality_sweep"))
+    p.add_argument("--out-dir", default=str(ROOT / "bench" / "results"),
+                   help="where quality_sweep.{json,md} are merged into")
+    p.add_argument("--eval-size", type=int, default=256)
+    p.add_argument("--from", dest="from_ckpt", metavar="CKPT",
+                   help="dense checkpoint (default apps/checkpoints/<app>_dense.pt)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--no-shipped", action="store_true", help="do not measure the shipped pruned checkpoint")
+    a, extra = p.parse_known_args(argv)
+    for opt in ("--rate", "--rate-1x1", "--out", "--seed"):
+        if opt in extra:
+            raise SystemExit(f"{opt} is set per run by the sweep; use --rates / --rates-1x1 / --seeds")
+    rates = _floats(a.rates, "--rates")
+    r1 = _floats(a.rates_1x1, "--rates-1x1")
+    try:
+        seeds = [int(s) for s in a.seeds.split(",") if s.strip()]
+    except ValueError:
+        raise SystemExit(f"--seeds: expected comma-separated integers, got {a.seeds!r}") from None
+    torch.set_num_threads(a.threads)
+    entries = run_sweep(a.app, rates, r1, seeds, Path(a.ckpt_dir), a.eval_size, not a.no_shipped,
+                        a.from_ckpt, a.threads, extra)
+    write_results(Path(a.out_dir), entries)
+    print(f"wrote {Path(a.out_dir) / 'quality_sweep.json'} and quality_sweep.md")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
