@@ -53,6 +53,10 @@ SINGLE_OPS = {
     "grouped": (lambda: _conv(8, 12, 3, padding=1, groups=4), (1, 8, 9, 9)),
     "linear": (lambda: nn.Sequential(nn.Flatten(), nn.Linear(3 * 5 * 5, 19)), (2, 3, 5, 5)),
     "conv_transpose": (lambda: nn.ConvTranspose2d(6, 5, 4, stride=2, padding=1), (1, 6, 7, 7)),
+    # the non-conv fast paths (fused norm activation, shuffle-based nearest/bilinear x2) at vec=4
+    "instance_norm_relu": (lambda: nn.Sequential(nn.InstanceNorm2d(3, affine=True), nn.ReLU()), (2, 3, 9, 11)),
+    "upsample_nearest2": (lambda: nn.Upsample(scale_factor=2, mode="nearest"), (2, 3, 5, 13)),
+    "upsample_bilinear2": (lambda: nn.Upsample(scale_factor=2, mode="bilinear"), (1, 3, 6, 11)),
 }
 
 

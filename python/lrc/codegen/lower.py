@@ -23,7 +23,7 @@ from lrc.dialects import lr
 
 from .emit import Kernel, LayerOp
 from .ops_dense import conv_channel_split, emit_conv2d, emit_conv2d_part, emit_conv_transpose2d, emit_linear
-from .ops_elementwise import emit_activation, emit_batch_norm, emit_binary, emit_prelu
+from .ops_elementwise import ACTIVATIONS, activation_of, emit_activation, emit_batch_norm, emit_binary, emit_prelu
 from .ops_spatial import (emit_adaptive_avg_pool, emit_concat, emit_instance_norm, emit_pad, emit_permute,
                           emit_pixel_shuffle, emit_pool, emit_upsample)
 
@@ -176,6 +176,10 @@ def _lower_func(f, out_module: ir.Module, vec: int, threads: int = 1):
             axis = lr.attrs_of(op)["axis"] % len(_shape(op.results[0]))
             leaves_of[op] = leaves(op.operands[0], axis) + leaves(op.operands[1], axis)
 
+    # An activation whose only input is an instance norm used nowhere else is applied by the norm's
+    # last pass (the norm is absorbed; the activation's layer becomes the fused norm).
+    fused_norm = _norm_activations(body_ops, absorbed, leaves_of)
+
     # A 1x1 conv marked by lr-fuse-pointwise-chain runs inside its consumer's kernel (where the cost
     # model takes the sparse kernels for both): the consumer reads the producer's input instead.
     chain_of = _pointwise_chains(body_ops, vec, absorbed, leaves_of)
@@ -216,7 +220,11 @@ def _lower_func(f, out_module: ir.Module, vec: int, threads: int = 1):
         label = op.attributes["lr.name"].value if "lr.name" in op.attributes else ""
         if op in chain_of:
             attrs = {**attrs, "pointwise_chain": chain_of[op]}
-        layers.append(LayerOp(op.operation.name[3:], attrs, [_shape(v) for v in operands_of(op)],
+        name = op.operation.name[3:]
+        if op in fused_norm:
+            act, params = activation_of(name, attrs)
+            name, attrs = "instance_norm", {**lr.attrs_of(fused_norm[op]), "act": act, "act_params": params}
+        layers.append(LayerOp(name, attrs, [_shape(v) for v in operands_of(op)],
                               _shape(op.results[0]), op.location, label))
     # Output-channel parts of the layers that run in parallel (None: one kernel call). A split
     # layer's slices are arena views, so its result never goes straight to the caller's buffer.
@@ -242,6 +250,13 @@ def _lower_func(f, out_module: ir.Module, vec: int, threads: int = 1):
             last_use[root(v)] = t
     for _, v in copy_out:
         last_use[root(v)] = len(layer_ops)
+    # Concats whose inputs are contiguous slices of the result take no copy: each producer writes
+    # straight into its slice (the result's buffer is allocated when the first slice is produced and
+    # lives as long as any slice or the result is used).
+    slice_of_concat = _inplace_concats(layer_ops, operands_of, buf, alias_of, split_results) if INPLACE_CONCAT else {}
+    inplace = {r for r, _ in slice_of_concat.values()}
+    for v, (r, _) in slice_of_concat.items():
+        last_use[r] = max(last_use.get(r, -1), last_use.get(v, -1))
     arena = _Arena()
     live: list = []
     for t, op in enumerate(layer_ops):
@@ -251,7 +266,14 @@ def _lower_func(f, out_module: ir.Module, vec: int, threads: int = 1):
                 arena.release(b.index, b.numel * 4)
                 live.remove(v)
         r = op.results[0]
-        if r not in buf:
+        if r in slice_of_concat:
+            whole, off = slice_of_concat[r]
+            if whole not in buf:
+                n = _numel(_shape(whole))
+                buf[whole] = Buf("arena", arena.alloc(n * 4), n)
+                live.append(whole)
+            buf[r] = Buf("arena", buf[whole].index + 4 * off, _numel(_shape(r)))
+        elif r not in buf:
             n = _numel(_shape(r))
             buf[r] = Buf("arena", arena.alloc(n * 4), n)
             live.append(r)
@@ -268,9 +290,12 @@ def _lower_func(f, out_module: ir.Module, vec: int, threads: int = 1):
     with ir.InsertionPoint(out_module.body):
         for t, op in enumerate(layer_ops):
             opname = op.operation.name[3:]
+            if op.results[0] in inplace:
+                sigs.append(None)  # its inputs were written in place
+                continue
             with op.location:
                 if not splits[t]:
-                    sigs.append(EMITTERS[opname](Kernel(f"{fname}_l{t}_{opname}", vec), layers[t]))
+                    sigs.append(EMITTERS[layers[t].name](Kernel(f"{fname}_l{t}_{opname}", vec), layers[t]))
                     continue
                 parts, sparse = [], None
                 for i, (k0, k1) in enumerate(splits[t]):
@@ -301,6 +326,51 @@ def _lower_func(f, out_module: ir.Module, vec: int, threads: int = 1):
 
 
 ARENA_ATTR = "lrc.arena_bytes"
+
+
+INPLACE_CONCAT = True
+
+
+def _inplace_concats(layer_ops, operands_of, buf, alias_of, split_results) -> dict:
+    """{input value: (concat result, element offset)} for the concats that need no copy: one image
+    (or only leading size-1 dimensions) before the axis, so every input is one contiguous slice;
+    the result an arena buffer; each input a distinct layer result of no other concat, with no
+    buffer of its own yet (not a model input, constant or returned value) and not a reshape."""
+    produced = {op.results[0] for op in layer_ops}
+    out, results = {}, set()
+    for op in layer_ops:
+        if op.name != "lr.concat":
+            continue
+        r = op.results[0]
+        shape = _shape(r)
+        axis = lr.attrs_of(op)["axis"] % len(shape)
+        ins = operands_of(op)
+        if (_numel(shape[:axis]) != 1 or r in buf or r in split_results
+                or len(set(ins)) != len(ins)
+                or any(v not in produced or v in buf or v in alias_of or v in out or v in results for v in ins)):
+            continue
+        results.add(r)  # not also a slice of a later concat: its inputs already point into it
+        off = 0
+        for v in ins:
+            out[v] = (r, off)
+            off += _numel(_shape(v))
+    return out
+
+
+def _norm_activations(body_ops, absorbed: set, leaves_of: dict) -> dict:
+    """{activation op: the lr.instance_norm it fuses with}; the norms go into `absorbed`."""
+    fused = {}
+    for op in body_ops:
+        op = op.operation
+        if op.name[3:] not in ACTIVATIONS or not op.name.startswith("lr."):
+            continue
+        p = getattr(op.operands[0].owner, "operation", None)
+        if p is None or p.name != "lr.instance_norm" or p in absorbed or len(list(op.operands[0].uses)) != 1:
+            continue
+        absorbed.add(p)
+        fused[op] = p
+        leaves_of[op] = [p.operands[0]]
+    return fused
 
 
 def _pointwise_chains(body_ops, vec: int, absorbed: set, leaves_of: dict) -> dict:
@@ -423,6 +493,8 @@ def _emit_entry_body(eb, f, block, returned, layer_ops, sigs, buf, root, operand
 
         for t, op in enumerate(layer_ops):
             sig = sigs[t]
+            if sig is None:
+                continue
             if isinstance(sig, _PartedSig):
                 operands = [v for p, (k0, k1) in zip(sig.parts, sig.ranges) for v in operands_for(op, p, k0, k1)]
                 with op.location:

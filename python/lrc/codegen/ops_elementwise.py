@@ -13,14 +13,21 @@ def _numel(shape) -> int:
     return int(np.prod(shape)) if len(shape) else 1
 
 
+ACTIVATIONS = set(UNARY_ACTS) | {"leaky_relu", "clamp"}
+
+
+def activation_of(name: str, attrs: dict) -> tuple[str, tuple]:
+    """(KernelBuilder.activation kind, its parameters) of an lr activation op."""
+    if name == "leaky_relu":
+        return "leaky_relu", (attrs["alpha"],)
+    if name == "clamp":
+        return "clamp", (attrs["min"], attrs["max"])
+    return UNARY_ACTS[name], ()
+
+
 def emit_activation(k: Kernel, op: LayerOp):
     n = _numel(op.out_shape)
-    if op.name == "leaky_relu":
-        act, params = "leaky_relu", (op.attrs["alpha"],)
-    elif op.name == "clamp":
-        act, params = "clamp", (op.attrs["min"], op.attrs["max"])
-    else:
-        act, params = UNARY_ACTS[op.name], ()
+    act, params = activation_of(op.name, op.attrs)
     k.inp(0, n)
     k.out(n)
 

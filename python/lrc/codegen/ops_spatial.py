@@ -228,19 +228,39 @@ def _reduce_range(kb, buf, off, n, term):
     """sum(term(x)) over n contiguous floats, accumulated in f64 lanes (returned as f32).
 
     Planes of 64K pixels summed in f32 lose ~4 digits; f64 accumulators keep instance norm within
-    torch's own error, and the extra ALU work hides under the memory traffic.
+    torch's own error. Four independent accumulators: with one, every step waits for the previous
+    f64 add (a latency chain ~4x slower than the loads of an L2-resident plane).
     """
     lanes = kb.vec
-    nv = (n // lanes) * lanes
+    unroll = _REDUCE_UNROLL
     f64 = ir.F64Type.get()
-    total = arith.ConstantOp(f64, 0.0).result
-    if nv:
-        zero = arith.ConstantOp(_f64v(lanes), ir.DenseElementsAttr.get_splat(_f64v(lanes), ir.FloatAttr.get(f64, 0.0))).result
-        loop = scf.ForOp(kb.idx(0), kb.idx(nv), kb.idx(lanes), [zero])
+    vt = _f64v(lanes)
+    zero = arith.ConstantOp(vt, ir.DenseElementsAttr.get_splat(vt, ir.FloatAttr.get(f64, 0.0))).result
+
+    def ext(i):
+        return arith.ExtFOp(vt, term(kb.vload(buf, kb.add(off, i)))).result
+
+    accs = []
+    nu = (n // (lanes * unroll)) * lanes * unroll
+    if nu:
+        loop = scf.ForOp(kb.idx(0), kb.idx(nu), kb.idx(lanes * unroll), [zero] * unroll)
         with ir.InsertionPoint(loop.body):
-            v = arith.ExtFOp(_f64v(lanes), term(kb.vload(buf, kb.add(off, loop.induction_variable)))).result
-            scf.YieldOp([arith.AddFOp(loop.inner_iter_args[0], v).result])
-        total = vector.ReductionOp(f64, vector.CombiningKind.ADD, loop.results[0]).result
+            i = loop.induction_variable
+            scf.YieldOp([arith.AddFOp(loop.inner_iter_args[u], ext(kb.add(i, u * lanes))).result
+                         for u in range(unroll)])
+        accs = list(loop.results)
+    nv = (n // lanes) * lanes
+    if nv > nu:
+        loop = scf.ForOp(kb.idx(nu), kb.idx(nv), kb.idx(lanes), [zero])
+        with ir.InsertionPoint(loop.body):
+            scf.YieldOp([arith.AddFOp(loop.inner_iter_args[0], ext(loop.induction_variable)).result])
+        accs.append(loop.results[0])
+    total = arith.ConstantOp(f64, 0.0).result
+    if accs:
+        while len(accs) > 1:  # pairwise: (a0 + a1) + (a2 + a3)
+            accs = [arith.AddFOp(accs[j], accs[j + 1]).result if j + 1 < len(accs) else accs[j]
+                    for j in range(0, len(accs), 2)]
+        total = vector.ReductionOp(f64, vector.CombiningKind.ADD, accs[0]).result
     if n - nv:
         loop = scf.ForOp(kb.idx(nv), kb.idx(n), kb.idx(1), [total])
         with ir.InsertionPoint(loop.body):
@@ -250,25 +270,28 @@ def _reduce_range(kb, buf, off, n, term):
     return arith.TruncFOp(ir.F32Type.get(), total).result
 
 
+_REDUCE_UNROLL = 4
+
+
 def _sum_range(kb, buf, off, n):
     return _reduce_range(kb, buf, off, n, lambda v: v)
 
 
 def _sum_sq_dev(kb, buf, off, n, mean_s):
-    mv = {}
+    mv = {1: mean_s, kb.vec: kb.splat(mean_s)}  # made here: every loop of the reduction uses them
 
     def term(v):
-        lanes = v.type.shape[0] if isinstance(v.type, ir.VectorType) else 1
-        if lanes not in mv:
-            mv[lanes] = mean_s if lanes == 1 else kb.splat(mean_s, lanes)
-        d = kb.fsub(v, mv[lanes])
+        d = kb.fsub(v, mv[v.type.shape[0] if isinstance(v.type, ir.VectorType) else 1])
         return kb.fmul(d, d)
     return _reduce_range(kb, buf, off, n, term)
 
 
 def emit_instance_norm(k: Kernel, op: LayerOp):
     """Two passes per plane (mean, then centred variance) for torch-level accuracy, then one
-    fused scale/shift pass."""
+    fused scale/shift pass, which also applies the following activation when the lowering fused
+    it (attrs "act"/"act_params": style-transfer nets follow every norm with a ReLU, and a separate
+    pass over the tensor cost ~1/3 of the norm)."""
+    act, act_params = op.attrs.get("act", "none"), tuple(op.attrs.get("act_params", ()))
     n, c = op.out_shape[:2]
     plane = _numel(op.out_shape[2:])
     gamma = op.attrs["weight"] if op.attrs["weight"] is not None else np.ones(c, np.float32)
@@ -294,9 +317,9 @@ def emit_instance_norm(k: Kernel, op: LayerOp):
             def step(i, lanes):
                 j = kb.add(base, i)
                 if lanes == 1:
-                    kb.store(kb.fadd(kb.fmul(kb.load(x, j), sc), sh), y, j)
+                    kb.store(kb.activation(kb.fadd(kb.fmul(kb.load(x, j), sc), sh), act, act_params), y, j)
                 else:
-                    kb.vstore(kb.fadd(kb.fmul(kb.vload(x, j, lanes), vs), vb), y, j)
+                    kb.vstore(kb.activation(kb.fadd(kb.fmul(kb.vload(x, j, lanes), vs), vb), act, act_params), y, j)
             kb.map_range(plane, step)
     return k.build(body)
 
@@ -340,6 +363,9 @@ def emit_upsample(k: Kernel, op: LayerOp):
     if op.attrs["mode"] == "nearest":
         rows = _nearest_table(oh, h, sh_)
         cols = _nearest_table(ow, w, sw_)
+        fh, fw = _integer_factor(rows, h), _integer_factor(cols, w)
+        if _NEAREST_FAST and fh and fw and fw <= 4:
+            return _upsample_nearest_int(k, op, fh, fw)
         k.param(rows.astype(np.int32))
         k.param(padded(cols.astype(np.int32)))
         k.out(n * c * oh * ow)
@@ -358,6 +384,7 @@ def emit_upsample(k: Kernel, op: LayerOp):
     align = op.attrs["align_corners"]
     r0, r1, rl = _bilinear_table(oh, h, align, sh_)
     c0, c1, cl = _bilinear_table(ow, w, align, sw_)
+    x2 = _bilinear_x2_span(c0, c1, cl, w) if _BILINEAR_FAST else None
     for t in (r0, r1):
         k.param(t.astype(np.int32))
     k.param(rl)
@@ -397,8 +424,97 @@ def emit_upsample(k: Kernel, op: LayerOp):
                     g1 = _gather(kb, blend, 0, tc1, q, V)
                     return kb.fadd(kb.fmul(kb.fsub(kb.fv(1.0), lc), g0), kb.fmul(lc, g1))
 
-                _row_vec(kb, ow, V, col, lambda q, v, lanes: _vstore(kb, v, y, kb.add(orow, q), lanes))
+                if x2:
+                    _bilinear_x2_cols(kb, blend, y, orow, w, V, x2, (tc0, tc1, tcl))
+                else:
+                    _row_vec(kb, ow, V, col, lambda q, v, lanes: _vstore(kb, v, y, kb.add(orow, q), lanes))
         kb.dealloc(blend)
+    return k.build(body)
+
+
+_NEAREST_FAST = True
+_BILINEAR_FAST = True
+
+
+def _bilinear_x2_span(c0, c1, lam, w):
+    """(j0, j1) when output columns 2j, 2j+1 for j in [j0, j1) blend source columns (j-1, j) with
+    weight 3/4 and (j, j+1) with 1/4 (align_corners=False, factor 2), with j1 - j0 a whole number of
+    vectors' worth; None when the table is not that pattern."""
+    if len(c0) != 2 * w or w < 3:
+        return None
+    j = np.arange(1, w - 1)
+    ok = (np.array_equal(c0[2 * j], j - 1) and np.array_equal(c1[2 * j], j) and np.all(lam[2 * j] == 0.75)
+          and np.array_equal(c0[2 * j + 1], j) and np.array_equal(c1[2 * j + 1], j + 1)
+          and np.all(lam[2 * j + 1] == 0.25))
+    return (1, w - 1) if ok else None
+
+
+def _bilinear_x2_cols(kb, blend, y, orow, w, V, span, tables):
+    """Columns of one bilinear x2 output row from its blended source row: V source columns give 2V
+    outputs from three shifted contiguous loads (no gathers), interleaved even/odd. Same products
+    and sum as the table path ((1 - l) * a + l * b with l = 3/4 or 1/4, both exact), so the results
+    are bit-identical; the edge columns and the remainder use the tables."""
+    tc0, tc1, tcl = tables
+    j0, j1 = span
+    nvec = (j1 - j0) // V
+    one = kb.f(1.0)
+
+    def scalar(d):
+        lc = kb.load(tcl, d)
+        g0 = kb.load(blend, _i(kb, tc0, d))
+        g1 = kb.load(blend, _i(kb, tc1, d))
+        kb.store(kb.fadd(kb.fmul(kb.fsub(one, lc), g0), kb.fmul(lc, g1)), y, kb.add(orow, d))
+
+    with kb.loop(0, 2 * j0) as d:
+        scalar(d)
+    if nvec:
+        quarter, three_q = kb.fv(0.25), kb.fv(0.75)
+        with kb.loop(j0, j0 + nvec * V, V) as j:
+            bm = kb.vload(blend, kb.add(j, -1))
+            b0 = kb.vload(blend, j)
+            bp = kb.vload(blend, kb.add(j, 1))
+            even = kb.fadd(kb.fmul(quarter, bm), kb.fmul(three_q, b0))
+            odd = kb.fadd(kb.fmul(three_q, b0), kb.fmul(quarter, bp))
+            kb.vstore(vector.interleave(even, odd), y, kb.add(orow, kb.mul(j, 2)))
+    with kb.loop(2 * (j0 + nvec * V), 2 * w) as d:
+        scalar(d)
+
+
+def _integer_factor(table, inp):
+    """f when the resize table is source = output // f (every source repeated f times), else 0."""
+    f = len(table) // inp
+    if f < 1 or len(table) != f * inp or not np.array_equal(table, np.arange(len(table)) // f):
+        return 0
+    return f
+
+
+def _upsample_nearest_int(k: Kernel, op: LayerOp, fh: int, fw: int):
+    """Nearest resize by integer factors (the x2 of decoders): V input pixels become f*V output
+    lanes with one shuffle, stored to each of the fh output rows; no gathers, no tables."""
+    n, c, h, w = op.in_shapes[0]
+    _, _, oh, ow = op.out_shape
+    V = k.vec
+    k.out(n * c * oh * ow)
+    mask = [j // fw for j in range(fw * V)]
+
+    def body(kb, a):
+        x, y = a
+        with kb.loop(0, n * c * h) as r:  # input rows of all planes: output rows are fh * r ...
+            irow = kb.mul(r, w)
+            orow = kb.mul(r, fh * ow)
+
+            def step(q, lanes):
+                if lanes == 1:
+                    v = kb.load(x, kb.add(irow, q))
+                    for i in range(fh):
+                        for j in range(fw):
+                            kb.store(v, y, kb.lin((orow, 1), (q, fw), const=i * ow + j))
+                    return
+                v = kb.vload(x, kb.add(irow, q))
+                wide = vector.shuffle(v, v, mask) if fw > 1 else v
+                for i in range(fh):
+                    kb.vstore(wide, y, kb.lin((orow, 1), (q, fw), const=i * ow))
+            kb.map_range(w, step)
     return k.build(body)
 
 
