@@ -25,8 +25,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
-import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -262,20 +260,6 @@ def summary_lines(data: Dict) -> List[str]:
     return [f"* {_verdict(app, runs)}" for app, runs in sorted(by_app.items())]
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def merge(old: Dict, new: List[Dict]) -> Dict:
     """Replace entries of the same app, kind, recipe, seed, dense model and eval size; keep the rest."""
     keys = {_key(e) for e in new}
@@ -296,8 +280,8 @@ def write_results(out_dir: Path, entries: List[Dict]) -> Dict:
         except json.JSONDecodeError as e:
             raise SystemExit(f"{path}: not valid JSON ({e}); move it away to start a new sweep") from None
     data = merge(old, entries)
-    _atomic_write(path, json.dumps(data, indent=1) + "\n")
-    _atomic_write(out_dir / "quality_sweep.md", render_markdown(data))
+    Q._atomic_write(path, json.dumps(data, indent=1) + "\n")
+    Q._atomic_write(out_dir / "quality_sweep.md", render_markdown(data))
     return data
 
 

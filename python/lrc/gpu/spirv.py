@@ -130,8 +130,3 @@ def opencl_binaries(module: ir.Module, validate: bool = True) -> tuple[bytes, by
              "llvm-spirv-15 (SPIR-V -> SPIR 1.2 bitcode)")
         with open(bc, "rb") as fh:
             return spv, fh.read()
-
-
-def opencl_spir_bitcode(module: ir.Module, validate: bool = True) -> bytes:
-    """All kernels as one SPIR 1.2 bitcode module."""
-    return opencl_binaries(module, validate)[1]

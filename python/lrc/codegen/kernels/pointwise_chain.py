@@ -29,7 +29,7 @@ from torch_mlir.dialects import func, memref
 
 from ._builder import KernelBuilder, flat_memref
 from .conv import ConvSpec
-from .sparse_conv import SparsePack, _segments, _SparseEmitter, choose_tile, pack_sparse_conv
+from .sparse_conv import SparsePack, _segments, _SparseEmitter, choose_tile, pack_sparse_conv, packed_kernel_func
 
 # Both panel scratches (input panel and intermediate) fit this many bytes: a share of Zen 4's 1 MiB
 # L2 that leaves room for the weights and the output stream.
@@ -109,16 +109,8 @@ def emit_pointwise_chain_func(chain: ChainPack, name: str) -> func.FuncOp:
     p1, p2 = chain.first, chain.second
     s1, s2 = p1.spec, p2.spec
     a1, a2 = p1.arrays(), p2.arrays()
-    i32 = ir.IntegerType.get_signless(32)
-    types = [flat_memref(s1.N * s1.C * s1.H * s1.W)]
-    for a in a1 + a2:
-        types.append(ir.MemRefType.get([a.size], i32 if a.dtype == np.int32 else ir.F32Type.get()))
     out_size = s2.N * s2.K * s2.H * s2.W
-    if s2.residual:
-        types.append(flat_memref(out_size))
-    types.append(flat_memref(out_size))
-    fn = func.FuncOp(name, (types, []), visibility="private")
-    fn.add_entry_block()
+    fn = packed_kernel_func(name, s1.N * s1.C * s1.H * s1.W, a1 + a2, out_size, s2.residual)
     with ir.InsertionPoint(fn.entry_block):
         args = list(fn.arguments)
         b = KernelBuilder(fn, s1.vec)

@@ -381,20 +381,26 @@ def storage_stats(pack: SparsePack, weight: np.ndarray) -> dict:
 # Emission
 
 
-def emit_sparse_conv_func(pack: SparsePack, name: str) -> func.FuncOp:
-    """Private func `(in, weights, [bias], kstart, wadj, koff, ooff, [residual], out)`."""
-    s = pack.spec
-    arrays = pack.arrays()
+def packed_kernel_func(name: str, in_size: int, arrays, out_size: int, residual: bool) -> func.FuncOp:
+    """Private func `(in, <arrays: i32 or f32 memrefs>, [residual], out)` over flat buffers, with its
+    entry block: the signature every packed sparse kernel shares."""
     i32 = ir.IntegerType.get_signless(32)
-    types = [flat_memref(s.N * s.C * s.H * s.W)]
+    types = [flat_memref(in_size)]
     for a in arrays:
         types.append(ir.MemRefType.get([a.size], i32 if a.dtype == np.int32 else ir.F32Type.get()))
-    out_size = s.N * s.K * s.OH * s.OW
-    if s.residual:
+    if residual:
         types.append(flat_memref(out_size))
     types.append(flat_memref(out_size))
     fn = func.FuncOp(name, (types, []), visibility="private")
     fn.add_entry_block()
+    return fn
+
+
+def emit_sparse_conv_func(pack: SparsePack, name: str) -> func.FuncOp:
+    """Private func `(in, weights, [bias], kstart, wadj, koff, ooff, [residual], out)`."""
+    s = pack.spec
+    arrays = pack.arrays()
+    fn = packed_kernel_func(name, s.N * s.C * s.H * s.W, arrays, s.N * s.K * s.OH * s.OW, s.residual)
     with ir.InsertionPoint(fn.entry_block):
         args = list(fn.arguments)
         has_bias = pack.bias is not None
