@@ -18,7 +18,7 @@ import numpy as np
 
 from .spec import BufferSpec, GpuKernelSpec, GpuProgram, KArg, Launch
 
-GPU_FORMAT = 1
+GPU_FORMAT = 2  # 2: kernels carry their loop-trip bound (lavapipe guard)
 
 
 def plan_of(prog: GpuProgram) -> tuple[dict, dict]:
@@ -40,6 +40,7 @@ def plan_of(prog: GpuProgram) -> tuple[dict, dict]:
                 arrays[f"p{k}_{j}"] = arr
                 args.append({"kind": a.kind, "writes": bool(a.writes)})
         kernels.append({"name": spec.name, "layer": spec.layer, "variant": spec.variant,
+                        "iterations": spec.iterations,
                         "block": list(spec.launch.block), "grid": list(spec.launch.grid), "args": args})
     return {"buffers": buffers, "inputs": list(prog.inputs), "outputs": list(prog.outputs),
             "kernels": kernels}, arrays
@@ -87,7 +88,8 @@ def read(path: str, meta: dict) -> tuple[GpuProgram, list[bytes]]:
         args = [KArg("buf", buffer=int(a["buffer"]), writes=a["writes"]) if a["kind"] == "buf"
                 else KArg(a["kind"], array=need(f"p{k}_{j}"), writes=a["writes"]) for j, a in enumerate(ks["args"])]
         prog.kernels.append(GpuKernelSpec(ks["name"], args, Launch(tuple(ks["block"]), tuple(ks["grid"])),
-                                          ks.get("layer", ""), ks.get("variant", "")))
+                                          ks.get("layer", ""), ks.get("variant", ""),
+                                          int(ks["iterations"])))
     binaries = [need(f"bin{i}").tobytes() for i in range(len(meta["binaries"]))]
     return prog, binaries
 

@@ -8,7 +8,7 @@ and its launch shape; the driver (program.py) owns buffers and binds them in dec
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import numpy as np
 from torch_mlir import ir
@@ -30,6 +30,37 @@ class GpuBuilder(KernelBuilder):
     def __init__(self, block, block_size):
         super().__init__(_EntryHolder(block), vec=1)
         self.block_size = block_size
+        # Loop trips one work item runs, counted while emitting (each loop also costs one test at its
+        # exit): Mesa's llvmpipe/lavapipe silently stops a shader after 65535 in total (spec.py).
+        self.iterations = 0
+        self._enclosing = [1]
+
+    @staticmethod
+    def _trip(lb, ub, bound):
+        if isinstance(lb, int) and isinstance(ub, int):
+            return max(ub - lb, 0)
+        if bound is None:
+            raise ValueError("a loop with run-time bounds needs bound= (its largest trip count)")
+        return bound
+
+    @contextmanager
+    def _counted(self, trip: int):
+        self.iterations += (trip + 1) * self._enclosing[-1]
+        self._enclosing.append(self._enclosing[-1] * trip)
+        try:
+            yield
+        finally:
+            self._enclosing.pop()
+
+    @contextmanager
+    def loop(self, lb, ub, step=1, bound: int | None = None):
+        """scf.for; `bound` caps the trip count where lb/ub are run-time values."""
+        trip = -(-self._trip(lb, ub, bound) // step)
+        with self._counted(trip):
+            op = scf.ForOp(self.idx(lb), self.idx(ub), self.idx(step))
+            with ir.InsertionPoint(op.body):
+                yield op.induction_variable
+                scf.YieldOp([])
 
     def thread(self, dim: str) -> ir.Value:
         return gpu.ThreadIdOp(getattr(gpu.Dimension, dim)).result
@@ -95,11 +126,12 @@ class GpuBuilder(KernelBuilder):
             yield
             scf.YieldOp([])
 
-    def reduce_loop(self, lb, ub, inits: list[ir.Value], body):
+    def reduce_loop(self, lb, ub, inits: list[ir.Value], body, bound: int | None = None):
         """scf.for carrying f32 accumulators: body(i, accs) -> new accs; returns the final accs."""
-        op = scf.ForOp(self.idx(lb), self.idx(ub), self.idx(1), inits)
-        with ir.InsertionPoint(op.body):
-            scf.YieldOp(body(op.induction_variable, list(op.inner_iter_args)))
+        with self._counted(self._trip(lb, ub, bound)):
+            op = scf.ForOp(self.idx(lb), self.idx(ub), self.idx(1), inits)
+            with ir.InsertionPoint(op.body):
+                scf.YieldOp(body(op.induction_variable, list(op.inner_iter_args)))
         return list(op.results)
 
 
@@ -120,6 +152,23 @@ class GpuKernel:
         self._bound: dict[int, int] = {}
         self.launch: Launch | None = None
         self.variant = ""
+        self.host = None  # program.py's _Host: scratch buffers and a module to emit each kernel into
+
+    def stage(self, suffix: str, out_buffer: int) -> "GpuKernel":
+        """Another kernel of the same layer (reductions in steps), writing `out_buffer`."""
+        k = GpuKernel(f"{self.name}_{suffix}", self.operand_buffers, out_buffer, self.label)
+        k.host, k.variant = self.host, self.variant
+        return k
+
+    def scratch(self, size: int) -> int:
+        """A temporary buffer of the program, for values passed between a layer's kernels."""
+        return self.host.scratch(size)
+
+    def bind(self, buffer: int, size: int, writes: bool = False) -> int:
+        """Bind a program buffer other than the layer's operands and result (scratch)."""
+        self.args.append(KArg("buf", buffer=buffer, writes=writes))
+        self.types.append(self._type(size, np.float32))
+        return len(self.args) - 1
 
     @staticmethod
     def _type(n: int, dtype) -> ir.MemRefType:
@@ -175,16 +224,17 @@ class GpuKernel:
     def build(self, body) -> GpuKernelSpec:
         """Emit at the current insertion point (a gpu.module body); body(kb, args) writes the code."""
         assert self.launch is not None, "declare a launch before build()"
-        ftype = ir.FunctionType.get(self.types, [])
-        fn = gpu.GPUFuncOp(ir.TypeAttr.get(ftype), sym_name=self.name, kernel=True)
-        fn.attributes["spirv.entry_point_abi"] = ir.Attribute.parse(
-            "#spirv.entry_point_abi<workgroup_size = [%d, %d, %d]>" % self.launch.block)
-        block = fn.body.blocks.append(*self.types)
-        kb = GpuBuilder(block, self.launch.block)
-        with ir.InsertionPoint(block):
-            body(kb, list(block.arguments))
-            gpu.ReturnOp([])
-        return GpuKernelSpec(self.name, self.args, self.launch, self.label, self.variant)
+        with ir.InsertionPoint(self.host.module_block(self.name)) if self.host else nullcontext():
+            ftype = ir.FunctionType.get(self.types, [])
+            fn = gpu.GPUFuncOp(ir.TypeAttr.get(ftype), sym_name=self.name, kernel=True)
+            fn.attributes["spirv.entry_point_abi"] = ir.Attribute.parse(
+                "#spirv.entry_point_abi<workgroup_size = [%d, %d, %d]>" % self.launch.block)
+            block = fn.body.blocks.append(*self.types)
+            kb = GpuBuilder(block, self.launch.block)
+            with ir.InsertionPoint(block):
+                body(kb, list(block.arguments))
+                gpu.ReturnOp([])
+        return GpuKernelSpec(self.name, self.args, self.launch, self.label, self.variant, kb.iterations)
 
     def build_elementwise(self, total: int, fn, block: int = 64) -> GpuKernelSpec:
         """One work item per output element: fn(kb, args, i) stores element i."""

@@ -291,23 +291,100 @@ def emit_adaptive_avg_pool(k: GpuKernel, op: LayerOp):
 
         def row(r, accs):
             rb = kb.add(base, kb.mul(r, w))
-            return kb.reduce_loop(c0, c1, accs, lambda q, acc: [kb.fadd(acc[0], kb.load(x, kb.add(rb, q)))])
-        s = kb.reduce_loop(kb.iload(rst, oy), kb.iload(ret, oy), [kb.f(0.0)], row)[0]
+            return kb.reduce_loop(c0, c1, accs, lambda q, acc: [kb.fadd(acc[0], kb.load(x, kb.add(rb, q)))],
+                                  bound=int((ce - cs).max()))
+        s = kb.reduce_loop(kb.iload(rst, oy), kb.iload(ret, oy), [kb.f(0.0)], row, bound=int((re_ - rs).max()))[0]
         kb.store(kb.fmul(s, kb.fmul(kb.load(rinv, oy), kb.load(cinv, ox))), y, i)
     return k.build_elementwise(total, fn)
 
 
+NORM_CHUNK = 2048  # elements one work item reduces: keeps loops short (parallelism, llvmpipe's trip limit)
+
+
 def emit_instance_norm(k: GpuKernel, op: LayerOp):
-    """One work item per (n, c) plane, two passes (mean, then squared deviations) for accuracy."""
+    """Small planes: one work item per (n, c) plane, two passes (mean, then squared deviations).
+    Large planes: three kernels, so no work item walks a whole plane: per chunk of NORM_CHUNK
+    elements its mean and squared deviations (two passes), per plane those chunks combined
+    (Chan et al.'s pairwise update, as accurate as two passes) into scale and shift, then per element."""
     n, c, *sp = op.in_shapes[0]
     hw = _numel(sp)
     a = op.attrs
-    gamma = a["weight"] if a["weight"] is not None else np.ones(c, np.float32)
-    beta = a["bias"] if a["bias"] is not None else np.zeros(c, np.float32)
-    k.inp(0, n * c * hw)
-    k.param(np.asarray(gamma, np.float32))
-    k.param(np.asarray(beta, np.float32))
-    k.out(n * c * hw)
+    gamma = np.asarray(a["weight"] if a["weight"] is not None else np.ones(c), np.float32)
+    beta = np.asarray(a["bias"] if a["bias"] is not None else np.zeros(c), np.float32)
+    eps = float(a["eps"])
+    if hw <= NORM_CHUNK:
+        return _instance_norm_whole(k, n * c, c, hw, gamma, beta, eps)
+    planes, nch = n * c, -(-hw // NORM_CHUNK)
+    starts = np.arange(nch) * NORM_CHUNK
+    counts = np.minimum(starts + NORM_CHUNK, hw) - starts
+
+    parts = k.scratch(planes * nch * 2)
+    ka = k.stage("chunks", parts)
+    ka.inp(0, planes * hw)
+    ka.param(counts.astype(np.int32))
+    ka.param((1.0 / counts).astype(np.float32))
+    ka.out(planes * nch * 2)
+
+    def chunk(kb, args, i):
+        x, cnt, rcnt, part = args
+        p, j = kb.div(i, nch), kb.rem(i, nch)
+        base = kb.add(kb.mul(p, hw), kb.mul(j, NORM_CHUNK))
+        m = kb.iload(cnt, j)
+        s = kb.reduce_loop(0, m, [kb.f(0.0)], lambda q, acc: [kb.fadd(acc[0], kb.load(x, kb.add(base, q)))],
+                           bound=NORM_CHUNK)[0]
+        mean = kb.fmul(s, kb.load(rcnt, j))
+
+        def sq(q, acc):
+            d = kb.fsub(kb.load(x, kb.add(base, q)), mean)
+            return [kb.fadd(acc[0], kb.fmul(d, d))]
+        m2 = kb.reduce_loop(0, m, [kb.f(0.0)], sq, bound=NORM_CHUNK)[0]
+        kb.store(mean, part, kb.mul(i, 2))
+        kb.store(m2, part, kb.add(kb.mul(i, 2), 1))
+
+    stats = k.scratch(planes * 2)
+    kb_ = k.stage("stats", stats)
+    kb_.bind(parts, planes * nch * 2)
+    kb_.param(counts.astype(np.float32))
+    kb_.param(gamma)
+    kb_.param(beta)
+    kb_.out(planes * 2)
+
+    def combine(kb, args, p):
+        part, cnt, g, b, st = args
+        base = kb.mul(p, nch * 2)
+        s = kb.reduce_loop(0, nch, [kb.f(0.0)], lambda j, acc: [
+            kb.fadd(acc[0], kb.fmul(kb.load(part, kb.add(base, kb.mul(j, 2))), kb.load(cnt, j)))])[0]
+        mean = kb.fmul(s, kb.f(1.0 / hw))
+
+        def m2(j, acc):
+            d = kb.fsub(kb.load(part, kb.add(base, kb.mul(j, 2))), mean)
+            within = kb.load(part, kb.add(base, kb.add(kb.mul(j, 2), 1)))
+            return [kb.fadd(acc[0], kb.fadd(within, kb.fmul(kb.load(cnt, j), kb.fmul(d, d))))]
+        var = kb.fmul(kb.reduce_loop(0, nch, [kb.f(0.0)], m2)[0], kb.f(1.0 / hw))
+        inv = math.RsqrtOp(kb.fadd(var, kb.f(eps))).result
+        ch = kb.rem(p, c)
+        scale = kb.fmul(inv, kb.load(g, ch))
+        kb.store(scale, st, kb.mul(p, 2))
+        kb.store(kb.fsub(kb.load(b, ch), kb.fmul(mean, scale)), st, kb.add(kb.mul(p, 2), 1))
+
+    k.inp(0, planes * hw)
+    k.bind(stats, planes * 2)
+    k.out(planes * hw)
+
+    def norm(kb, args, i):
+        x, st, y = args
+        p = kb.div(i, hw)
+        kb.store(kb.fadd(kb.fmul(kb.load(x, i), kb.load(st, kb.mul(p, 2))), kb.load(st, kb.add(kb.mul(p, 2), 1))),
+                 y, i)
+    return [ka.build_elementwise(planes * nch, chunk), kb_.build_elementwise(planes, combine, block=min(64, planes)),
+            k.build_elementwise(planes * hw, norm)]
+
+
+def _instance_norm_whole(k: GpuKernel, planes: int, c: int, hw: int, gamma, beta, eps: float):
+    k.inp(0, planes * hw)
+    k.param(gamma)
+    k.param(beta)
+    k.out(planes * hw)
 
     def fn(kb, args, p):
         x, g, b, y = args
@@ -319,10 +396,10 @@ def emit_instance_norm(k: GpuKernel, op: LayerOp):
             d = kb.fsub(kb.load(x, kb.add(base, j)), mean)
             return [kb.fadd(acc[0], kb.fmul(d, d))]
         var = kb.fmul(kb.reduce_loop(0, hw, [kb.f(0.0)], sq)[0], kb.f(1.0 / hw))
-        inv = math.RsqrtOp(kb.fadd(var, kb.f(float(a["eps"])))).result
+        inv = math.RsqrtOp(kb.fadd(var, kb.f(eps))).result
         ch = kb.rem(p, c)
         scale = kb.fmul(inv, kb.load(g, ch))
         shift = kb.fsub(kb.load(b, ch), kb.fmul(mean, scale))
         with kb.loop(0, hw) as j:
             kb.store(kb.fadd(kb.fmul(kb.load(x, kb.add(base, j)), scale), shift), y, kb.add(base, j))
-    return k.build_elementwise(n * c, fn, block=min(64, max(1, n * c)))
+    return k.build_elementwise(planes, fn, block=min(64, max(1, planes)))

@@ -175,8 +175,8 @@ def emit_sparse_conv2d(k: GpuKernel, op: LayerOp, pack: SparseGpuPack):
     bounded = max(pt, pl, pb, pr) > 0
     npat = len(pack.patterns)
     ks0, ws0, oo0, ko0 = 0, kk * (npat + 1), kk * (npat + 1) + kk * npat, kk * (npat + 1) + kk * npat + kk
-    used = [p for p in range(npat) if np.any(pack.table[ks0:ws0].reshape(kk, npat + 1)[:, p + 1]
-                                             > pack.table[ks0:ws0].reshape(kk, npat + 1)[:, p])]
+    runs = np.diff(pack.table[ks0:ws0].reshape(kk, npat + 1), axis=1)  # kernels per (filter, pattern)
+    used = [p for p in range(npat) if np.any(runs[:, p] > 0)]
 
     # RB stacked output rows per work item: the kernel loop, its index loads and its weight loads are
     # shared by RB pixels, and so are input loads where the rows' taps overlap (stride 1: 3x3 taps of
@@ -255,7 +255,7 @@ def emit_sparse_conv2d(k: GpuKernel, op: LayerOp, pack: SparseGpuPack):
                                 loaded[key] = kb.select(ok, kb.load(x, kb.add(xb, off)), zero)
                             acc[r] = kb.fadd(acc[r], kb.fmul(loaded[key], wv[ti]))
                     return acc
-                accs = kb.reduce_loop(lo, hi, accs, step)
+                accs = kb.reduce_loop(lo, hi, accs, step, bound=int(runs[:, pi].max()))
             obase = kb.add(kb.lin((b, kk * pixels), (oy0, ow), (ox, 1)), kb.iload(tab, kb.add(slot, oo0)))
             bias = kb.load(bs, slot)
             for r in range(rb):

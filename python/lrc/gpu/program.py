@@ -58,9 +58,23 @@ def target_env(api: str) -> str:
     return "#spirv.target_env<#spirv.vce<v1.0, [Kernel, Addresses, Int64], []>, api=OpenCL, #spirv.resource_limits<>>"
 
 
+class _Host:
+    """What an emitter may ask of the program: scratch buffers, and where each kernel goes (Vulkan:
+    a gpu.module per kernel, as each becomes a shader module with bindings 0..n; OpenCL: one)."""
+
+    def __init__(self, prog: GpuProgram, new_module, shared):
+        self.prog, self.new_module, self.shared = prog, new_module, shared
+
+    def scratch(self, numel: int) -> int:
+        return self.prog.add_buffer(BufferSpec(int(numel), "temp"))
+
+    def module_block(self, kernel_name: str):
+        gm = self.shared if self.shared is not None else self.new_module(f"m_{kernel_name}")
+        return gm.regions[0].blocks[0]
+
+
 def build_program(lr_module: ir.Module, api: str, entry: str = "forward") -> GpuProgram:
-    """Plan buffers and emit one kernel per layer of @entry. Vulkan gets one gpu.module per kernel
-    (each becomes its own SPIR-V shader module with bindings 0..n); OpenCL one module for all."""
+    """Plan buffers and emit the kernels of every layer of @entry (one, or a few for reductions)."""
     ctx = lr_module.context
     lr.load(ctx)
     f = None
@@ -90,6 +104,7 @@ def build_program(lr_module: ir.Module, api: str, entry: str = "forward") -> Gpu
             return m
 
         shared = new_gpu_module("lr_kernels") if api != "vulkan" else None
+        host = _Host(prog, new_gpu_module, shared)
         t = 0
         for op in ops[:-1]:
             op = op.operation
@@ -123,9 +138,10 @@ def build_program(lr_module: ir.Module, api: str, entry: str = "forward") -> Gpu
             kname = f"l{t}_{opname}"
             desc = f"{name}" + (f" '{label}'" if label else "")
             k = GpuKernel(kname, [buf[v] for v in op.operands], out, desc)
-            gm = shared if shared is not None else new_gpu_module(f"m{t}")
-            with ir.InsertionPoint(gm.regions[0].blocks[0]), op.location:
-                prog.kernels.append(EMITTERS[opname](k, layer))
+            k.host = host
+            with op.location:
+                specs = EMITTERS[opname](k, layer)
+            prog.kernels.extend(specs if isinstance(specs, list) else [specs])
             t += 1
         prog.outputs = [buf[v] for v in ops[-1].operands]
     return prog

@@ -10,6 +10,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 MAX_GROUPS = 65535  # per grid dimension: Vulkan's guaranteed minimum, also PoCL's limit
+# Mesa's llvmpipe (lavapipe) ends every loop of a shader invocation once 65535 loop trips have run in
+# total (gallivm's LP_MAX_TGSI_LOOP_ITERATIONS guard against hangs): past it a kernel returns wrong
+# numbers without any error. Kernels stay well under it; the Vulkan runtime refuses one that does not.
+LLVMPIPE_LOOP_LIMIT = 65535
 
 
 @dataclass
@@ -35,6 +39,7 @@ class GpuKernelSpec:
     launch: Launch
     layer: str = ""  # lr op name (+ user label) for messages and per-layer reports
     variant: str = ""  # which kernel the layer got, where there is a choice (conv2d: dense / sparse-...)
+    iterations: int = 0  # loop trips (plus exit tests) of one work item, an upper bound
 
 
 @dataclass

@@ -12,7 +12,7 @@ import time
 import numpy as np
 
 from .errors import DeviceNotFound, KernelBuildError
-from .spec import GpuProgram
+from .spec import LLVMPIPE_LOOP_LIMIT, GpuProgram
 
 _ADAPTER_PREFERENCE = {"DiscreteGPU": 0, "IntegratedGPU": 1, "VirtualGPU": 2, "CPU": 3}
 _LIMITS = ("max-storage-buffer-binding-size", "max-buffer-size", "max-storage-buffers-per-shader-stage",
@@ -66,6 +66,13 @@ class VulkanRuntime:
         self.dev = adapter.request_device_sync(required_limits=limits)
         self.prog = prog
         self.kernels = prog.kernels
+        if "llvmpipe" in adapter.info["device"].lower():
+            for spec in prog.kernels:
+                if spec.iterations > LLVMPIPE_LOOP_LIMIT:
+                    raise NotImplementedError(
+                        f"{spec.layer}: kernel {spec.name} runs up to {spec.iterations} loop trips per work item; "
+                        f"{self.device_name} stops every shader after {LLVMPIPE_LOOP_LIMIT} (Mesa's guard against "
+                        f"hangs) and would return wrong numbers. Use target='opencl' or a GPU for this model.")
         usage = wgpu.BufferUsage.STORAGE | wgpu.BufferUsage.COPY_DST | wgpu.BufferUsage.COPY_SRC
         max_bind = limits.get("max-storage-buffer-binding-size", 1 << 27)
 
