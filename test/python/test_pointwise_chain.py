@@ -4,6 +4,7 @@ vectors and remainders, residual, activations, 8 and 16 lanes, random shapes) an
 lrc.compile (WDSR blocks, the pruned super-resolution checkpoint, threads, arm64 under qemu)."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 
@@ -253,6 +254,42 @@ def test_shared_intermediate_not_fused(check):
 def test_threads_two(check):
     model = _prune_1x1(TwoBlocks().eval(), seed=3)
     check(model, torch.rand(1, 8, 32, 32), threads=2)
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_threads_split_pixel_panels(check, threads):
+    """threads=N runs a fused pair as N parts over pixel panels (not output channels, which would
+    recompute the intermediate per part): N part kernels per pair, one copy of the weights, a
+    partial last panel in the last part."""
+    from lrc.codegen.kernels.pointwise_chain import chain_panels
+    from lrc.codegen.ops_dense import chain_pixel_split
+
+    model = _prune_1x1(TwoBlocks().eval(), seed=4)
+    x = torch.rand(1, 8, 97, 89)
+    lrmod, kir = _lowered(model, x, threads=threads)
+    parts = [line for line in kir.splitlines() if "func.func private" in line and "conv2d" in line and "_p" in line
+             and "_par" not in line]
+    assert len(parts) == 2 * threads, parts
+    assert kir.count("scf.parallel") == 2 * 2  # two pairs, in both entry points (arena from the caller or not)
+    globals_ = [line for line in kir.splitlines() if "memref.global" in line]
+    lrmod1, kir1 = _lowered(model, x)
+    assert len(globals_) == len([line for line in kir1.splitlines() if "memref.global" in line])
+    check(model, x, threads=threads)
+    # the split itself: contiguous, covering every panel, balanced to one panel
+    from lrc.codegen.emit import LayerOp
+
+    rng = np.random.default_rng(0)
+    s1, s2 = _specs(1, 8, 97, 89, 32, 6)
+    chain = pack_pointwise_chain(s1, _sparse(rng, (32, 8, 1, 1), 0.3), None, s2, _sparse(rng, (6, 32, 1, 1), 0.3), None)
+    op = LayerOp("conv2d", {"pointwise_chain": chain}, [(1, 8, 97, 89)], (1, 6, 97, 89), None)
+    ranges = chain_pixel_split(op, threads)
+    npan = chain_panels(chain)
+    assert npan >= threads and len(ranges) == threads
+    assert ranges[0][0] == 0 and ranges[-1][1] == npan and all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
+    sizes = [q1 - q0 for q0, q1 in ranges]
+    assert max(sizes) - min(sizes) <= 1
+    assert chain_pixel_split(op, 1) is None
+    assert chain_pixel_split(dataclasses.replace(op, in_shapes=[(2, 8, 97, 89)]), threads) is None
 
 
 def _superres_pruned():

@@ -84,6 +84,51 @@ def test_pattern_sparse_convs(check, threads, monkeypatch):
     assert len(parts) == 3 * min(threads, 3)
 
 
+class LowIntensity(nn.Module):
+    """Pruned convs with too few MACs per input element for channel parts: a 1x1 (panels) and a 3x3
+    big enough for the sliding-window copy (row blocks)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(16, 16, 1)
+        self.b = nn.Conv2d(16, 16, 3, padding=1)
+
+    def forward(self, x):
+        return self.b(torch.relu(self.a(x)) + x)
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_pixel_parts_for_low_intensity_sparse_convs(check, threads, monkeypatch):
+    from lrc.codegen.emit import LayerOp
+    from lrc.codegen.ops_dense import conv_channel_split, conv_pixel_split
+
+    monkeypatch.setenv("LRC_SPARSE", "always")
+    torch.manual_seed(2)
+    m = LowIntensity().eval()
+    with torch.no_grad():
+        for conv, kind, rate in ((m.a, "kernel", 0.6), (m.b, "pattern+kernel", 0.5)):
+            lib = LIB if kind.startswith("pattern") else None
+            conv.weight.copy_(lrprune.project(conv.weight, kind, rate, library=lib))
+            conv.lr_sparsity = {"kind": kind, "library": lib or []}
+    x = torch.randn(1, 16, 97, 90)  # a partial last panel and a partial last row block
+    check(m, x, threads=threads)
+    text = _kernels_ir(m, x, threads)
+    assert _parallel_layers(text) == 2
+    parts = [ln for ln in text.splitlines() if re.search(r"func.func private @\w+_p\d+\(.*xi32>", ln)]
+    assert len(parts) == 2 * threads
+    for conv in (m.a, m.b):
+        w = conv.weight.detach().numpy()
+        attrs = {"weight": w, "bias": conv.bias.detach().numpy(), "groups": 1, "stride": (1, 1),
+                 "padding": (1, 1, 1, 1) if conv is m.b else (0, 0, 0, 0), "dilation": (1, 1),
+                 "sparsity": {"kind": "pattern+kernel" if conv is m.b else "kernel",
+                              "library": LIB if conv is m.b else None}}
+        op = LayerOp("conv2d", attrs, [(1, 16, 97, 90)], (1, 16, 97, 90), None)
+        assert conv_channel_split(op, threads) is None  # the pixel parts are what splits it
+        ranges = conv_pixel_split(op, threads, 8)
+        assert len(ranges) == threads and ranges[0][0] == 0
+        assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
+
+
 def test_split_balances_nonzero_work():
     from lrc.codegen.emit import LayerOp
     from lrc.codegen.ops_dense import conv_channel_split

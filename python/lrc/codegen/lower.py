@@ -22,7 +22,8 @@ from torch_mlir.dialects import arith, func, memref, scf
 from lrc.dialects import lr
 
 from .emit import Kernel, LayerOp
-from .ops_dense import conv_channel_split, emit_conv2d, emit_conv2d_part, emit_conv_transpose2d, emit_linear
+from .ops_dense import (chain_pixel_split, conv_channel_split, conv_pixel_split, emit_conv2d, emit_conv2d_part,
+                        emit_conv2d_pixel_part, emit_conv_transpose2d, emit_linear, emit_pointwise_chain_part)
 from .ops_elementwise import ACTIVATIONS, activation_of, emit_activation, emit_batch_norm, emit_binary, emit_prelu
 from .ops_spatial import (emit_adaptive_avg_pool, emit_concat, emit_instance_norm, emit_pad, emit_permute,
                           emit_pixel_shuffle, emit_pool, emit_upsample)
@@ -229,9 +230,13 @@ def _lower_func(f, out_module: ir.Module, vec: int, threads: int = 1):
     # Output-channel parts of the layers that run in parallel (None: one kernel call). A split
     # layer's slices are arena views, so its result never goes straight to the caller's buffer.
     splits = [conv_channel_split(layer, threads) for layer in layers]
+    # Pixel parts (panels or row blocks) of fused 1x1 pairs and of the low-intensity sparse convs that
+    # stay whole above: every part gets the whole buffers (no slices) and writes its own pixels.
+    panel_splits = [None if sp else chain_pixel_split(layer, threads) or conv_pixel_split(layer, threads, vec)
+                    for layer, sp in zip(layers, splits)]
 
     # 2. outputs: the producer of a returned value writes straight into the caller's buffer
-    split_results = {op.results[0] for op, sp in zip(layer_ops, splits) if sp}
+    split_results = {op.results[0] for op, sp, pp in zip(layer_ops, splits, panel_splits) if sp or pp}
     returned = list(ret.operands)
     copy_out: list[tuple[int, object]] = []
     claimed = set()
@@ -294,6 +299,15 @@ def _lower_func(f, out_module: ir.Module, vec: int, threads: int = 1):
                 sigs.append(None)  # its inputs were written in place
                 continue
             with op.location:
+                if panel_splits[t]:
+                    parts = []
+                    emit_part = (emit_pointwise_chain_part if "pointwise_chain" in layers[t].attrs
+                                 else emit_conv2d_pixel_part)
+                    for i, (q0, q1) in enumerate(panel_splits[t]):
+                        parts.append(emit_part(Kernel(f"{fname}_l{t}_{opname}_p{i}", vec), layers[t], q0, q1,
+                                               parts[0].args if parts else None))
+                    sigs.append(_PartedSig(parts, None, _emit_dispatch(f"{fname}_l{t}_{opname}", parts)))
+                    continue
                 if not splits[t]:
                     sigs.append(EMITTERS[layers[t].name](Kernel(f"{fname}_l{t}_{opname}", vec), layers[t]))
                     continue
@@ -405,7 +419,7 @@ def _pointwise_chains(body_ops, vec: int, absorbed: set, leaves_of: dict) -> dic
 @dataclass
 class _PartedSig:
     parts: list  # KernelSig per part
-    ranges: list  # output-channel range [k0, k1) per part
+    ranges: list | None  # output-channel range [k0, k1) per part; None: every part takes whole buffers
     dispatch: str  # @dispatch(%part: index, <operands of part 0>, <of part 1>, ...)
 
 
@@ -496,7 +510,10 @@ def _emit_entry_body(eb, f, block, returned, layer_ops, sigs, buf, root, operand
             if sig is None:
                 continue
             if isinstance(sig, _PartedSig):
-                operands = [v for p, (k0, k1) in zip(sig.parts, sig.ranges) for v in operands_for(op, p, k0, k1)]
+                if sig.ranges is None:
+                    operands = [v for p in sig.parts for v in operands_for(op, p)]
+                else:
+                    operands = [v for p, (k0, k1) in zip(sig.parts, sig.ranges) for v in operands_for(op, p, k0, k1)]
                 with op.location:
                     idx = ir.IndexType.get()
                     lo, hi, one = (arith.ConstantOp(idx, v).result for v in (0, len(sig.parts), 1))

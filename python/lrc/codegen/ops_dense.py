@@ -152,11 +152,76 @@ def plan_pointwise_chain(first: LayerOp, second: LayerOp, vec: int):
                                 second.attrs["bias"], library1=libs[0], library2=libs[1])
 
 
-def _emit_pointwise_chain(k: Kernel, op: LayerOp) -> KernelSig:
+def chain_pixel_split(op: LayerOp, threads: int) -> list[tuple[int, int]] | None:
+    """Panel ranges [q0, q1) for `threads` parts of a fused 1x1 pair, or None to keep it whole.
+
+    Splitting a fused pair over output channels would recompute the intermediate in every part;
+    over pixel panels each part reads its own pixels once, keeps its own scratch panels and writes
+    its own pixels of every output channel. Single image only (a panel range is then one range)."""
+    from .kernels.pointwise_chain import chain_panels
+
+    if threads <= 1 or op.name != "conv2d" or "pointwise_chain" not in op.attrs or op.in_shapes[0][0] != 1:
+        return None
+    chain = op.attrs["pointwise_chain"]
+    npan = chain_panels(chain)
+    macs = sum(int(p.weights.size) for p in (chain.first, chain.second)) * op.out_shape[2] * op.out_shape[3]
+    parts = min(threads, npan)
+    if parts < 2 or macs < MIN_PART_MACS * 2:
+        return None
+    bounds = [round(npan * j / parts) for j in range(parts + 1)]
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+def conv_pixel_split(op: LayerOp, threads: int, vec: int) -> list[tuple[int, int]] | None:
+    """Pixel-unit ranges [u0, u1) (sparse_conv.pixel_units: panels or row blocks) for `threads`
+    parts of a pattern-sparse conv that conv_channel_split keeps whole, or None.
+
+    Channel parts each read (and copy) the whole input, which doubles the memory traffic of a
+    low-intensity layer (1x1 convs on big planes); pixel parts read disjoint pixels, so they pay
+    off exactly there. Only kernels that copy their input per panel / row block split this way."""
+    if threads <= 1 or op.name != "conv2d" or "pointwise_chain" in op.attrs:
+        return None
+    a = op.attrs
+    if op.in_shapes[0][0] != 1 or a["groups"] != 1 or a.get("sparsity") is None:
+        return None
+    oh, ow = op.out_shape[2], op.out_shape[3]
+    if np.count_nonzero(a["weight"]) * oh * ow < MIN_PART_MACS * 2:
+        return None
+    from .kernels.sparse_conv import pixel_units
+
+    pack = _sparse_pack(_conv_spec(Kernel("", vec), op), a)  # the pack the part kernels will use
+    units = pixel_units(pack) if pack is not None else 0
+    parts = min(threads, units)
+    if parts < 2:
+        return None
+    bounds = [round(units * j / parts) for j in range(parts + 1)]
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+def emit_conv2d_pixel_part(k: Kernel, op: LayerOp, u0: int, u1: int, shared: list | None) -> KernelSig:
+    """Pixel units [u0, u1) of a sparse conv (conv_pixel_split) over the whole input and output;
+    `shared`: an earlier part's Args, whose parameter arrays (the same weights) this part reuses."""
+    sig = _emit_conv2d(k, op, _conv_spec(k, op), True, (u0, u1))
+    if shared is not None:
+        sig.args = [b if a.kind == "param" else a for a, b in zip(sig.args, shared)]
+    return sig
+
+
+def emit_pointwise_chain_part(k: Kernel, op: LayerOp, q0: int, q1: int, shared: list | None) -> KernelSig:
+    """Panels [q0, q1) of a fused 1x1 pair as a kernel over the whole input and output. `shared`:
+    the parameter Args of an earlier part (the same arrays), so that all parts use one copy of
+    the weights."""
+    sig = _emit_pointwise_chain(k, op, (q0, q1))
+    if shared is not None:
+        sig.args = [b if a.kind == "param" else a for a, b in zip(sig.args, shared)]
+    return sig
+
+
+def _emit_pointwise_chain(k: Kernel, op: LayerOp, panels: tuple[int, int] | None = None) -> KernelSig:
     from .kernels.pointwise_chain import emit_pointwise_chain_func
 
     chain = op.attrs["pointwise_chain"]
-    fn = emit_pointwise_chain_func(chain, k.name)
+    fn = emit_pointwise_chain_func(chain, k.name, panels)
     args = [Arg("in", 0)] + [Arg("param", array=np.ascontiguousarray(p).reshape(-1)) for p in chain.arrays()]
     if chain.second.spec.residual:
         args.append(Arg("in", 1))
@@ -164,7 +229,7 @@ def _emit_pointwise_chain(k: Kernel, op: LayerOp) -> KernelSig:
     return KernelSig(args=args, types=list(fn.type.inputs))
 
 
-def _emit_conv2d(k: Kernel, op: LayerOp, spec, force_sparse: bool | None) -> KernelSig:
+def _emit_conv2d(k: Kernel, op: LayerOp, spec, force_sparse: bool | None, units=None) -> KernelSig:
     from .kernels.conv import emit_conv_func, pack_conv_weights
 
     a = op.attrs
@@ -185,7 +250,7 @@ def _emit_conv2d(k: Kernel, op: LayerOp, spec, force_sparse: bool | None) -> Ker
         from .kernels.sparse_conv import emit_sparse_conv_func
 
         packed = sparse.arrays()
-        fn = emit_sparse_conv_func(sparse, k.name)
+        fn = emit_sparse_conv_func(sparse, k.name, units)
     else:
         packed = pack_conv_weights(spec, a["weight"], a["bias"])
         fn = emit_conv_func(spec, k.name, packed)

@@ -104,8 +104,14 @@ def pack_pointwise_chain(s1: ConvSpec, w1, b1, s2: ConvSpec, w2, b2,
     return ChainPack(first, second, PB)
 
 
-def emit_pointwise_chain_func(chain: ChainPack, name: str) -> func.FuncOp:
-    """Private func `(x, <first's arrays>, <second's arrays>, [residual], out)`."""
+def chain_panels(chain: ChainPack) -> int:
+    """Panels per image (the last one may be partial)."""
+    return -(-(chain.first.spec.H * chain.first.spec.W) // chain.PB)
+
+
+def emit_pointwise_chain_func(chain: ChainPack, name: str, panels: tuple[int, int] | None = None) -> func.FuncOp:
+    """Private func `(x, <first's arrays>, <second's arrays>, [residual], out)`. `panels` = [q0, q1):
+    only those panels of every image (a thread's share; each part has its own scratch panels)."""
     p1, p2 = chain.first, chain.second
     s1, s2 = p1.spec, p2.spec
     a1, a2 = p1.arrays(), p2.arrays()
@@ -155,8 +161,13 @@ def emit_pointwise_chain_func(chain: ChainPack, name: str) -> func.FuncOp:
                         start += count * span
 
             npan, rem = divmod(s1.H * s1.W, PB)
-            b.loop(0, npan, 1, lambda i, _: panel(b.mul(i, PB), PB))
-            if rem:
+            q0, q1 = panels or (0, npan + bool(rem))
+            full = min(q1, npan)
+            if full - q0 == 1:
+                panel(q0 * PB, PB)
+            elif full > q0:
+                b.loop(q0, full, 1, lambda i, _: panel(b.mul(i, PB), PB))
+            if rem and q1 > npan:
                 panel(npan * PB, rem)
 
         b.loop(0, s1.N, 1, image)

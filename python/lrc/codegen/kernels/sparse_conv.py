@@ -396,8 +396,24 @@ def packed_kernel_func(name: str, in_size: int, arrays, out_size: int, residual:
     return fn
 
 
-def emit_sparse_conv_func(pack: SparsePack, name: str) -> func.FuncOp:
-    """Private func `(in, weights, [bias], kstart, wadj, koff, ooff, [residual], out)`."""
+def pixel_units(pack: SparsePack) -> int:
+    """How many pieces of the output a thread can take whole with no work repeated: panels (1x1
+    stride 1) or row blocks (sliding-window layers); 0 where the kernel copies the whole padded
+    input first (each part would repeat that copy)."""
+    s, t = pack.spec, pack.tile
+    g = _geometry(s, t)
+    if s.N != 1 or s.groups != 1:
+        return 0
+    if g.mode == "flat":
+        return -(-g.cols // g.PB)
+    if g.mode == "prep" and g.WR:
+        return -(-g.rows // t.RB)
+    return 0
+
+
+def emit_sparse_conv_func(pack: SparsePack, name: str, units: tuple[int, int] | None = None) -> func.FuncOp:
+    """Private func `(in, weights, [bias], kstart, wadj, koff, ooff, [residual], out)`. `units` =
+    [u0, u1): only those panels / row blocks (pixel_units) of the output, a thread's share."""
     s = pack.spec
     arrays = pack.arrays()
     fn = packed_kernel_func(name, s.N * s.C * s.H * s.W, arrays, s.N * s.K * s.OH * s.OW, s.residual)
@@ -408,7 +424,12 @@ def emit_sparse_conv_func(pack: SparsePack, name: str) -> func.FuncOp:
         bias = args[2] if has_bias else None
         tabs = args[2 + has_bias: 6 + has_bias]
         res = args[-2] if s.residual else None
-        _SparseEmitter(pack, x, wts, bias, tabs, res, args[-1], KernelBuilder(fn, s.vec)).run()
+        em = _SparseEmitter(pack, x, wts, bias, tabs, res, args[-1], KernelBuilder(fn, s.vec))
+        if units is not None:
+            if not 0 <= units[0] < units[1] <= pixel_units(pack):
+                raise ValueError(f"{name}: pixel units {units} outside the {pixel_units(pack)} of this sparse conv ({s})")
+            em.units = units
+        em.run()
         func.ReturnOp([])
     return fn
 
@@ -428,6 +449,7 @@ def _segments(cols: int, V: int, WB: int) -> list[tuple[int, int, int]]:
 class _SparseEmitter:
     def __init__(self, pack: SparsePack, x, wts, bias, tabs, res, out, b: KernelBuilder):
         self.pk, self.s, self.b = pack, pack.spec, b
+        self.units = None  # [u0, u1) of pixel_units(pack): a part's panels / row blocks
         self.x, self.wts, self.bias, self.res, self.out = x, wts, bias, res, out
         self.geo = _geometry(self.s, pack.tile)
         self.OHW = self.s.OH * self.s.OW
@@ -525,10 +547,12 @@ class _SparseEmitter:
 
         def all_rows(cb):
             self.cb = cb
-            main = (g.rows // RB) * RB
-            b.loop(0, main, RB, lambda oh, _: rows(oh, RB))
-            if g.rows % RB:
-                rows(main, g.rows % RB)
+            nfull = g.rows // RB
+            u0, u1 = self.units or (0, nfull + bool(g.rows % RB))
+            if min(u1, nfull) > u0:
+                b.loop(u0 * RB, min(u1, nfull) * RB, RB, lambda oh, _: rows(oh, RB))
+            if g.rows % RB and u1 > nfull:
+                rows(nfull * RB, g.rows % RB)
 
         # Channel blocks outermost: a block's weights (K x CB/P-kept kernels) stay in L2 and a width
         # tile's input window (CB channels x RB+KH-1 rows) in L1 while every row and filter walks them;
@@ -700,8 +724,10 @@ class _SparseEmitter:
                     b.loop(0, count, 1, lambda wi, _, st=start, span=span, f=filters: f(b.add(st, b.mul(wi, span))))
                 start += count * span
 
-        b.loop(0, npan, 1, lambda i, _: panel(b.mul(i, g.PB), g.PB))
-        if rem:
+        u0, u1 = self.units or (0, npan + bool(rem))
+        if min(u1, npan) > u0:
+            b.loop(u0, min(u1, npan), 1, lambda i, _: panel(b.mul(i, g.PB), g.PB))
+        if rem and u1 > npan:
             panel(npan * g.PB, rem)
 
     def copy_panel(self, n, gi, p0, plen: int):
