@@ -239,3 +239,46 @@ def test_arm64_threads_errors(monkeypatch):
     monkeypatch.setenv("LRC_AARCH64_LIBOMP", "/no/such/libomp.so.5")
     with pytest.raises(ToolchainError, match="LRC_AARCH64_LIBOMP points at /no/such/libomp.so.5"):
         lrc.compile(_net(), (torch.randn(1, 3, 8, 8),), target="arm64", threads=2)
+
+
+class ChannelWise(nn.Module):
+    """Instance norm (+ fused ReLU), reflection pad, nearest and bilinear upsampling, PReLU and a
+    pool between convs: the channel-wise layers that run as channel parts."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(3, 13, 3, padding=1)
+        self.norm = nn.InstanceNorm2d(13, affine=True)
+        self.prelu = nn.PReLU(13)
+        self.c2 = nn.Conv2d(13, 6, 3)
+
+    def forward(self, x):
+        y = torch.relu(self.norm(self.c1(x)))
+        y = nn.functional.pad(y, (2, 1, 1, 2), mode="reflect")
+        y = nn.functional.interpolate(y, scale_factor=2, mode="nearest")
+        y = nn.functional.max_pool2d(self.prelu(y), 2)
+        y = nn.functional.interpolate(y, scale_factor=2, mode="bilinear", align_corners=False)
+        return self.c2(torch.sigmoid(y))
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_channel_parts_of_channelwise_layers(check, threads, monkeypatch):
+    import lrc.codegen.lower as lower
+
+    monkeypatch.setattr(lower, "MIN_PART_ELEMS", 256)  # split even at this test's size
+    torch.manual_seed(3)
+    m = ChannelWise().eval()
+    with torch.no_grad():
+        m.norm.weight.uniform_(0.5, 2)
+        m.norm.bias.uniform_(-1, 1)
+        m.prelu.weight.uniform_(0.05, 0.5)
+    x = torch.randn(1, 3, 23, 18)
+    check(m, x, threads=threads)
+    text = _kernels_ir(m, x, threads)
+    # norm(+relu), pad, nearest, prelu, pool, bilinear, sigmoid; the convs are too small to split
+    assert _parallel_layers(text) == 7
+    # the norm's kernel carries the name of the ReLU it absorbed
+    assert len(re.findall(r"func.func private @\w+_relu_p\d+\(", text)) == min(threads, 13)
+    monkeypatch.setattr(lower, "MIN_PART_ELEMS", 1 << 17)
+    assert _parallel_layers(_kernels_ir(m, x, threads)) == 0  # the default: too small to pay
+    check(m, torch.randn(2, 3, 9, 10), threads=threads)  # batch 2 stays whole

@@ -41,6 +41,39 @@ EMITTERS = {
 
 ALIGN = 64  # bytes; every arena buffer starts on a cache line
 
+# Layers that treat every channel on its own: with N = 1 a channel range of the input and of the
+# output is one contiguous slice each, so a part is the same kernel over fewer channels.
+CHANNELWISE = {"instance_norm", "pad", "upsample", "max_pool2d", "avg_pool2d", "prelu"} | ACTIVATIONS
+# Output elements a part must write to be worth a fork/join (~0.5 MB).
+MIN_PART_ELEMS = 1 << 17
+
+
+def channelwise_split(op: LayerOp, threads: int) -> list[tuple[int, int]] | None:
+    """Channel ranges [c0, c1) for `threads` parts of a channel-wise layer, or None to keep it whole."""
+    if threads <= 1 or op.name not in CHANNELWISE or len(op.in_shapes) != 1 or len(op.out_shape) != 4:
+        return None
+    if op.in_shapes[0][0] != 1 or op.in_shapes[0][1] != op.out_shape[1]:
+        return None
+    c = op.out_shape[1]
+    parts = min(threads, c)
+    if parts < 2 or _numel(op.out_shape) < MIN_PART_ELEMS * parts:
+        return None
+    bounds = [round(c * j / parts) for j in range(parts + 1)]
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+def _channel_part(op: LayerOp, c0: int, c1: int) -> LayerOp:
+    """The layer over channels [c0, c1): per-channel parameters sliced, shapes narrowed."""
+    import dataclasses
+
+    attrs = dict(op.attrs)
+    for key in ("weight", "bias"):  # instance_norm's affine, prelu's slope
+        v = attrs.get(key)
+        if v is not None and np.ndim(v) == 1 and np.size(v) == op.out_shape[1]:
+            attrs[key] = np.ascontiguousarray(np.asarray(v)[c0:c1])
+    narrow = lambda shape: (shape[0], c1 - c0) + tuple(shape[2:])  # noqa: E731
+    return dataclasses.replace(op, attrs=attrs, in_shapes=[narrow(op.in_shapes[0])], out_shape=narrow(op.out_shape))
+
 
 class LoweringError(ValueError):
     """An op the lowering cannot handle; `location` points at it."""
@@ -234,9 +267,12 @@ def _lower_func(f, out_module: ir.Module, vec: int, threads: int = 1):
     # stay whole above: every part gets the whole buffers (no slices) and writes its own pixels.
     panel_splits = [None if sp else chain_pixel_split(layer, threads) or conv_pixel_split(layer, threads, vec)
                     for layer, sp in zip(layers, splits)]
+    # Channel parts of channel-wise layers: input and output sliced alike (arena buffers only).
+    chan_splits = [channelwise_split(layer, threads) for layer in layers]
 
     # 2. outputs: the producer of a returned value writes straight into the caller's buffer
-    split_results = {op.results[0] for op, sp, pp in zip(layer_ops, splits, panel_splits) if sp or pp}
+    split_results = {op.results[0] for op, sp, pp, cs in zip(layer_ops, splits, panel_splits, chan_splits)
+                     if sp or pp or cs}
     returned = list(ret.operands)
     copy_out: list[tuple[int, object]] = []
     claimed = set()
@@ -289,6 +325,8 @@ def _lower_func(f, out_module: ir.Module, vec: int, threads: int = 1):
         ins = operands_of(op)
         if splits[t] and len(ins) > 1 and buf[root(ins[1])].kind != "arena":
             splits[t] = None
+        if chan_splits[t] and buf[root(ins[0])].kind != "arena":
+            chan_splits[t] = None
 
     # 4. kernels
     sigs = []
@@ -299,6 +337,13 @@ def _lower_func(f, out_module: ir.Module, vec: int, threads: int = 1):
                 sigs.append(None)  # its inputs were written in place
                 continue
             with op.location:
+                if chan_splits[t]:
+                    parts = [EMITTERS[layers[t].name](Kernel(f"{fname}_l{t}_{opname}_p{i}", vec),
+                                                      _channel_part(layers[t], c0, c1))
+                             for i, (c0, c1) in enumerate(chan_splits[t])]
+                    sigs.append(_PartedSig(parts, chan_splits[t], _emit_dispatch(f"{fname}_l{t}_{opname}", parts),
+                                           inputs_sliced=True))
+                    continue
                 if panel_splits[t]:
                     parts = []
                     emit_part = (emit_pointwise_chain_part if "pointwise_chain" in layers[t].attrs
@@ -421,6 +466,7 @@ class _PartedSig:
     parts: list  # KernelSig per part
     ranges: list | None  # output-channel range [k0, k1) per part; None: every part takes whole buffers
     dispatch: str  # @dispatch(%part: index, <operands of part 0>, <of part 1>, ...)
+    inputs_sliced: bool = False  # channel-wise layers: input 0 is sliced like the output
 
 
 def _emit_dispatch(base: str, parts) -> str:
@@ -487,15 +533,20 @@ def _emit_entry_body(eb, f, block, returned, layer_ops, sigs, buf, root, operand
             shift = arith.ConstantOp(ir.IndexType.get(), b.index).result
             return memref.ViewOp(ir.MemRefType.get([b.numel], ir.F32Type.get()), arena_v, shift, []).result
 
-        def operands_for(op, sig, k0=None, k1=None):
+        def operands_for(op, sig, k0=None, k1=None, inputs_sliced=False):
             operands = []
             plane = _numel(_shape(op.results[0])[2:]) if k0 is not None else 0
             for a, ty in zip(sig.args, sig.types):
                 if a.kind == "in":
-                    b = buf[root(operands_of(op)[a.index])]
-                    # a residual (input 1) of a channel part is the same slice as its output
-                    operands.append(slice_of(b, k0 * plane, (k1 - k0) * plane) if k0 is not None and a.index
-                                    else value_of(b))
+                    v = operands_of(op)[a.index]
+                    b = buf[root(v)]
+                    if k0 is not None and inputs_sliced:
+                        inplane = _numel(_shape(v)[2:])
+                        operands.append(slice_of(b, k0 * inplane, (k1 - k0) * inplane))
+                    else:
+                        # a residual (input 1) of a channel part is the same slice as its output
+                        operands.append(slice_of(b, k0 * plane, (k1 - k0) * plane) if k0 is not None and a.index
+                                        else value_of(b))
                 elif a.kind == "out":
                     b = buf[op.results[0]]
                     operands.append(slice_of(b, k0 * plane, (k1 - k0) * plane) if k0 is not None else value_of(b))
@@ -513,7 +564,8 @@ def _emit_entry_body(eb, f, block, returned, layer_ops, sigs, buf, root, operand
                 if sig.ranges is None:
                     operands = [v for p in sig.parts for v in operands_for(op, p)]
                 else:
-                    operands = [v for p, (k0, k1) in zip(sig.parts, sig.ranges) for v in operands_for(op, p, k0, k1)]
+                    operands = [v for p, (k0, k1) in zip(sig.parts, sig.ranges)
+                                for v in operands_for(op, p, k0, k1, sig.inputs_sliced)]
                 with op.location:
                     idx = ir.IndexType.get()
                     lo, hi, one = (arith.ConstantOp(idx, v).result for v in (0, len(sig.parts), 1))
