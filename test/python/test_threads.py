@@ -253,10 +253,10 @@ class ChannelWise(nn.Module):
         self.c2 = nn.Conv2d(13, 6, 3)
 
     def forward(self, x):
-        y = torch.relu(self.norm(self.c1(x)))
+        y = torch.relu(self.norm(self.prelu(self.c1(x))))  # prelu sees negative inputs: its slopes matter
         y = nn.functional.pad(y, (2, 1, 1, 2), mode="reflect")
         y = nn.functional.interpolate(y, scale_factor=2, mode="nearest")
-        y = nn.functional.max_pool2d(self.prelu(y), 2)
+        y = nn.functional.max_pool2d(y, 2)
         y = nn.functional.interpolate(y, scale_factor=2, mode="bilinear", align_corners=False)
         return self.c2(torch.sigmoid(y))
 
@@ -271,7 +271,7 @@ def test_channel_parts_of_channelwise_layers(check, threads, monkeypatch):
     with torch.no_grad():
         m.norm.weight.uniform_(0.5, 2)
         m.norm.bias.uniform_(-1, 1)
-        m.prelu.weight.uniform_(0.05, 0.5)
+        m.prelu.weight.copy_(torch.linspace(-0.5, 0.9, 13))  # a different slope per channel
     x = torch.randn(1, 3, 23, 18)
     check(m, x, threads=threads)
     text = _kernels_ir(m, x, threads)

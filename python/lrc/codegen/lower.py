@@ -67,7 +67,7 @@ def _channel_part(op: LayerOp, c0: int, c1: int) -> LayerOp:
     import dataclasses
 
     attrs = dict(op.attrs)
-    for key in ("weight", "bias"):  # instance_norm's affine, prelu's slope
+    for key in ("weight", "bias", "slope"):  # instance_norm's affine, prelu's slope
         v = attrs.get(key)
         if v is not None and np.ndim(v) == 1 and np.size(v) == op.out_shape[1]:
             attrs[key] = np.ascontiguousarray(np.asarray(v)[c0:c1])
