@@ -22,6 +22,14 @@ The result goes to ``apps/checkpoints/<app>_pruned.pt`` with the
 ``lr_sparsity`` structure per layer (see ``lrapps.models``), the recipe and
 the held-out metrics of the dense and the pruned model in ``meta``.
 Seeded (``--seed``), one thread by default.
+
+``--reference`` prunes nothing: it trains the dense model for the recipe's
+ADMM + retraining steps with the same schedule (ADMM-phase Adam lr constant,
+then a fresh Adam at the retraining lr with cosine decay), sampler, batch,
+crop and seed, and writes ``apps/checkpoints/<app>_dense_equal.pt``: the
+"dense, equal steps" reference that ``lrapps.quality`` and ``lrapps.sweep``
+judge the pruned model against, so extra training is not credited to (or
+blamed on) pruning.
 """
 
 from __future__ import annotations
@@ -179,6 +187,32 @@ def admm_prune(task, model: nn.Module, recipe: Recipe, seed: int = 0, progress: 
     return pruner, log
 
 
+def equal_steps_reference(task, model: nn.Module, recipe: Recipe, seed: int = 0, progress: bool = True):
+    """The fair dense reference for a pruning run, in place: ``admm_pruned``'s
+    schedule with nothing pruned. Same sampler (so the same crops, in the same
+    order), batch, grad clipping, Adam at ``recipe.lr`` constant for
+    ``admm_steps``, then a fresh Adam at ``recipe.retrain_lr`` with cosine decay
+    for ``retrain_steps``; only the ADMM penalty, the hard prune and the masks
+    are left out. Returns a log dict."""
+    sampler = task.sampler(seed)
+    log = {}
+    t0 = time.time()
+    if recipe.admm_steps:
+        opt = torch.optim.Adam(model.parameters(), lr=recipe.lr)
+        losses = _loop(task, model, opt, None, sampler, recipe.admm_steps, recipe.batch,
+                       f"reference {task.app} (ADMM-phase schedule)", progress)
+        log["admm_final_loss"] = float(np.mean(losses[-20:]))
+    log["admm_seconds"] = round(time.time() - t0, 1)
+    t1 = time.time()
+    if recipe.retrain_steps:
+        opt = torch.optim.Adam(model.parameters(), lr=recipe.retrain_lr)
+        losses = _loop(task, model, opt, _cosine(opt, recipe.retrain_steps), sampler,
+                       recipe.retrain_steps, recipe.batch, f"reference {task.app} (retrain schedule)", progress)
+        log["retrain_final_loss"] = float(np.mean(losses[-20:]))
+    log["retrain_seconds"] = round(time.time() - t1, 1)
+    return log
+
+
 def prune(task, model, scheme: str, steps: int, args):
     """``python -m lrapps.train APP --prune SCHEME --from CKPT``: the app's
     recipe with ``scheme`` and ``steps`` (split evenly between ADMM and
@@ -217,6 +251,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--retrain-lr", type=float)
     g.add_argument("--rho", type=float, help="initial ADMM penalty")
     g.add_argument("--update-every", type=int, help="steps between ADMM Z/U updates")
+    g.add_argument("--reference", action="store_true",
+                   help="prune nothing: train the dense model with the recipe's exact schedule (ADMM-phase "
+                        "steps and lr, then retraining steps and lr), the fair 'dense, equal steps' "
+                        "reference; default --out apps/checkpoints/<app>_dense_equal.pt")
     return p
 
 
@@ -251,28 +289,44 @@ def main(argv=None) -> Dict:
     model = models.load(src)
     if model.checkpoint_meta.get("app", args.app) != args.app:
         raise SystemExit(f"{src} is not a {args.app} checkpoint")
-    out = Path(args.out) if args.out else src.with_name(src.name.replace("_dense", "_pruned")
-                                                         if "_dense" in src.name else f"{args.app}_pruned.pt")
+    tag = "_dense_equal" if args.reference else "_pruned"
+    out = Path(args.out) if args.out else src.with_name(src.name.replace("_dense", tag)
+                                                         if "_dense" in src.name else f"{args.app}{tag}.pt")
     if out.resolve() == src.resolve():
         raise SystemExit(f"--out {out} would overwrite the dense checkpoint it starts from")
 
     dense_metrics = task.evaluate(model) if task.heldout_images else {}
-    _, log = admm_prune(task, model, recipe, seed=args.seed, progress=not args.no_progress)
+    if args.reference:
+        log = equal_steps_reference(task, model, recipe, seed=args.seed, progress=not args.no_progress)
+    else:
+        _, log = admm_prune(task, model, recipe, seed=args.seed, progress=not args.no_progress)
     metrics = task.evaluate(model) if task.heldout_images else {}
     macs = conv_macs(model, args.app)
 
     root = Path(__file__).resolve().parents[2]
     shown = src.resolve().relative_to(root) if src.resolve().is_relative_to(root) else src
-    meta = {"app": args.app, "from": str(shown), "prune": recipe.scheme, "recipe": asdict(recipe),
-            "seed": args.seed, "threads": args.threads, "data": args.data or "builtin", **log, **macs,
+    meta = {"app": args.app, "from": str(shown), "prune": None if args.reference else recipe.scheme,
+            "recipe": asdict(recipe), "seed": args.seed, "threads": args.threads,
+            "data": args.data or "builtin", **log, **macs,
             "heldout": [n for n, _ in task.heldout_images], "dense_metrics": dense_metrics,
             "metrics": metrics, **task.meta()}
+    if args.reference:
+        # Steps on top of the dense checkpoint, as for a pruned model; "steps" = total
+        # from scratch so the reference reads like a (longer) dense run.
+        src_steps = model.checkpoint_meta.get("steps")
+        meta.update({"reference": "dense_equal_steps", "extra_steps": args.steps,
+                     "steps": src_steps + args.steps if isinstance(src_steps, int) else None,
+                     "dense_steps": src_steps})
     out.parent.mkdir(parents=True, exist_ok=True)
     models.save(out, model, args.app, meta)
-    print(f"saved {out} ({out.stat().st_size / 1e6:.2f} MB); conv MACs {macs['macs_dense'] / 1e6:.0f}M -> "
-          f"{macs['macs_pruned'] / 1e6:.0f}M ({macs['mac_reduction']:.2f}x)")
+    if args.reference:
+        print(f"saved {out} ({out.stat().st_size / 1e6:.2f} MB): dense reference, {args.steps} extra steps, "
+              "nothing pruned")
+    else:
+        print(f"saved {out} ({out.stat().st_size / 1e6:.2f} MB); conv MACs {macs['macs_dense'] / 1e6:.0f}M -> "
+              f"{macs['macs_pruned'] / 1e6:.0f}M ({macs['mac_reduction']:.2f}x)")
     print("held-out dense: ", json.dumps({k: round(v, 4) for k, v in dense_metrics.items()}))
-    print("held-out pruned:", json.dumps({k: round(v, 4) for k, v in metrics.items()}))
+    print("held-out reference:" if args.reference else "held-out pruned:", json.dumps({k: round(v, 4) for k, v in metrics.items()}))
     if args.samples:
         from .train import _write_samples
         _write_samples(task, model, Path(args.samples))

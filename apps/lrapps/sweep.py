@@ -11,7 +11,12 @@ budget metrics on the held-out images exactly as ``lrapps.quality`` does
 checkpoint, and merges the results into ``bench/results/quality_sweep.json``
 and ``quality_sweep.md``: per app a table of rate, conv MAC reduction, each
 budget metric pruned vs dense and whether the budget is met, and the
-highest-compression rate that meets it (or that none tried does).
+highest-compression rate that meets it (or that none tried does). Where
+``<app>_dense_equal.pt`` (``python -m lrapps.prune APP --reference``) is the
+twin of a run (same dense model, seed, steps, batch, crop, learning rates),
+each run is also judged against it: the fair test of what pruning costs.
+``python -m lrapps.sweep --render`` re-judges the stored runs and rewrites
+both files without pruning anything (the reference is measured once).
 
 A checkpoint already in ``--ckpt-dir`` made by the same recipe, seed and dense
 checkpoint is reused instead of pruned again (a run takes 10-15 minutes on one
@@ -36,7 +41,7 @@ from . import models
 from . import prune as P
 from . import quality as Q
 
-__all__ = ["run_sweep", "render_markdown", "best_run", "main"]
+__all__ = ["run_sweep", "render_markdown", "best_run", "add_reference", "write_results", "main"]
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -160,7 +165,48 @@ def run_sweep(app: str, rates: List[float], rates_1x1: Optional[List[Optional[fl
     return entries
 
 
+def add_reference(data: Dict, ref_dir: Path, log=print) -> Dict:
+    """Judge every stored run also against the dense, equal-steps reference
+    (``<ref_dir>/<app>_dense_equal.pt``, made by ``python -m lrapps.prune APP
+    --reference``) where that reference is the run's twin: same dense model,
+    seed, steps, batch, crop and learning rates (the rate may differ: that is
+    what is being judged). The reference is measured once per app and eval
+    size; the metrics are deterministic, so merging them into the stored ones
+    gives what a joint evaluation would. In place; returns ``data``."""
+    cache: Dict = {}
+    for e in data.get("runs", []):
+        for k in ("terms_equal", "within_budget_equal", "reference", "reference_mismatch"):
+            e.pop(k, None)
+        ref_file = ref_dir / f"{e['app']}_dense_equal.pt"
+        if not ref_file.is_file():
+            continue
+        if e["app"] not in cache:
+            cache[e["app"]] = models.load(ref_file)
+        ref = cache[e["app"]]
+        why = Q.reference_mismatch(ref.checkpoint_meta,
+                                   {"recipe": e["recipe"], "seed": e["seed"], "from": e["from"]}, e["from"])
+        e["reference"] = _shown(ref_file)
+        if why:
+            e["reference_mismatch"] = why
+            continue
+        key = (e["app"], e["eval_size"])
+        if key not in cache:
+            log(f"{e['app']}: measuring the equal-steps reference {_shown(ref_file)} (eval size {e['eval_size']})")
+            cache[key] = Q.evaluate_models(e["app"], {"equal": ref}, e["eval_size"])[0]
+        ref_rows = cache[key]
+        if [r["image"] for r in ref_rows] != [r["image"] for r in e["rows"]]:
+            e["reference_mismatch"] = ["held-out images differ"]
+            continue
+        for r, rr in zip(e["rows"], ref_rows):
+            r.update({k: v for k, v in rr.items() if k.startswith("equal_")})
+        e["mean"].update({k: v for k, v in Q.mean_row(ref_rows).items() if k.startswith("equal_")})
+        e["terms_equal"] = Q.budget_terms(e["app"], e["mean"], "equal")
+        e["within_budget_equal"] = all(t["ok"] for t in e["terms_equal"])
+    return data
+
+
 def _worse(t: Dict) -> str:
+    # t["dense"] is the reference's value, whichever reference t["reference"] names.
     if t["rule"] == "db":
         return f"{t['pruned']:.3f} vs {t['dense']:.3f} dB ({-t['worse']:+.3f} dB)"
     # Signed change of the metric itself (pruned vs dense), the way a reader compares numbers.
@@ -168,11 +214,13 @@ def _worse(t: Dict) -> str:
     return f"{t['pruned']:.4g} vs {t['dense']:.4g} ({100 * change:+.1f} %)"
 
 
-def best_run(entries: List[Dict]) -> Optional[Dict]:
+def best_run(entries: List[Dict], key: str = "within_budget") -> Optional[Dict]:
     """The highest-MAC-reduction entry within budget, or None. A recipe run with
-    several seeds counts only if every seed met the budget."""
+    several seeds counts only if every seed met the budget. ``key``:
+    "within_budget" (vs the shipped dense model) or "within_budget_equal" (vs the
+    dense, equal-steps reference; runs without that verdict do not count)."""
     ok = [e for e in entries
-          if all(o["within_budget"] for o in entries if o["app"] == e["app"] and o["recipe"] == e["recipe"])]
+          if all(o.get(key) for o in entries if o["app"] == e["app"] and o["recipe"] == e["recipe"])]
     return max(ok, key=lambda e: e["mac_reduction"]) if ok else None
 
 
@@ -185,7 +233,14 @@ def render_markdown(data: Dict) -> str:
          "dense, signed change of the metric (losses: lower is better; PSNR and colourfulness: higher is "
          "better). Budget (issue 5): super resolution Y-PSNR within 0.2 dB of dense; every other metric "
          "within 2 % of dense in the direction that matters. MACs: convs and linears at the benchmark "
-         "input size. Times: wall seconds of ADMM + retraining on the shared 2-core box.", ""]
+         "input size. Times: wall seconds of ADMM + retraining on the shared 2-core box.", "",
+         "Two verdicts per run. *vs shipped dense*: against `apps/checkpoints/<app>_dense.pt`, the short "
+         "dense run every pruned model starts from; the pruned model has had the recipe's ADMM + "
+         "retraining steps on top, so this mixes pruning with extra training. *vs dense, equal steps "
+         "(fair)*: against `apps/checkpoints/<app>_dense_equal.pt` (`python -m lrapps.prune APP "
+         "--reference`), the same dense model trained for the same extra steps with the same schedule, "
+         "seed and crops, nothing pruned: the two differ only by pruning. That verdict is given only for "
+         "runs whose seed, steps, batch, crop and learning rates match the reference's (n/a otherwise).", ""]
     by_app: Dict[str, List[Dict]] = {}
     for e in data["runs"]:
         by_app.setdefault(e["app"], []).append(e)
@@ -194,9 +249,11 @@ def render_markdown(data: Dict) -> str:
         metrics = [t["metric"] for t in runs[0]["terms"]]
         L += [f"## {app}", "",
               "| rate | rate_1x1 | seed | conv MACs (reduction) | "
-              + " | ".join(f"{m} pruned vs dense" for m in metrics)
-              + " | within budget | ADMM + retrain s | checkpoint |",
-              "|---" * (7 + len(metrics)) + "|"]
+              + " | ".join(f"{m} pruned vs shipped dense" for m in metrics)
+              + " | within budget vs shipped dense | "
+              + " | ".join(f"{m} pruned vs dense, equal steps" for m in metrics)
+              + " | within budget vs dense, equal steps (fair) | ADMM + retrain s | checkpoint |",
+              "|---" * (8 + 2 * len(metrics)) + "|"]
         for e in runs:
             r1 = "-" if e["rate_1x1"] is None else f"{e['rate_1x1']:g}"
             tag = " (shipped)" if e["kind"] == "shipped" else ""
@@ -205,9 +262,16 @@ def render_markdown(data: Dict) -> str:
             secs = (f"{e['admm_seconds']:.0f} + {e['retrain_seconds']:.0f}"
                     if e.get("admm_seconds") is not None and e.get("retrain_seconds") is not None else "?")
             cells = [f"{_worse(t)}{'' if t['ok'] else ' ✗'}" for t in e["terms"]]
+            if e.get("terms_equal"):
+                fair = [f"{_worse(t)}{'' if t['ok'] else ' ✗'}" for t in e["terms_equal"]]
+                fair_ok = "yes" if e["within_budget_equal"] else "**no**"
+            else:
+                why = "; ".join(e.get("reference_mismatch") or ["no reference checkpoint"])
+                fair, fair_ok = ["n/a"] * len(metrics), f"n/a ({why})"
             L.append(f"| {e['rate']:g}{tag} | {r1} | {e['seed']} | {e['macs_dense'] / 1e6:.0f} M → "
                      f"{e['macs_pruned'] / 1e6:.0f} M ({e['mac_reduction']:.2f}x) | " + " | ".join(cells)
-                     + f" | {'yes' if e['within_budget'] else '**no**'} | {secs} | `{e['checkpoint']}` |")
+                     + f" | {'yes' if e['within_budget'] else '**no**'} | " + " | ".join(fair)
+                     + f" | {fair_ok} | {secs} | `{e['checkpoint']}` |")
         L += ["", _verdict(app, runs), ""]
         L += _per_image(runs, metrics)
     return "\n".join(L)
@@ -220,10 +284,14 @@ def _per_image(runs: List[Dict], metrics: List[str]) -> List[str]:
         return []
     images = [Path(r["image"]).stem for r in runs[0]["rows"]]
     head = [f"{m} {im}" for m in metrics for im in images]
-    L = ["Per held-out image, pruned (dense):", "",
+    fair = any("equal_" + metrics[0] in r for e in runs for r in e["rows"])
+    L = [f"Per held-out image, pruned (shipped dense{' / dense, equal steps' if fair else ''}):", "",
          "| rate | seed | " + " | ".join(head) + " |", "|---" * (2 + len(head)) + "|"]
+
+    def ref(r, m):
+        return f"{r['dense_' + m]:.4g}" + (f" / {r['equal_' + m]:.4g}" if "equal_" + m in r else "")
     for e in runs:
-        cells = [f"{r['pruned_' + m]:.4g} ({r['dense_' + m]:.4g})" for m in metrics for r in e["rows"]]
+        cells = [f"{r['pruned_' + m]:.4g} ({ref(r, m)})" for m in metrics for r in e["rows"]]
         L.append(f"| {e['rate']:g}{' (shipped)' if e['kind'] == 'shipped' else ''} | {e['seed']} | "
                  + " | ".join(cells) + " |")
     return L + [""]
@@ -249,6 +317,20 @@ def _verdict(app: str, runs: List[Dict]) -> str:
         text += (" The control that prunes nothing but gets the same extra training misses the budget too: "
                  "a miss of that size is within the noise of retraining, not by itself evidence of pruning "
                  "damage.")
+    judged = [e for e in runs if e.get("terms_equal")]
+    if judged:
+        fair = best_run(judged, "within_budget_equal")
+        n_fair = len({json.dumps(e["recipe"], sort_keys=True) for e in judged})
+        if fair is None:
+            lo = min(judged, key=lambda e: e["mac_reduction"])
+            text += (f" **Against the dense, equal-steps reference (the fair test): none of the {n_fair} "
+                     f"rates judged meets the budget**, down to rate {lo['rate']:g} "
+                     f"({lo['mac_reduction']:.2f}x).")
+        else:
+            r1 = "" if fair["rate_1x1"] is None else f" / rate_1x1 {fair['rate_1x1']:g}"
+            text += (f" **Against the dense, equal-steps reference (the fair test): best rate meeting the "
+                     f"budget: {fair['rate']:g}{r1} ({fair['mac_reduction']:.2f}x fewer conv MACs"
+                     f"{', shipped' if fair['kind'] == 'shipped' else ''})** (of {n_fair} rates judged).")
     return text
 
 
@@ -271,7 +353,9 @@ def merge(old: Dict, new: List[Dict]) -> Dict:
     return {"budget": Q.BUDGET, "runs": runs}
 
 
-def write_results(out_dir: Path, entries: List[Dict]) -> Dict:
+def write_results(out_dir: Path, entries: List[Dict], ref_dir: Optional[Path] = None) -> Dict:
+    """Merge ``entries`` into ``out_dir``/quality_sweep.{json,md}; with ``ref_dir``, (re)judge
+    every stored run against the equal-steps reference there (``add_reference``)."""
     path = out_dir / "quality_sweep.json"
     old = {}
     if path.is_file():
@@ -280,6 +364,8 @@ def write_results(out_dir: Path, entries: List[Dict]) -> Dict:
         except json.JSONDecodeError as e:
             raise SystemExit(f"{path}: not valid JSON ({e}); move it away to start a new sweep") from None
     data = merge(old, entries)
+    if ref_dir is not None:
+        add_reference(data, ref_dir)
     Q._atomic_write(path, json.dumps(data, indent=1) + "\n")
     Q._atomic_write(out_dir / "quality_sweep.md", render_markdown(data))
     return data
@@ -289,9 +375,15 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m lrapps.sweep", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 allow_abbrev=False)  # else --rate would abbreviate --rates
-    p.add_argument("app", choices=sorted(P.RECIPES))
-    p.add_argument("--rates", required=True, help="comma-separated main rates (column rate for style, "
-                                                  "3x3 kernel rate otherwise)")
+    p.add_argument("app", nargs="?", choices=sorted(P.RECIPES))
+    p.add_argument("--rates", help="comma-separated main rates (column rate for style, "
+                                   "3x3 kernel rate otherwise); required unless --render")
+    p.add_argument("--render", action="store_true",
+                   help="prune and measure nothing: re-judge the runs stored in quality_sweep.json against "
+                        "the equal-steps references (measured once each) and rewrite the .json and .md")
+    p.add_argument("--ref-dir", default=str(ROOT / "apps" / "checkpoints"),
+                   help="where <app>_dense_equal.pt references are looked for (python -m lrapps.prune APP "
+                        "--reference)")
     p.add_argument("--rates-1x1", help="comma-separated 1x1 kernel rates, one per --rates value "
                                        "(default: the recipe's)")
     p.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
@@ -304,6 +396,18 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--no-shipped", action="store_true", help="do not measure the shipped pruned checkpoint")
     a, extra = p.parse_known_args(argv)
+    torch.set_num_threads(a.threads)
+    if a.render:
+        if a.app or a.rates or extra:
+            raise SystemExit("--render takes no app, --rates or pruning options: it re-renders every stored run")
+        path = Path(a.out_dir) / "quality_sweep.json"
+        if not path.is_file():
+            raise SystemExit(f"{path}: no stored sweep to render")
+        write_results(Path(a.out_dir), [], Path(a.ref_dir))
+        print(f"rewrote {path} and quality_sweep.md")
+        return 0
+    if a.app is None or a.rates is None:
+        raise SystemExit("give an APP and --rates (or --render)")
     for opt in ("--rate", "--rate-1x1", "--out", "--seed"):
         if opt in extra:
             raise SystemExit(f"{opt} is set per run by the sweep; use --rates / --rates-1x1 / --seeds")
@@ -313,10 +417,9 @@ def main(argv=None) -> int:
         seeds = [int(s) for s in a.seeds.split(",") if s.strip()]
     except ValueError:
         raise SystemExit(f"--seeds: expected comma-separated integers, got {a.seeds!r}") from None
-    torch.set_num_threads(a.threads)
     entries = run_sweep(a.app, rates, r1, seeds, Path(a.ckpt_dir), a.eval_size, not a.no_shipped,
                         a.from_ckpt, a.threads, extra)
-    write_results(Path(a.out_dir), entries)
+    write_results(Path(a.out_dir), entries, Path(a.ref_dir))
     print(f"wrote {Path(a.out_dir) / 'quality_sweep.json'} and quality_sweep.md")
     return 0
 
