@@ -282,3 +282,30 @@ def test_channel_parts_of_channelwise_layers(check, threads, monkeypatch):
     monkeypatch.setattr(lower, "MIN_PART_ELEMS", 1 << 17)
     assert _parallel_layers(_kernels_ir(m, x, threads)) == 0  # the default: too small to pay
     check(m, torch.randn(2, 3, 9, 10), threads=threads)  # batch 2 stays whole
+
+
+@pytest.mark.skipif(not _arm64_ready(), reason="arm64 cross toolchain / qemu absent")
+def test_arm64_pixel_and_channel_parts_under_qemu(monkeypatch):
+    """arm64 threads=2 with pixel parts (a sparse 1x1 on panels, a sparse 3x3 on row blocks) and
+    channel parts (instance norm, pad, upsample, ...): the NEON kernels of each part, under qemu."""
+    import lrc
+    import lrc.codegen.lower as lower
+
+    monkeypatch.setenv("LRC_SPARSE", "always")
+    monkeypatch.setattr(lower, "MIN_PART_ELEMS", 256)
+    torch.manual_seed(5)
+    low = LowIntensity().eval()
+    with torch.no_grad():
+        for conv, kind, rate in ((low.a, "kernel", 0.6), (low.b, "pattern+kernel", 0.5)):
+            lib = LIB if kind.startswith("pattern") else None
+            conv.weight.copy_(lrprune.project(conv.weight, kind, rate, library=lib))
+            conv.lr_sparsity = {"kind": kind, "library": lib or []}
+    m = nn.Sequential(low, nn.Conv2d(16, 3, 1), nn.InstanceNorm2d(3, affine=True), nn.ReLU(),
+                      nn.Upsample(scale_factor=2)).eval()
+    x = torch.randn(1, 16, 61, 50)
+    # row-block parts of the 3x3, channel parts of the norm (+ReLU) and of the upsample
+    assert _parallel_layers(_kernels_ir(m, x, 2)) == 3
+    with torch.no_grad():
+        ref = m(x).numpy()
+    cm = lrc.compile(m, (x,), target="arm64", threads=2)
+    np.testing.assert_allclose(cm(x).numpy(), ref, rtol=0, atol=1e-4 * np.abs(ref).max() + 1e-5)
