@@ -49,10 +49,22 @@ def test_kernels_record_their_loop_trips(target):
 
 
 @pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("shape", [(1, 2, 300, 300), (2, 3, 45, 47)])
+def test_global_average_pool_over_large_planes(shape, target):
+    """A global pool over a plane above NORM_CHUNK runs as chunk sums, then one sum per plane: no
+    work item walks the whole plane (300x300 was refused on lavapipe before)."""
+    x = torch.randn(shape) + 0.5
+    cm = compile_and_compare(nn.AdaptiveAvgPool2d(1), (x,), target)
+    kernels = cm._runner.__self__.prog.kernels
+    assert len(kernels) == 2 and max(k.iterations for k in kernels) <= NORM_CHUNK + 1
+
+
+@pytest.mark.parametrize("target", TARGETS)
 def test_kernel_past_the_llvmpipe_loop_limit(target):
-    """A global average pool over 300x300 = 90000 trips in one work item: right on OpenCL and real
-    GPUs; on lavapipe a NotImplementedError that names the layer, never a wrong answer."""
-    model, x = nn.AdaptiveAvgPool2d(1), torch.randn(1, 2, 300, 300)
+    """An adaptive pool to 2x2 over 520x520: 260 rows of 260 columns (+ each loop's exit test) =
+    68121 trips in one work item, over the limit: right on OpenCL and real GPUs; on lavapipe a
+    NotImplementedError that names the layer, never a wrong answer."""
+    model, x = nn.AdaptiveAvgPool2d(2), torch.randn(1, 2, 520, 520)
     try:
         cm = compile_and_compare(model, (x,), target)
     except NotImplementedError as e:

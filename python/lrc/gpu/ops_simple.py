@@ -266,9 +266,13 @@ def emit_pool(k: GpuKernel, op: LayerOp):
 
 
 def emit_adaptive_avg_pool(k: GpuKernel, op: LayerOp):
+    """One work item per output element over its window; a global pool (1x1 output) over a plane
+    larger than NORM_CHUNK in two kernels (chunk sums, then per plane), like instance norm."""
     n, c, h, w = op.in_shapes[0]
     _, _, oh, ow = op.out_shape
     total = _numel(op.out_shape)
+    if (oh, ow) == (1, 1) and h * w > NORM_CHUNK:
+        return _global_avg_pool(k, n * c, h * w)
 
     def bins(size, out):  # torch: [floor(i*size/out), ceil((i+1)*size/out))
         st = np.array([(i * size) // out for i in range(out)])
@@ -378,6 +382,35 @@ def emit_instance_norm(k: GpuKernel, op: LayerOp):
                  y, i)
     return [ka.build_elementwise(planes * nch, chunk), kb_.build_elementwise(planes, combine, block=min(64, planes)),
             k.build_elementwise(planes * hw, norm)]
+
+
+def _global_avg_pool(k: GpuKernel, planes: int, hw: int):
+    nch = -(-hw // NORM_CHUNK)
+    starts = np.arange(nch) * NORM_CHUNK
+    counts = np.minimum(starts + NORM_CHUNK, hw) - starts
+    parts = k.scratch(planes * nch)
+    ka = k.stage("chunks", parts)
+    ka.inp(0, planes * hw)
+    ka.param(counts.astype(np.int32))
+    ka.out(planes * nch)
+
+    def chunk(kb, args, i):
+        x, cnt, part = args
+        p, j = kb.div(i, nch), kb.rem(i, nch)
+        base = kb.add(kb.mul(p, hw), kb.mul(j, NORM_CHUNK))
+        s = kb.reduce_loop(0, kb.iload(cnt, j), [kb.f(0.0)],
+                           lambda q, acc: [kb.fadd(acc[0], kb.load(x, kb.add(base, q)))], bound=NORM_CHUNK)[0]
+        kb.store(s, part, i)
+
+    k.bind(parts, planes * nch)
+    k.out(planes)
+
+    def plane(kb, args, p):
+        part, y = args
+        base = kb.mul(p, nch)
+        s = kb.reduce_loop(0, nch, [kb.f(0.0)], lambda j, acc: [kb.fadd(acc[0], kb.load(part, kb.add(base, j)))])[0]
+        kb.store(kb.fmul(s, kb.f(1.0 / hw)), y, p)
+    return [ka.build_elementwise(planes * nch, chunk), k.build_elementwise(planes, plane, block=min(64, planes))]
 
 
 def _instance_norm_whole(k: GpuKernel, planes: int, c: int, hw: int, gamma, beta, eps: float):
