@@ -335,6 +335,9 @@ def test_shifted_loads(monkeypatch):
         (S(1, 5, 12, 50, 4, 5, vec=16, padding=(6, 6, 6, 6), dilation=(1, 3)), "kernel", 0.4, False, False,
          SparseTile(1, 2)),  # taps 12 columns apart
         (S(2, 6, 9, 56, 6, 3, vec=16, padding=P1, groups=2, act="relu"), *pk, SparseTile(2, 4)),
+        # a half-width last vector (21 columns) whose taps reach 12 columns on: the lanes past that
+        # vector are not a shift of it (found by the hypothesis test below: it was wrong)
+        (S(1, 2, 7, 32, 3, 7, vec=16, padding=(1, 0, 2, 1), dilation=(1, 2)), "kernel", 0.3, False, True, None),
     ])
     run_cases(cases, seed=23)
     off = [(s, kind, rate, lib, b, dataclasses.replace(t or SparseTile(4, 3), SHIFT=0))
@@ -439,3 +442,60 @@ def test_column_tile(monkeypatch):
         pack_sparse_conv(S(1, 16, 8, 8, 16, 3, padding=P1), w, None, tile=SparseTile(2, 2, 8, 4))
     with pytest.raises(NotImplementedError, match="groups=2"):
         pack_sparse_conv(S(1, 16, 8, 8, 16, 3, padding=P1, groups=2), w[:, :8], None, tile=SparseTile(2, 2, 0, 4))
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.data())
+def test_pixel_unit_parts_cover_the_output(data):
+    """threads' pixel parts (pixel_units: 1x1 panels, sliding-window row blocks): running parts
+    [u0, u1) one after another over the same output gives the whole kernel's result, for random
+    shapes, tiles, part counts, residual and activation."""
+    from lrc.codegen.kernels import sparse_conv
+
+    one = data.draw(st.booleans(), "1x1")
+    C, K = data.draw(st.integers(2, 9), "C"), data.draw(st.integers(1, 9), "K")
+    H, W = data.draw(st.integers(3, 23), "H"), data.draw(st.integers(3, 41), "W")
+    residual = data.draw(st.booleans(), "residual")
+    if one:
+        s = S(1, C, H, W, K, 1, residual=residual, act="relu")
+        tile = SparseTile(data.draw(st.integers(1, 4)), 1, PB=8 * data.draw(st.integers(1, 6), "PB vectors"))
+        kind, rate, lib = "kernel", 0.5, False
+    else:
+        s = S(1, C, H, W, K, 3, padding=P1, residual=residual, act="relu")
+        tile = SparseTile(data.draw(st.integers(1, 3)), data.draw(st.integers(1, 5), "RB"))
+        kind, rate, lib = "pattern+kernel", 0.5, True
+        sparse_conv.WINDOW_MIN_BYTES, saved = 0, sparse_conv.WINDOW_MIN_BYTES
+    try:
+        rng = np.random.default_rng(C * 100 + H)
+        x = rng.standard_normal((1, C, H, W)).astype(np.float32)
+        w, library = prune(rng.standard_normal((K, C, s.KH, s.KW)).astype(np.float32), kind, rate)
+        b = rng.standard_normal(K).astype(np.float32)
+        r = rng.standard_normal((1, K, s.OH, s.OW)).astype(np.float32) if residual else None
+        pk = pack_sparse_conv(s, w, b, library=library if lib else None, tile=tile)
+        units = sparse_conv.pixel_units(pk)
+        if units == 0:  # a row block as tall as the image: no window, the padded input is copied whole
+            assert not one and sparse_conv._geometry(pk.spec, pk.tile).WR == 0
+            with pytest.raises(ValueError, match="pixel units"):
+                emit_sparse_conv_func(pk, "whole", (0, 1))
+            return
+        parts = data.draw(st.integers(1, min(units, 4)), "parts")
+        bounds = [round(units * j / parts) for j in range(parts + 1)]
+        ranges = [(a, c) for a, c in zip(bounds[:-1], bounds[1:]) if c > a]
+        jm = jit_kernels([(f"pu{i}", lambda name, u=u: emit_sparse_conv_func(pk, name, u)) for i, u in enumerate(ranges)])
+        out = np.full(K * s.OH * s.OW, np.nan, np.float32)
+        for i in range(len(ranges)):
+            jm.call(f"pu{i}_c", x.reshape(-1), *pk.arrays(), *([r.reshape(-1)] if r is not None else []), out)
+        assert_close(out, conv_ref(s, x, w, b, r), f"{s} {tile} parts {ranges}")
+    finally:
+        if not one:
+            sparse_conv.WINDOW_MIN_BYTES = saved
+
+
+def test_pixel_units_refuses_bad_ranges():
+    from lrc.codegen.kernels import sparse_conv
+
+    s = S(1, 4, 8, 8, 4, 1)
+    pk = pack_sparse_conv(s, prune(np.ones((4, 4, 1, 1), np.float32), "kernel", 0.5)[0], None)
+    n = sparse_conv.pixel_units(pk)
+    with pytest.raises(ValueError, match="pixel units"):
+        emit_sparse_conv_func(pk, "bad", (0, n + 1))

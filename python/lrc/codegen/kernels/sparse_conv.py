@@ -415,6 +415,8 @@ def emit_sparse_conv_func(pack: SparsePack, name: str, units: tuple[int, int] | 
     """Private func `(in, weights, [bias], kstart, wadj, koff, ooff, [residual], out)`. `units` =
     [u0, u1): only those panels / row blocks (pixel_units) of the output, a thread's share."""
     s = pack.spec
+    if units is not None and not 0 <= units[0] < units[1] <= pixel_units(pack):
+        raise ValueError(f"{name}: pixel units {units} outside the {pixel_units(pack)} of this sparse conv ({s})")
     arrays = pack.arrays()
     fn = packed_kernel_func(name, s.N * s.C * s.H * s.W, arrays, s.N * s.K * s.OH * s.OW, s.residual)
     with ir.InsertionPoint(fn.entry_block):
@@ -425,10 +427,7 @@ def emit_sparse_conv_func(pack: SparsePack, name: str, units: tuple[int, int] | 
         tabs = args[2 + has_bias: 6 + has_bias]
         res = args[-2] if s.residual else None
         em = _SparseEmitter(pack, x, wts, bias, tabs, res, args[-1], KernelBuilder(fn, s.vec))
-        if units is not None:
-            if not 0 <= units[0] < units[1] <= pixel_units(pack):
-                raise ValueError(f"{name}: pixel units {units} outside the {pixel_units(pack)} of this sparse conv ({s})")
-            em.units = units
+        em.units = units
         em.run()
         func.ReturnOp([])
     return fn
@@ -676,6 +675,10 @@ class _SparseEmitter:
                 for v in range(nv):
                     if col == 0 and not (half and v == nv - 1 and wide):
                         xs.append(al[v])
+                    elif half and v == nv - 1 and col + V // 2 > V:
+                        # lanes past this vector (taps more than V/2 columns apart, e.g. 7x7 with
+                        # dilation 2): the neighbour is not loaded for a half tail; load unaligned
+                        xs.append(half.load(self.src, b.add(ib, row + col + v * V)))
                     elif half and v == nv - 1:  # lanes col..col+V/2-1 of one vector (col + V/2 <= V)
                         xs.append(self.lane_shift(al[v], al[v], col, V // 2))
                     else:
