@@ -144,6 +144,24 @@ def test_strided_1x1_gathers_used_pixels():
     assert [b[5].nblocks for b in built][-1] == 3
 
 
+def test_strided_1x1_row_block_gather(monkeypatch):
+    """Big planes (WINDOW_MIN_BYTES forced to 0): each row block gathers its own pixels just before
+    its filters run; one-row and taller blocks (a short last one), batch 2, groups, residual."""
+    from lrc.codegen.kernels import sparse_conv
+
+    monkeypatch.setattr(sparse_conv, "WINDOW_MIN_BYTES", 0)
+    cases = [
+        (S(1, 6, 10, 40, 9, 1, stride=(2, 2), act="relu"), "kernel", 0.6, False, True, None),
+        (S(2, 5, 11, 37, 7, 1, stride=(2, 2), residual=True), "irregular", 0.7, False, True, SparseTile(2, 4)),
+        (S(1, 4, 13, 21, 6, 1, stride=(3, 1)), "kernel", 0.5, False, False, SparseTile(3, 2)),
+        (S(1, 6, 7, 33, 8, 1, stride=(1, 3), groups=2, act="relu6"), "kernel", 0.5, False, True, None),
+    ]
+    built = run_cases(cases, seed=14)
+    geos = [sparse_conv._geometry(b[5].spec, b[5].tile) for b in built]
+    assert all(g.mode == "sub" and g.WR == b[5].tile.RB for g, b in zip(geos, built))
+    assert [sparse_conv.pixel_units(b[5]) for b in built][:1] == [-(-built[0][0].OH // built[0][5].tile.RB)]
+
+
 def test_sliding_window_prep(monkeypatch):
     """Big planes copy each row block's input window (WINDOW_MIN_BYTES forced to 0 here): padding rows
     at both ends, row stride, dilation, a short last row block, groups, residual, NEON width."""
@@ -452,7 +470,8 @@ def test_pixel_unit_parts_cover_the_output(data):
     shapes, tiles, part counts, residual and activation."""
     from lrc.codegen.kernels import sparse_conv
 
-    one = data.draw(st.booleans(), "1x1")
+    layer = data.draw(st.sampled_from(["1x1", "1x1 stride 2", "3x3"]), "layer")
+    one = layer == "1x1"
     C, K = data.draw(st.integers(2, 9), "C"), data.draw(st.integers(1, 9), "K")
     H, W = data.draw(st.integers(3, 23), "H"), data.draw(st.integers(3, 41), "W")
     residual = data.draw(st.booleans(), "residual")
@@ -460,6 +479,11 @@ def test_pixel_unit_parts_cover_the_output(data):
         s = S(1, C, H, W, K, 1, residual=residual, act="relu")
         tile = SparseTile(data.draw(st.integers(1, 4)), 1, PB=8 * data.draw(st.integers(1, 6), "PB vectors"))
         kind, rate, lib = "kernel", 0.5, False
+    elif layer == "1x1 stride 2":
+        s = S(1, C, H, W, K, 1, stride=(2, 2), residual=residual, act="relu")
+        tile = SparseTile(data.draw(st.integers(1, 3)), data.draw(st.integers(1, 4), "RB"))
+        kind, rate, lib = "kernel", 0.5, False
+        sparse_conv.WINDOW_MIN_BYTES, saved = 0, sparse_conv.WINDOW_MIN_BYTES
     else:
         s = S(1, C, H, W, K, 3, padding=P1, residual=residual, act="relu")
         tile = SparseTile(data.draw(st.integers(1, 3)), data.draw(st.integers(1, 5), "RB"))
@@ -473,7 +497,7 @@ def test_pixel_unit_parts_cover_the_output(data):
         r = rng.standard_normal((1, K, s.OH, s.OW)).astype(np.float32) if residual else None
         pk = pack_sparse_conv(s, w, b, library=library if lib else None, tile=tile)
         units = sparse_conv.pixel_units(pk)
-        if units == 0:  # a row block as tall as the image: no window, the padded input is copied whole
+        if units == 0:  # a row block as tall as the image: no window, the input is copied whole first
             assert not one and sparse_conv._geometry(pk.spec, pk.tile).WR == 0
             with pytest.raises(ValueError, match="pixel units"):
                 emit_sparse_conv_func(pk, "whole", (0, 1))

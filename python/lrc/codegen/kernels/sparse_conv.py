@@ -49,6 +49,9 @@ PANEL_VECTORS = 128
 # at 14x14 (0.5 MB) 2.8 -> 2.4 ms); tiny layers keep one copy (fewer loop trips).
 WINDOW_MIN_BYTES = 64 << 10
 
+# Strided 1x1 layers on big planes gather per row block (see _geometry).
+SUB_WINDOW = True
+
 # More distinct tap sets than this in a layer: decompose kernels into single taps instead.
 MAX_PATTERNS = 16
 
@@ -99,6 +102,11 @@ def _geometry(s: ConvSpec, tile: SparseTile) -> _Geometry:
         return _Geometry("flat", 1, s.H * s.W, 0, PB + V, PB=PB)
     if (s.KH, s.KW) == (1, 1) and not any(s.padding):
         Wq = -(-s.OW // V) * V
+        Cg = s.C // s.groups
+        if SUB_WINDOW and tile.RB < s.OH and tile.blocks(Cg) == 1 and Cg * s.OH * Wq * 4 > WINDOW_MIN_BYTES:
+            # Big planes: gather each row block's pixels just before its filters run (a scratch that
+            # stays in L1/L2) instead of the whole subsampled image first (written out, read back).
+            return _Geometry("sub", s.OH, s.OW, Wq, tile.RB * Wq, s.OH, s.OW, Wq, WR=tile.RB)
         return _Geometry("sub", s.OH, s.OW, Wq, s.OH * Wq, s.OH, s.OW, Wq)
     Hs = (s.OH - 1) * sh + (s.KH - 1) * dh + 1
     Ws = (s.OW - 1) * sw + (s.KW - 1) * dw + 1
@@ -406,7 +414,7 @@ def pixel_units(pack: SparsePack) -> int:
         return 0
     if g.mode == "flat":
         return -(-g.cols // g.PB)
-    if g.mode == "prep" and g.WR:
+    if g.mode in ("prep", "sub") and g.WR:
         return -(-g.rows // t.RB)
     return 0
 
@@ -506,7 +514,7 @@ class _SparseEmitter:
             def per_group(gi, _):
                 if g.mode == "prep" and not g.WR:
                     self.prep(n, gi)
-                elif g.mode == "sub":
+                elif g.mode == "sub" and not g.WR:
                     self.gather(n, gi)
                 self.group(n, gi, 0)
 
@@ -525,7 +533,10 @@ class _SparseEmitter:
         segs = _segments(g.cols, V, t.WB)
 
         def rows(oh, rb):
-            if g.WR:
+            if g.WR and g.mode == "sub":
+                self.gather(n, gi, oh, rb)
+                row_in = in_base
+            elif g.WR:
                 self.prep_window(n, gi, oh)
                 row_in = in_base
             else:
@@ -759,8 +770,9 @@ class _SparseEmitter:
         self.chan_loop(chan)
 
     # ---- 1x1 stride > 1: the used pixels of one group's channels, gathered -------------------------
-    def gather(self, n, gi):
-        """S[c][oh][ow] = x[n, gi*Cg + c, oh*sh, ow*sw]; the row slack past OW is zeroed."""
+    def gather(self, n, gi, oh0=None, nrows: int | None = None):
+        """S[c][oh][ow] = x[n, gi*Cg + c, oh*sh, ow*sw]; the row slack past OW is zeroed. With oh0:
+        only output rows [oh0, oh0 + nrows), into window rows 0..nrows-1 (geometry WR)."""
         s, g, b = self.s, self.geo, self.b
         V = s.vec
         sh, sw = s.stride
@@ -775,9 +787,10 @@ class _SparseEmitter:
         evens = [2 * i for i in range(V)]
 
         def chan(c, sc):
-            def row(oh, _):
+            def row(r, _):
+                oh = r if oh0 is None else b.add(oh0, r)
                 xr = b.add(src0, b.mul(sc, s.H * s.W), b.mul(oh, sh * s.W))
-                sr = b.add(b.mul(c, g.CS), b.mul(oh, g.RS))
+                sr = b.add(b.mul(c, g.CS), b.mul(r, g.RS))
                 if sw == 1:
                     nfull = s.OW // V
                     b.loop(0, nfull * V, V, lambda o, _: b.store(b.load(self.x, b.add(xr, o)), self.src, b.add(sr, o)))
@@ -802,7 +815,7 @@ class _SparseEmitter:
                     done = s.OW
                 self.zero_range(b.add(sr, done), g.RS - done)
 
-            b.loop(0, s.OH, 1, row)
+            b.loop(0, s.OH if oh0 is None else nrows, 1, row)
 
         self.chan_loop(chan)
 
