@@ -36,6 +36,7 @@ for p in (os.path.join(ROOT, "python"), os.path.join(ROOT, "apps")):
 
 import numpy as np  # noqa: E402
 
+GPU_BUDGET = 1e-3  # max error relative to max|torch| (issue 6's budget, test/python/gpu_cases.py)
 SIZES = {"style": (1, 3, 256, 256), "color": (1, 1, 224, 224), "superres": (1, 3, 256, 256)}
 VARIANTS = {"dense": ("dense", "off"), "pruned-dense": ("pruned", "off"), "pruned-sparse": ("pruned", "auto")}
 
@@ -193,7 +194,8 @@ def run(args) -> None:
                 if r is None or "median_s" not in r:
                     cells += ["n/a" if r is None else "not run", ""]
                 else:
-                    cells += [f"{r['median_s'] * 1e3:.2f}", f"{r['rel_err']:.1e}"]
+                    bad = " **WRONG**" if r["rel_err"] > GPU_BUDGET else ""
+                    cells += [f"{r['median_s'] * 1e3:.2f}", f"{r['rel_err']:.1e}{bad}"]
             if torch_t:
                 cells.append(f"{torch_t[app, ckpt] * 1e3:.2f}" if variant != "pruned-sparse" else "")
             lines.append(f"| {app} {shapes[app]} | {variant} | " + " | ".join(cells) + " |")
@@ -234,6 +236,9 @@ def run(args) -> None:
                                                  {f"{a}/{c}": v for (a, c), v in torch_t.items()},
                                                  "layers": layers}, indent=1))
     print("\n".join(lines))
+    wrong = [r["name"] for r in rows if r.get("rel_err", 0.0) > GPU_BUDGET]
+    if wrong:  # the tables are written, but a wrong result must not pass for a timing
+        raise SystemExit(f"outside the numerics budget ({GPU_BUDGET:g} of max|torch|): {', '.join(wrong)}")
 
 
 def main(argv=None):

@@ -28,3 +28,12 @@ def test_export_then_run(tmp_path):
     assert len(rows) == 3 and all(r["rel_err"] < 1e-3 for r in rows), rows
     md = (tmp_path / "res.md").read_text()
     assert "| superres (1, 3, 16, 16) | pruned-sparse |" in md and "pruned-sparse vs dense" in md
+    assert "WRONG" not in md
+    # a wrong reference (as a device that miscomputes would give): marked, and the run fails
+    import numpy as np
+    ref = art / manifest[0]["ref"]
+    np.save(ref, np.load(ref) + 1.0)
+    bad = subprocess.run([sys.executable, script, "run", str(art), "--repeats", "1", "--out", str(out)],
+                         capture_output=True, text=True, timeout=600)
+    assert bad.returncode != 0 and "outside the numerics budget" in bad.stderr
+    assert "**WRONG**" in (tmp_path / "res.md").read_text()
