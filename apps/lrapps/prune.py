@@ -155,6 +155,38 @@ def _loop(task, model, opt, sched, sampler, steps, batch, desc, progress, pruner
     return losses
 
 
+def _two_phases(task, model: nn.Module, recipe: Recipe, seed: int, progress: bool, names, pruner=None) -> Dict:
+    """The schedule both a pruning run and its fair reference train with, so that they cannot drift
+    apart: one sampler (the same crops in the same order); Adam at ``recipe.lr`` constant for
+    ``admm_steps``; then a fresh Adam at ``recipe.retrain_lr`` with cosine decay for
+    ``retrain_steps``. With ``pruner``: the first phase adds the ADMM penalty, the pruner
+    hard-prunes between the phases and masks the second. ``names``: progress labels of the phases."""
+    sampler = task.sampler(seed)
+    log = {}
+    t0 = time.time()
+    if recipe.admm_steps:
+        opt = torch.optim.Adam(model.parameters(), lr=recipe.lr)
+        losses = _loop(task, model, opt, None, sampler, recipe.admm_steps, recipe.batch, names[0], progress,
+                       pruner, admm=pruner is not None)
+        log["admm_final_loss"] = float(np.mean(losses[-20:]))
+        if pruner is not None:
+            log["admm_max_residual"] = pruner.max_residual()
+    log["admm_seconds"] = round(time.time() - t0, 1)
+    if pruner is not None:
+        pruner.hard_prune()
+    t1 = time.time()
+    if recipe.retrain_steps:
+        opt = torch.optim.Adam(model.parameters(), lr=recipe.retrain_lr)
+        handle = pruner.attach(opt) if pruner is not None else None
+        losses = _loop(task, model, opt, _cosine(opt, recipe.retrain_steps), sampler,
+                       recipe.retrain_steps, recipe.batch, names[1], progress)
+        if handle is not None:
+            handle.remove()
+        log["retrain_final_loss"] = float(np.mean(losses[-20:]))
+    log["retrain_seconds"] = round(time.time() - t1, 1)
+    return log
+
+
 def admm_prune(task, model: nn.Module, recipe: Recipe, seed: int = 0, progress: bool = True):
     """ADMM, hard prune, masked retraining, in place. Returns (pruner, log dict)."""
     import lrprune
@@ -162,55 +194,18 @@ def admm_prune(task, model: nn.Module, recipe: Recipe, seed: int = 0, progress: 
     cfg = prune_config(task.app, model, recipe.scheme, recipe.rate, recipe.rate_1x1,
                        recipe.rho, recipe.update_every)
     pruner = lrprune.ADMMPruner(model, cfg)
-    sampler = task.sampler(seed)
-    log = {}
-    t0 = time.time()
-    if recipe.admm_steps:
-        opt = torch.optim.Adam(model.parameters(), lr=recipe.lr)
-        losses = _loop(task, model, opt, None, sampler, recipe.admm_steps, recipe.batch,
-                       f"admm {task.app}", progress, pruner, admm=True)
-        log["admm_final_loss"] = float(np.mean(losses[-20:]))
-        log["admm_max_residual"] = pruner.max_residual()
-    log["admm_seconds"] = round(time.time() - t0, 1)
-    pruner.hard_prune()
-    t1 = time.time()
-    if recipe.retrain_steps:
-        opt = torch.optim.Adam(model.parameters(), lr=recipe.retrain_lr)
-        handle = pruner.attach(opt)
-        losses = _loop(task, model, opt, _cosine(opt, recipe.retrain_steps), sampler,
-                       recipe.retrain_steps, recipe.batch, f"retrain {task.app}", progress)
-        handle.remove()
-        log["retrain_final_loss"] = float(np.mean(losses[-20:]))
-    log["retrain_seconds"] = round(time.time() - t1, 1)
+    log = _two_phases(task, model, recipe, seed, progress, (f"admm {task.app}", f"retrain {task.app}"), pruner)
     pruner.apply_masks()
     pruner.remove()  # hooks only; weights and lr_sparsity stay
     return pruner, log
 
 
 def equal_steps_reference(task, model: nn.Module, recipe: Recipe, seed: int = 0, progress: bool = True):
-    """The fair dense reference for a pruning run, in place: ``admm_pruned``'s
-    schedule with nothing pruned. Same sampler (so the same crops, in the same
-    order), batch, grad clipping, Adam at ``recipe.lr`` constant for
-    ``admm_steps``, then a fresh Adam at ``recipe.retrain_lr`` with cosine decay
-    for ``retrain_steps``; only the ADMM penalty, the hard prune and the masks
-    are left out. Returns a log dict."""
-    sampler = task.sampler(seed)
-    log = {}
-    t0 = time.time()
-    if recipe.admm_steps:
-        opt = torch.optim.Adam(model.parameters(), lr=recipe.lr)
-        losses = _loop(task, model, opt, None, sampler, recipe.admm_steps, recipe.batch,
-                       f"reference {task.app} (ADMM-phase schedule)", progress)
-        log["admm_final_loss"] = float(np.mean(losses[-20:]))
-    log["admm_seconds"] = round(time.time() - t0, 1)
-    t1 = time.time()
-    if recipe.retrain_steps:
-        opt = torch.optim.Adam(model.parameters(), lr=recipe.retrain_lr)
-        losses = _loop(task, model, opt, _cosine(opt, recipe.retrain_steps), sampler,
-                       recipe.retrain_steps, recipe.batch, f"reference {task.app} (retrain schedule)", progress)
-        log["retrain_final_loss"] = float(np.mean(losses[-20:]))
-    log["retrain_seconds"] = round(time.time() - t1, 1)
-    return log
+    """The fair dense reference for a pruning run, in place: ``admm_prune``'s schedule
+    (``_two_phases``) with nothing pruned: only the ADMM penalty, the hard prune and the masks are
+    left out. Returns a log dict."""
+    return _two_phases(task, model, recipe, seed, progress,
+                       (f"reference {task.app} (ADMM-phase schedule)", f"reference {task.app} (retrain schedule)"))
 
 
 def prune(task, model, scheme: str, steps: int, args):
