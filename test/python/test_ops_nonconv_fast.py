@@ -85,7 +85,8 @@ def test_instance_norm_statistics_offsets_and_outliers(check, offset, spread, fi
     statistics stay within torch's error. (A one-pass shifted scheme was tried: no faster, the
     second pass over a plane reads L2.)"""
     x = torch.randn(1, 3, 67, 45) * spread + offset
-    x[:, :, 0, 0] = first if first else x[:, :, 0, 0]
+    if first:
+        x[:, :, 0, 0] = first
     check(nn.InstanceNorm2d(3, affine=True), x)
 
 

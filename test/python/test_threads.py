@@ -97,19 +97,25 @@ class LowIntensity(nn.Module):
         return self.b(torch.relu(self.a(x)) + x)
 
 
-@pytest.mark.parametrize("threads", [2, 3])
-def test_pixel_parts_for_low_intensity_sparse_convs(check, threads, monkeypatch):
-    from lrc.codegen.emit import LayerOp
-    from lrc.codegen.ops_dense import conv_channel_split, conv_pixel_split
-
-    monkeypatch.setenv("LRC_SPARSE", "always")
-    torch.manual_seed(2)
+def _pruned_low_intensity(seed: int) -> LowIntensity:
+    """LowIntensity with its 1x1 kernel-pruned and its 3x3 pattern+kernel-pruned (annotated)."""
+    torch.manual_seed(seed)
     m = LowIntensity().eval()
     with torch.no_grad():
         for conv, kind, rate in ((m.a, "kernel", 0.6), (m.b, "pattern+kernel", 0.5)):
             lib = LIB if kind.startswith("pattern") else None
             conv.weight.copy_(lrprune.project(conv.weight, kind, rate, library=lib))
             conv.lr_sparsity = {"kind": kind, "library": lib or []}
+    return m
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_pixel_parts_for_low_intensity_sparse_convs(check, threads, monkeypatch):
+    from lrc.codegen.emit import LayerOp
+    from lrc.codegen.ops_dense import conv_channel_split, conv_pixel_split
+
+    monkeypatch.setenv("LRC_SPARSE", "always")
+    m = _pruned_low_intensity(seed=2)
     x = torch.randn(1, 16, 97, 90)  # a partial last panel and a partial last row block
     check(m, x, threads=threads)
     text = _kernels_ir(m, x, threads)
@@ -293,13 +299,7 @@ def test_arm64_pixel_and_channel_parts_under_qemu(monkeypatch):
 
     monkeypatch.setenv("LRC_SPARSE", "always")
     monkeypatch.setattr(lower, "MIN_PART_ELEMS", 256)
-    torch.manual_seed(5)
-    low = LowIntensity().eval()
-    with torch.no_grad():
-        for conv, kind, rate in ((low.a, "kernel", 0.6), (low.b, "pattern+kernel", 0.5)):
-            lib = LIB if kind.startswith("pattern") else None
-            conv.weight.copy_(lrprune.project(conv.weight, kind, rate, library=lib))
-            conv.lr_sparsity = {"kind": kind, "library": lib or []}
+    low = _pruned_low_intensity(seed=5)
     m = nn.Sequential(low, nn.Conv2d(16, 3, 1), nn.InstanceNorm2d(3, affine=True), nn.ReLU(),
                       nn.Upsample(scale_factor=2)).eval()
     x = torch.randn(1, 16, 61, 50)

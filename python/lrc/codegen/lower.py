@@ -23,7 +23,8 @@ from lrc.dialects import lr
 
 from .emit import Kernel, LayerOp
 from .ops_dense import (chain_pixel_split, conv_channel_split, conv_pixel_split, emit_conv2d, emit_conv2d_part,
-                        emit_conv2d_pixel_part, emit_conv_transpose2d, emit_linear, emit_pointwise_chain_part)
+                        emit_conv2d_pixel_part, emit_conv_transpose2d, emit_linear, emit_pointwise_chain_part,
+                        even_ranges, sparse_conv_pack)
 from .ops_elementwise import ACTIVATIONS, activation_of, emit_activation, emit_batch_norm, emit_binary, emit_prelu
 from .ops_spatial import (emit_adaptive_avg_pool, emit_concat, emit_instance_norm, emit_pad, emit_permute,
                           emit_pixel_shuffle, emit_pool, emit_upsample)
@@ -58,8 +59,7 @@ def channelwise_split(op: LayerOp, threads: int) -> list[tuple[int, int]] | None
     parts = min(threads, c)
     if parts < 2 or _numel(op.out_shape) < MIN_PART_ELEMS * parts:
         return None
-    bounds = [round(c * j / parts) for j in range(parts + 1)]
-    return list(zip(bounds[:-1], bounds[1:]))
+    return even_ranges(c, parts)
 
 
 def _channel_part(op: LayerOp, c0: int, c1: int) -> LayerOp:
@@ -346,8 +346,11 @@ def _lower_func(f, out_module: ir.Module, vec: int, threads: int = 1):
                     continue
                 if panel_splits[t]:
                     parts = []
-                    emit_part = (emit_pointwise_chain_part if "pointwise_chain" in layers[t].attrs
-                                 else emit_conv2d_pixel_part)
+                    if "pointwise_chain" in layers[t].attrs:
+                        emit_part = emit_pointwise_chain_part
+                    else:
+                        pack = sparse_conv_pack(layers[t], vec)  # once for all parts
+                        emit_part = lambda *a, pack=pack: emit_conv2d_pixel_part(*a, pack)  # noqa: E731
                     for i, (q0, q1) in enumerate(panel_splits[t]):
                         parts.append(emit_part(Kernel(f"{fname}_l{t}_{opname}_p{i}", vec), layers[t], q0, q1,
                                                parts[0].args if parts else None))

@@ -152,6 +152,19 @@ def plan_pointwise_chain(first: LayerOp, second: LayerOp, vec: int):
                                 second.attrs["bias"], library1=libs[0], library2=libs[1])
 
 
+def even_ranges(units: int, parts: int) -> list[tuple[int, int]]:
+    """`parts` contiguous ranges [u0, u1) covering 0..units, sizes differing by at most one."""
+    bounds = [round(units * j / parts) for j in range(parts + 1)]
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+def _share_params(sig: KernelSig, shared: list | None) -> KernelSig:
+    """Point a part's parameter Args at an earlier part's (the same arrays): one copy of the weights."""
+    if shared is not None:
+        sig.args = [b if a.kind == "param" else a for a, b in zip(sig.args, shared)]
+    return sig
+
+
 def chain_pixel_split(op: LayerOp, threads: int) -> list[tuple[int, int]] | None:
     """Panel ranges [q0, q1) for `threads` parts of a fused 1x1 pair, or None to keep it whole.
 
@@ -168,8 +181,7 @@ def chain_pixel_split(op: LayerOp, threads: int) -> list[tuple[int, int]] | None
     parts = min(threads, npan)
     if parts < 2 or macs < MIN_PART_MACS * 2:
         return None
-    bounds = [round(npan * j / parts) for j in range(parts + 1)]
-    return list(zip(bounds[:-1], bounds[1:]))
+    return even_ranges(npan, parts)
 
 
 def conv_pixel_split(op: LayerOp, threads: int, vec: int) -> list[tuple[int, int]] | None:
@@ -189,32 +201,31 @@ def conv_pixel_split(op: LayerOp, threads: int, vec: int) -> list[tuple[int, int
         return None
     from .kernels.sparse_conv import pixel_units
 
-    pack = _sparse_pack(_conv_spec(Kernel("", vec), op), a)  # the pack the part kernels will use
+    pack = sparse_conv_pack(op, vec)
     units = pixel_units(pack) if pack is not None else 0
     parts = min(threads, units)
     if parts < 2:
         return None
-    bounds = [round(units * j / parts) for j in range(parts + 1)]
-    return list(zip(bounds[:-1], bounds[1:]))
+    return even_ranges(units, parts)
 
 
-def emit_conv2d_pixel_part(k: Kernel, op: LayerOp, u0: int, u1: int, shared: list | None) -> KernelSig:
-    """Pixel units [u0, u1) of a sparse conv (conv_pixel_split) over the whole input and output;
-    `shared`: an earlier part's Args, whose parameter arrays (the same weights) this part reuses."""
-    sig = _emit_conv2d(k, op, _conv_spec(k, op), True, (u0, u1))
-    if shared is not None:
-        sig.args = [b if a.kind == "param" else a for a, b in zip(sig.args, shared)]
-    return sig
+def sparse_conv_pack(op: LayerOp, vec: int):
+    """The compact sparse form lrc.compile gives this conv at lane width `vec`, or None (dense kernel)."""
+    return _sparse_pack(_conv_spec(Kernel("", vec), op), op.attrs)
+
+
+def emit_conv2d_pixel_part(k: Kernel, op: LayerOp, u0: int, u1: int, shared: list | None, pack) -> KernelSig:
+    """Pixel units [u0, u1) of a sparse conv (conv_pixel_split) over the whole input and output.
+    `pack`: the layer's sparse_conv_pack, packed once for all parts; `shared`: an earlier part's
+    Args, whose parameter arrays (the same weights) this part reuses."""
+    return _share_params(_emit_conv2d(k, op, _conv_spec(k, op), True, (u0, u1), pack), shared)
 
 
 def emit_pointwise_chain_part(k: Kernel, op: LayerOp, q0: int, q1: int, shared: list | None) -> KernelSig:
     """Panels [q0, q1) of a fused 1x1 pair as a kernel over the whole input and output. `shared`:
     the parameter Args of an earlier part (the same arrays), so that all parts use one copy of
     the weights."""
-    sig = _emit_pointwise_chain(k, op, (q0, q1))
-    if shared is not None:
-        sig.args = [b if a.kind == "param" else a for a, b in zip(sig.args, shared)]
-    return sig
+    return _share_params(_emit_pointwise_chain(k, op, (q0, q1)), shared)
 
 
 def _emit_pointwise_chain(k: Kernel, op: LayerOp, panels: tuple[int, int] | None = None) -> KernelSig:
@@ -229,11 +240,14 @@ def _emit_pointwise_chain(k: Kernel, op: LayerOp, panels: tuple[int, int] | None
     return KernelSig(args=args, types=list(fn.type.inputs))
 
 
-def _emit_conv2d(k: Kernel, op: LayerOp, spec, force_sparse: bool | None, units=None) -> KernelSig:
+def _emit_conv2d(k: Kernel, op: LayerOp, spec, force_sparse: bool | None, units=None, pack=None) -> KernelSig:
+    """`pack`: a sparse pack made earlier for this very conv (pixel parts share one)."""
     from .kernels.conv import emit_conv_func, pack_conv_weights
 
     a = op.attrs
-    if force_sparse is False:
+    if pack is not None:
+        sparse = pack
+    elif force_sparse is False:
         sparse = None
     elif force_sparse:
         import dataclasses

@@ -305,6 +305,19 @@ def emit_adaptive_avg_pool(k: GpuKernel, op: LayerOp):
 NORM_CHUNK = 2048  # elements one work item reduces: keeps loops short (parallelism, llvmpipe's trip limit)
 
 
+def _chunks(hw: int) -> tuple[int, np.ndarray]:
+    """Chunks of NORM_CHUNK elements per plane of hw: their number and element counts (the last short)."""
+    nch = -(-hw // NORM_CHUNK)
+    starts = np.arange(nch) * NORM_CHUNK
+    return nch, np.minimum(starts + NORM_CHUNK, hw) - starts
+
+
+def _chunk_at(kb, i, nch: int, hw: int):
+    """Work item i of a per-chunk kernel: (plane, chunk, offset of the chunk's first element)."""
+    p, j = kb.div(i, nch), kb.rem(i, nch)
+    return p, j, kb.add(kb.mul(p, hw), kb.mul(j, NORM_CHUNK))
+
+
 def emit_instance_norm(k: GpuKernel, op: LayerOp):
     """Small planes: one work item per (n, c) plane, two passes (mean, then squared deviations).
     Large planes: three kernels, so no work item walks a whole plane: per chunk of NORM_CHUNK
@@ -318,9 +331,8 @@ def emit_instance_norm(k: GpuKernel, op: LayerOp):
     eps = float(a["eps"])
     if hw <= NORM_CHUNK:
         return _instance_norm_whole(k, n * c, c, hw, gamma, beta, eps)
-    planes, nch = n * c, -(-hw // NORM_CHUNK)
-    starts = np.arange(nch) * NORM_CHUNK
-    counts = np.minimum(starts + NORM_CHUNK, hw) - starts
+    planes = n * c
+    nch, counts = _chunks(hw)
 
     parts = k.scratch(planes * nch * 2)
     ka = k.stage("chunks", parts)
@@ -331,8 +343,7 @@ def emit_instance_norm(k: GpuKernel, op: LayerOp):
 
     def chunk(kb, args, i):
         x, cnt, rcnt, part = args
-        p, j = kb.div(i, nch), kb.rem(i, nch)
-        base = kb.add(kb.mul(p, hw), kb.mul(j, NORM_CHUNK))
+        _, j, base = _chunk_at(kb, i, nch, hw)
         m = kb.iload(cnt, j)
         s = kb.reduce_loop(0, m, [kb.f(0.0)], lambda q, acc: [kb.fadd(acc[0], kb.load(x, kb.add(base, q)))],
                            bound=NORM_CHUNK)[0]
@@ -385,9 +396,7 @@ def emit_instance_norm(k: GpuKernel, op: LayerOp):
 
 
 def _global_avg_pool(k: GpuKernel, planes: int, hw: int):
-    nch = -(-hw // NORM_CHUNK)
-    starts = np.arange(nch) * NORM_CHUNK
-    counts = np.minimum(starts + NORM_CHUNK, hw) - starts
+    nch, counts = _chunks(hw)
     parts = k.scratch(planes * nch)
     ka = k.stage("chunks", parts)
     ka.inp(0, planes * hw)
@@ -396,8 +405,7 @@ def _global_avg_pool(k: GpuKernel, planes: int, hw: int):
 
     def chunk(kb, args, i):
         x, cnt, part = args
-        p, j = kb.div(i, nch), kb.rem(i, nch)
-        base = kb.add(kb.mul(p, hw), kb.mul(j, NORM_CHUNK))
+        _, j, base = _chunk_at(kb, i, nch, hw)
         s = kb.reduce_loop(0, kb.iload(cnt, j), [kb.f(0.0)],
                            lambda q, acc: [kb.fadd(acc[0], kb.load(x, kb.add(base, q)))], bound=NORM_CHUNK)[0]
         kb.store(s, part, i)
