@@ -246,35 +246,32 @@ def save_grid(grid, path, tile: int = 160, title: str = "") -> None:
     _atomic_save(canvas, Path(path))
 
 
-def _atomic_save(img, path: Path) -> None:
-    from PIL import Image
-
+def _publish(path: Path, write) -> None:
+    """Atomically create or replace `path`: write(tmp_path) fills a temporary file beside it, which
+    then replaces `path` (mode 0644); on any failure the temporary file is removed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
     os.close(fd)
     try:
-        # 256-colour palette keeps the committed grids small (~4x) at no visible cost at this size.
-        img.quantize(256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.FLOYDSTEINBERG).save(
-            tmp, format="PNG", optimize=True)
+        write(tmp)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _atomic_save(img, path: Path) -> None:
+    from PIL import Image
+
+    # 256-colour palette keeps the committed grids small (~4x) at no visible cost at this size.
+    _publish(path, lambda tmp: img.quantize(256, method=Image.Quantize.FASTOCTREE,
+                                            dither=Image.Dither.FLOYDSTEINBERG).save(tmp, format="PNG", optimize=True))
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    _publish(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def _fmt(v):
