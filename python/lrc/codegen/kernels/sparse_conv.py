@@ -348,25 +348,26 @@ def pack_sparse_conv(spec: ConvSpec, weight: np.ndarray, bias: np.ndarray | None
             raise ValueError(f"sparse conv {spec}: {name} overflows int32")
     pack = SparsePack(spec, tuple(tuple(p) for p in patterns), weights, b, i32(kstart), i32(wadj), i32(koff),
                       i32(ooff), order, tile, nblocks=NB, nnz=wpos, kernels=j)
-    pack.stats = storage_stats(pack, w)
+    pack.stats = storage_stats(pack, w, library)
     return pack
 
 
-def storage_stats(pack: SparsePack, weight: np.ndarray) -> dict:
+def storage_stats(pack: SparsePack, weight: np.ndarray, library=None) -> dict:
     """Bytes of the compact forms vs dense vs CSR (f32 values, int32 indices) vs the non-zeros alone.
 
-    `fkw_bytes` is the serialised FKW-style form: the stored weights, one uint16 per kept kernel
-    (channel in 12 bits, pattern id in 4), one uint16 kernel count and one uint16 output channel per
-    filter, and the pattern library (one byte per tap). `runtime_bytes` is what the generated code
-    reads: int32 tables with precomputed offsets (kernel start and weight offset per filter and
-    pattern, one input offset per kernel, one output offset per filter), traded for fewer index
-    operations in the loop.
+    `fkw_bytes` is the serialised FKW form (fkw_format.encode, with the #lr.sparsity library if
+    any): the stored weights with no per-weight index, each filter's kept kernels as a ranked
+    subset of its input channels plus a pattern id per kernel (or, irregular, its non-zero
+    positions as a ranked subset), the library and a header. `runtime_bytes` is what the generated
+    code reads: int32 tables with precomputed offsets (kernel start and weight offset per filter
+    and pattern, one input offset per kernel, one output offset per filter), traded for fewer
+    index operations in the loop.
     """
+    from .fkw_format import encoded_size
+
     nnz_true = int(np.count_nonzero(weight))
     K = weight.shape[0]
-    fits16 = weight.shape[1] < 4096 and len(pack.patterns) <= 16
-    per_kernel = 2 if fits16 else 4
-    fkw = 4 * pack.nnz + per_kernel * pack.kernels + 4 * K + sum(len(p) for p in pack.patterns)
+    fkw = encoded_size(weight, library)
     runtime = 4 * (pack.nnz + pack.kernels) + 4 * (pack.kstart.size + pack.wadj.size) + 4 * pack.ooff.size
     vals = max(1, 4 * nnz_true)
     return {
