@@ -240,8 +240,11 @@ def test_arm64_threads_errors(monkeypatch):
     import lrc
     from lrc.targets.aot import ToolchainError
 
-    with pytest.raises(NotImplementedError, match="android_api=24: threads=2 needs the Android NDK"):
-        lrc.compile(_net(), (torch.randn(1, 3, 8, 8),), target="arm64", threads=2, android_api=24)
+    with pytest.raises(NotImplementedError, match="android_api=24: omp_runtime='libomp' needs the Android NDK"):
+        lrc.compile(_net(), (torch.randn(1, 3, 8, 8),), target="arm64", threads=2, android_api=24,
+                    omp_runtime="libomp")
+    with pytest.raises(ValueError, match="omp_runtime must be one of"):
+        lrc.compile(_net(), (torch.randn(1, 3, 8, 8),), target="arm64", threads=2, omp_runtime="gomp")
     monkeypatch.setenv("LRC_AARCH64_LIBOMP", "/no/such/libomp.so.5")
     with pytest.raises(ToolchainError, match="LRC_AARCH64_LIBOMP points at /no/such/libomp.so.5"):
         lrc.compile(_net(), (torch.randn(1, 3, 8, 8),), target="arm64", threads=2)

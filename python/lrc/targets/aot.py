@@ -222,8 +222,11 @@ def _header(entry: str, ins, outs) -> str:
 
 def build_artifact(out_dir: str, llvm_module, *, target: str, entry: str, input_shapes, output_shapes,
                    weights=None, cflags: list[str] | None = None, clang_target: str | None = None,
-                   options: dict | None = None, libs: list[str] | None = None) -> None:
+                   options: dict | None = None, libs: list[str] | None = None,
+                   sources: dict[str, str] | None = None) -> None:
     """Write a complete artifact into the existing, empty directory `out_dir`.
+
+    `sources`: more C sources (name -> text) compiled into model.so, e.g. lib/omp_team.c.
 
     `weights`: the result of `externalize_weights(llvm_module)` when the caller already ran it (a
     module can be externalized only once); None runs it here.
@@ -232,7 +235,8 @@ def build_artifact(out_dir: str, llvm_module, *, target: str, entry: str, input_
         weights = externalize_weights(llvm_module)
     build_id = uuid.uuid4().int & ((1 << 63) - 1)
     compile_llvm_dialect(llvm_module, os.path.join(out_dir, "model.so"), flags=cflags, target=clang_target,
-                         extra_sources={"weights_loader.c": _weights_loader_c(weights, build_id)}, libs=libs)
+                         extra_sources={"weights_loader.c": _weights_loader_c(weights, build_id), **(sources or {})},
+                         libs=libs)
     write_weights(os.path.join(out_dir, "model.weights"), weights, build_id)
     with open(os.path.join(out_dir, "model.h"), "w") as f:
         f.write(_header(entry, input_shapes, output_shapes))
@@ -266,6 +270,17 @@ def _publish(path: str, fill) -> None:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def omp_team_source() -> str:
+    """lib/omp_team.c: lrc's pthread fork/join team behind the __kmpc_* calls of threaded code, for
+    builds without a libomp (Android); compile it with -ffreestanding."""
+    p = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "lib", "omp_team.c")
+    if not os.path.isfile(p):
+        raise ToolchainError(f"{os.path.normpath(p)} (lrc's thread team) was not found; lrc runs from its source "
+                             "tree (pip install -e .)")
+    with open(p) as f:
+        return f.read()
 
 
 def save_artifact(cm, path, overwrite: bool = False) -> None:

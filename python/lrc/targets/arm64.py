@@ -29,7 +29,11 @@ from .aot import ToolchainError, build_artifact, find_tool, open_native, run_too
 from .llvm import lower_to_llvm
 
 ARM64_VEC = 4  # NEON: 4 f32 lanes
-OPTIONS: dict = {"mcpu": "cortex-a76", "android_api": None, "threads": 1}  # android_api=24: Android 7 (bionic) instead of glibc
+# android_api=24: Android 7 (bionic) instead of glibc. omp_runtime (threads > 1): "libomp" (LLVM's,
+# copied into the artifact; the Linux default) or "lrc" (lib/omp_team.c compiled into model.so;
+# the Android default, since Android has no libomp without the NDK).
+OPTIONS: dict = {"mcpu": "cortex-a76", "android_api": None, "threads": 1, "omp_runtime": None}
+OMP_RUNTIMES = ("libomp", "lrc")
 SYSROOT = "/usr/aarch64-linux-gnu"  # Debian's libc6-arm64-cross, also what qemu's -L needs
 LIB_DIR = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", "lib"))
 LR_RUN_ENV = "LRC_AARCH64_LR_RUN"  # path to a prebuilt aarch64 lr-run (e.g. from the CMake build)
@@ -42,7 +46,9 @@ def clang_target(android_api: int | None) -> str:
 
 def cflags(mcpu: str, opt_level: int, android_api: int | None = None) -> list[str]:
     # lld: the cross binutils' ld would also do, but lld is what links Android objects too.
-    flags = [f"-O{opt_level}", f"-mcpu={mcpu}", "-fPIC", "-shared", "-fuse-ld=lld"]
+    # inline atomics (omp_team.c): the outlined __aarch64_* helpers live in libgcc / compiler-rt,
+    # which an NDK-less Android link does not have
+    flags = [f"-O{opt_level}", f"-mcpu={mcpu}", "-fPIC", "-shared", "-fuse-ld=lld", "-mno-outline-atomics"]
     if android_api:
         flags += android_link_flags(android_api)
     return flags
@@ -105,32 +111,45 @@ def aarch64_openmp_library() -> str:
 
 
 def build(lr_module: ir.Module, *, opt_level: int = 3, mcpu: str = "cortex-a76", android_api: int | None = None,
-          entry: str = "forward", threads: int = 1):
+          entry: str = "forward", threads: int = 1, omp_runtime: str | None = None):
     """Cross-compile into a private artifact directory; the runner executes that artifact.
 
-    threads > 1: the same split as on the host (scf.parallel -> OpenMP); the .so needs libomp.so.5,
-    which is copied into the artifact and found through an $ORIGIN rpath, so the directory stays
-    self-contained on the phone."""
+    threads > 1: the same split as on the host (scf.parallel -> OpenMP calls). With libomp the .so
+    needs libomp.so.5, which is copied into the artifact and found through an $ORIGIN rpath, so the
+    directory stays self-contained on the phone; with lrc's team (Android's default) the runtime is
+    inside model.so."""
     from .host import check_threads
 
     _check_options(mcpu, android_api)
     threads = check_threads(threads)
-    libs, omp = [], None
+    if omp_runtime is not None and omp_runtime not in OMP_RUNTIMES:
+        raise ValueError(f"arm64: omp_runtime must be one of {OMP_RUNTIMES} or None, got {omp_runtime!r}")
+    libs, omp, sources, flags = [], None, {}, cflags(mcpu, opt_level, android_api)
     if threads > 1:
-        if android_api:
-            # an NDK ships a bionic libomp; Debian's is glibc-only and there is no NDK here to test against
-            raise NotImplementedError(f"target 'arm64' with android_api={android_api}: threads={threads} needs the "
-                                      "Android NDK's libomp, which this build cannot link; use threads=1")
-        omp = aarch64_openmp_library()
-        libs = [omp, "-Wl,-rpath,$ORIGIN"]
+        omp_runtime = omp_runtime or ("lrc" if android_api else "libomp")
+        if omp_runtime == "libomp":
+            if android_api:
+                # an NDK ships a bionic libomp; Debian's is glibc-only and there is no NDK here
+                raise NotImplementedError(f"target 'arm64' with android_api={android_api}: omp_runtime='libomp' "
+                                          "needs the Android NDK's libomp, which this build cannot link; use "
+                                          "omp_runtime='lrc' (the Android default)")
+            omp = aarch64_openmp_library()
+            libs = [omp, "-Wl,-rpath,$ORIGIN"]
+        else:
+            from .aot import omp_team_source
+
+            sources, flags = {"omp_team.c": omp_team_source()}, flags + ["-ffreestanding"]
+    else:
+        omp_runtime = None
     in_shapes, out_shapes = _signature(lr_module, entry)
     kernels = lower_to_kernels(lr_module, vec=ARM64_VEC, threads=threads)
     lower_to_llvm(kernels, threads=threads)
     workdir = tempfile.TemporaryDirectory(prefix="lrc-arm64-")
-    options = {"mcpu": mcpu, "android_api": android_api, "opt_level": opt_level, "threads": threads}
+    options = {"mcpu": mcpu, "android_api": android_api, "opt_level": opt_level, "threads": threads,
+               "omp_runtime": omp_runtime}
     build_artifact(workdir.name, kernels, target="arm64", entry=entry, input_shapes=in_shapes,
-                   output_shapes=out_shapes, cflags=cflags(mcpu, opt_level, android_api),
-                   clang_target=clang_target(android_api), options=options, libs=libs)
+                   output_shapes=out_shapes, cflags=flags, clang_target=clang_target(android_api),
+                   options=options, libs=libs, sources=sources)
     if omp:
         shutil.copyfile(omp, os.path.join(workdir.name, "libomp.so.5"))
     meta = {"entry": entry, "inputs": in_shapes, "outputs": out_shapes, "options": options,
