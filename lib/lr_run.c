@@ -29,7 +29,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "usage: lr-run ARTIFACT_DIR [--iters N] [--warmup N] [--input F]... [--output F]...\n");
     return 2;
   }
-  int iters = 10, warmup = 2, n_inf = 0, n_outf = 0;
+  int iters = 10, warmup = -1, n_inf = 0, n_outf = 0;
   const char *inf[LRC_MAX_ARGS], *outf[LRC_MAX_ARGS];
   for (int i = 2; i < argc; i++) {
     if (!strcmp(argv[i], "--iters") && i + 1 < argc) iters = atoi(argv[++i]);
@@ -58,7 +58,10 @@ int main(int argc, char **argv) {
     int64_t n = lrc_shape_numel(lrc_model_output_shape(m, i));
     out[i] = aligned_alloc(64, ((size_t)n * sizeof(float) + 63) / 64 * 64);
   }
-  if (n_inf || n_outf) iters = 1, warmup = 0;
+  /* with files: one run, after --warmup runs only if asked (they reuse the model's arena, which is
+   * how a test sees that a second call does not depend on what the first left there) */
+  if (n_inf || n_outf) iters = 1, warmup = warmup < 0 ? 0 : warmup;
+  if (warmup < 0) warmup = 2;
   if (iters < 1) iters = 1;
   for (int i = 0; i < warmup; i++) lrc_model_run(m, in, out);
   double *t = malloc(sizeof(double) * iters);

@@ -23,6 +23,11 @@ typedef void (*lrc_fn_t)();
 struct lrc_model {
   void *lib;
   lrc_fn_t fn;
+  lrc_fn_t arena_fn;      /* lrc_arena_<entry>: takes the arena as a last argument (NULL: none) */
+  int64_t arena_bytes;    /* model.meta "arena" */
+  void *arena;            /* allocated at the first run, kept: a per-call arena above glibc's mmap
+                             threshold would be mapped and page-faulted in on every call */
+  volatile int arena_busy; /* a second thread running the same model meanwhile allocates its own */
   int n_in, n_out;
   lrc_shape_t shapes[LRC_MAX_ARGS];
 };
@@ -85,6 +90,10 @@ lrc_model_t *lrc_model_open(const char *dir, char *err, size_t err_len) {
       sscanf(line + 6, "%255s", entry);
     } else if (strncmp(line, "weights ", 8) == 0) {
       sscanf(line + 8, "%255s", weights);
+    } else if (strncmp(line, "arena ", 6) == 0) {
+      long long a = 0;
+      if (sscanf(line + 6, "%lld", &a) != 1 || a < 0) { ok = 0; break; }
+      m->arena_bytes = a;
     } else if (strncmp(line, "in ", 3) == 0 || strncmp(line, "out ", 4) == 0) {
       int is_in = line[0] == 'i';
       if (n_args >= LRC_MAX_ARGS || (is_in && m->n_out)) { ok = 0; break; }
@@ -121,6 +130,10 @@ lrc_model_t *lrc_model_open(const char *dir, char *err, size_t err_len) {
     free(m);
     return NULL;
   }
+  if (m->arena_bytes) {
+    snprintf(sym, sizeof sym, "_mlir_ciface_lrc_arena_%s", entry);
+    m->arena_fn = (lrc_fn_t)dlsym(m->lib, sym); /* absent: every call allocates its own */
+  }
   if (weights[0] && load_weights(m->lib, dir, weights, err, err_len)) {
     dlclose(m->lib);
     free(m);
@@ -132,6 +145,7 @@ lrc_model_t *lrc_model_open(const char *dir, char *err, size_t err_len) {
 void lrc_model_close(lrc_model_t *m) {
   if (!m) return;
   dlclose(m->lib);
+  free(m->arena);
   free(m);
 }
 
@@ -157,26 +171,44 @@ static void fill(lrc_any_memref_t *d, float *buf, const lrc_shape_t *s) {
   }
 }
 
+/* Every argument is a pointer, so calling through a prototype with the right count is exact. */
+static int call(lrc_fn_t fn, void **a, int n) {
+  typedef void *p;
+  switch (n) {
+    case 2: ((void (*)(p, p))fn)(a[0], a[1]); break;
+    case 3: ((void (*)(p, p, p))fn)(a[0], a[1], a[2]); break;
+    case 4: ((void (*)(p, p, p, p))fn)(a[0], a[1], a[2], a[3]); break;
+    case 5: ((void (*)(p, p, p, p, p))fn)(a[0], a[1], a[2], a[3], a[4]); break;
+    case 6: ((void (*)(p, p, p, p, p, p))fn)(a[0], a[1], a[2], a[3], a[4], a[5]); break;
+    case 7: ((void (*)(p, p, p, p, p, p, p))fn)(a[0], a[1], a[2], a[3], a[4], a[5], a[6]); break;
+    case 8: ((void (*)(p, p, p, p, p, p, p, p))fn)(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]); break;
+    case 9: ((void (*)(p, p, p, p, p, p, p, p, p))fn)(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8]); break;
+    default: return -1; /* more than 8 tensors in + out: not supported by this shim */
+  }
+  return 0;
+}
+
 int lrc_model_run(lrc_model_t *m, float *const *inputs, float *const *outputs) {
-  lrc_any_memref_t d[LRC_MAX_ARGS];
-  void *a[LRC_MAX_ARGS];
+  lrc_any_memref_t d[LRC_MAX_ARGS + 1];
+  void *a[LRC_MAX_ARGS + 1];
   int n = m->n_in + m->n_out;
+  if (n > 8) return -1;
   for (int i = 0; i < n; i++) {
     fill(&d[i], i < m->n_in ? inputs[i] : outputs[i - m->n_in], &m->shapes[i]);
     a[i] = &d[i];
   }
-  /* Every argument is a pointer, so calling through a prototype with the right count is exact. */
-  switch (n) {
-    case 2: ((void (*)(void *, void *))m->fn)(a[0], a[1]); break;
-    case 3: ((void (*)(void *, void *, void *))m->fn)(a[0], a[1], a[2]); break;
-    case 4: ((void (*)(void *, void *, void *, void *))m->fn)(a[0], a[1], a[2], a[3]); break;
-    case 5: ((void (*)(void *, void *, void *, void *, void *))m->fn)(a[0], a[1], a[2], a[3], a[4]); break;
-    case 6: ((void (*)(void *, void *, void *, void *, void *, void *))m->fn)(a[0], a[1], a[2], a[3], a[4], a[5]); break;
-    case 7: ((void (*)(void *, void *, void *, void *, void *, void *, void *))m->fn)(a[0], a[1], a[2], a[3], a[4], a[5], a[6]); break;
-    case 8: ((void (*)(void *, void *, void *, void *, void *, void *, void *, void *))m->fn)(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]); break;
-    default: return -1; /* more than 8 tensors in + out: not supported by this shim */
+  if (!m->arena_fn || __atomic_exchange_n(&m->arena_busy, 1, __ATOMIC_ACQUIRE)) return call(m->fn, a, n);
+  if (!m->arena && posix_memalign(&m->arena, 64, (size_t)m->arena_bytes)) {
+    m->arena = NULL;
+    __atomic_store_n(&m->arena_busy, 0, __ATOMIC_RELEASE);
+    return call(m->fn, a, n);
   }
-  return 0;
+  lrc_shape_t s = {1, {m->arena_bytes}};
+  fill(&d[n], (float *)m->arena, &s); /* a 1-D i8 memref: same descriptor layout */
+  a[n] = &d[n];
+  int rc = call(m->arena_fn, a, n + 1);
+  __atomic_store_n(&m->arena_busy, 0, __ATOMIC_RELEASE);
+  return rc;
 }
 
 double lrc_now(void) {

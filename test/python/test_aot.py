@@ -81,13 +81,36 @@ def lr_run(tmp_path_factory):
     return str(build / "lr-run")
 
 
-def test_lr_run_numerics(saved, lr_run, tmp_path):
+@pytest.mark.parametrize("warmup", [0, 2])
+def test_lr_run_numerics(saved, lr_run, tmp_path, warmup):
+    """With warm-up runs the measured call reuses the arena the runtime keeps per model."""
     path, x, ref, _ = saved
     x.numpy().astype(np.float32).tofile(tmp_path / "in.bin")
-    subprocess.run([lr_run, str(path), "--input", str(tmp_path / "in.bin"), "--output", str(tmp_path / "out.bin")],
-                   check=True, capture_output=True)
+    subprocess.run([lr_run, str(path), "--warmup", str(warmup), "--input", str(tmp_path / "in.bin"), "--output",
+                    str(tmp_path / "out.bin")], check=True, capture_output=True)
     out = np.fromfile(tmp_path / "out.bin", dtype=np.float32).reshape(ref.shape)
     assert_matches(ref, out, "lr-run output")
+
+
+def test_loaded_artifact_keeps_its_arena(saved):
+    """model.meta / model.json carry the arena size; lrc.load calls lrc_arena_<entry> with one arena
+    per thread, so the second call runs on what the first left in it."""
+    import json
+
+    path, x, ref, cm = saved
+    arena = json.load(open(path / "model.json"))["arena_bytes"]
+    assert arena > 0 and f"arena {arena}\n" in open(path / "model.meta").read()
+    import ctypes
+
+    assert hasattr(ctypes.CDLL(str(path / "model.so")), "_mlir_ciface_lrc_arena_forward")
+    back = lrc.load(path)
+    x2 = torch.randn_like(x)
+    model, _ = zoo.ZOO["resnet_basic"]("small")
+    with torch.no_grad():
+        ref2 = model(x2)
+    for _ in range(2):
+        assert_matches(ref, back(x), "loaded artifact, first input")
+        assert_matches(ref2, back(x2), "loaded artifact, second input")
 
 
 def test_lr_run_timing_and_errors(saved, lr_run, tmp_path):

@@ -23,6 +23,7 @@ import shutil
 import struct
 import subprocess
 import tempfile
+import threading
 import uuid
 
 import numpy as np
@@ -238,17 +239,20 @@ def build_artifact(out_dir: str, llvm_module, *, target: str, entry: str, input_
                          extra_sources={"weights_loader.c": _weights_loader_c(weights, build_id), **(sources or {})},
                          libs=libs)
     write_weights(os.path.join(out_dir, "model.weights"), weights, build_id)
+    arena = entry_arena_bytes(llvm_module, entry)
     with open(os.path.join(out_dir, "model.h"), "w") as f:
         f.write(_header(entry, input_shapes, output_shapes))
     with open(os.path.join(out_dir, "model.meta"), "w") as f:
         f.write(f"entry {entry}\nweights model.weights\n")
+        if arena:  # lib/runtime.c keeps one arena per model and calls lrc_arena_<entry>
+            f.write(f"arena {arena}\n")
         for s in input_shapes:
             f.write("in " + " ".join(map(str, s)) + "\n")
         for s in output_shapes:
             f.write("out " + " ".join(map(str, s)) + "\n")
     meta = {"format": FORMAT_VERSION, "target": target, "entry": entry, "options": options or {},
             "inputs": [list(s) for s in input_shapes], "outputs": [list(s) for s in output_shapes],
-            "weights": "model.weights", "build_id": build_id}
+            "weights": "model.weights", "build_id": build_id, "arena_bytes": arena}
     with open(os.path.join(out_dir, "model.json"), "w") as f:
         json.dump(meta, f, indent=1)
 
@@ -270,6 +274,20 @@ def _publish(path: str, fill) -> None:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def entry_arena_bytes(llvm_module, entry: str) -> int:
+    """Bytes of the arena the entry function allocates per call (0: none, or no lrc_arena_ entry)."""
+    from torch_mlir import ir
+
+    from ..codegen.lower import ARENA_ATTR, arena_entry
+
+    names = {ir.StringAttr(op.attributes["sym_name"]).value: op for op in llvm_module.body.operations
+             if "sym_name" in op.attributes}
+    op = names.get(entry)
+    if op is None or arena_entry(entry) not in names or ARENA_ATTR not in op.attributes:
+        return 0
+    return ir.IntegerAttr(op.attributes[ARENA_ATTR]).value
 
 
 def omp_team_source() -> str:
@@ -380,10 +398,24 @@ def open_native(path: str, meta: dict):
             raise ValueError(f"{path}/{meta['weights']} {WEIGHT_ERRORS.get(rc, f'was rejected ({rc})')}")
     fn = getattr(lib, f"_mlir_ciface_{meta['entry']}")
     fn.restype = None
+    arena_bytes = int(meta.get("arena_bytes") or 0)
+    arena_fn = getattr(lib, f"_mlir_ciface_lrc_arena_{meta['entry']}", None) if arena_bytes else None
+    local = threading.local()
 
     def run(*arrays):
         descs = [_Descriptor.of(a) for a in arrays]
-        fn(*[ctypes.byref(d) for d in descs])
+        if arena_fn is None:
+            fn(*[ctypes.byref(d) for d in descs])
+            return
+        # One arena per thread, kept across calls: the allocating entry would mmap and page-fault an
+        # arena above glibc's mmap threshold on every call (the JIT runner does the same).
+        arena = getattr(local, "arena", None)
+        if arena is None:
+            raw = np.empty(arena_bytes + 64, np.uint8)
+            off = (-raw.ctypes.data) % 64
+            arena = local.arena = raw[off:off + arena_bytes]
+        descs.append(_Descriptor.of(arena))
+        arena_fn(*[ctypes.byref(d) for d in descs])
 
     return run, lib
 
