@@ -15,7 +15,6 @@ import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -29,6 +28,7 @@ torch.set_num_interop_threads(1)
 
 import lrc  # noqa: E402
 import zoo  # noqa: E402
+from results_io import write_atomic  # noqa: E402
 
 DEFAULT_MODELS = ["vgg", "resnet_basic", "resnet_bottleneck", "mobilenetv2", "unet", "msgnet", "wdsr"]
 CONV_HEAVY = {"vgg", "resnet_basic", "resnet_bottleneck", "unet", "msgnet"}
@@ -130,15 +130,6 @@ def bench_model(name: str, repeats: int, warmup: int = 2) -> dict:
             "cpu_ms": cpu_med, "lrc_vs_ort_cpu": cpu_med["lrc"] / cpu_med["ort"],
             "lrc_vs_ort": med["lrc"] / med["ort"], "lrc_vs_torch": med["lrc"] / med["torch"],
             "lrc_gflops": 2 * macs / (med["lrc"] * 1e-3) / 1e9}
-
-
-def write_atomic(path: str, text: str) -> None:
-    d = os.path.dirname(path)
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def to_markdown(rows, meta) -> str:

@@ -25,7 +25,6 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -58,6 +57,7 @@ import torch  # noqa: E402
 torch.set_num_threads(ARGS.threads)
 
 import lrc  # noqa: E402
+from results_io import write_atomic  # noqa: E402
 
 
 def model_and_input(name: str, hw: int):
@@ -81,16 +81,6 @@ def cpu_name() -> str:
 
 def runtime_of(cm):
     return getattr(cm._runner, "__self__", None)  # the Vulkan / OpenCL runtime behind a compiled model
-
-
-def write_atomic(path: str, text: str) -> None:
-    d = os.path.dirname(path)
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.chmod(tmp, 0o644)  # mkstemp makes it private
-    os.replace(tmp, path)
 
 
 def timed_rounds(runners: dict, repeats: int) -> dict:

@@ -25,7 +25,6 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -36,19 +35,11 @@ for p in (os.path.join(ROOT, "python"), os.path.join(ROOT, "apps")):
 
 import numpy as np  # noqa: E402
 
+from results_io import write_atomic  # noqa: E402
+
 GPU_BUDGET = 1e-3  # max error relative to max|torch| (issue 6's budget, test/python/gpu_cases.py)
 SIZES = {"style": (1, 3, 256, 256), "color": (1, 1, 224, 224), "superres": (1, 3, 256, 256)}
 VARIANTS = {"dense": ("dense", "off"), "pruned-dense": ("pruned", "off"), "pruned-sparse": ("pruned", "auto")}
-
-
-def write_atomic(path: str, data: str) -> None:
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(data)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
 
 
 def checkpoint(app: str, kind: str) -> str:

@@ -16,7 +16,6 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "python"))
 
 import torch  # noqa: E402
+
+from results_io import write_atomic  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from lrc.codegen.kernels.conv import ConvSpec, emit_conv_func, pack_conv_weights, vector_registers  # noqa: E402
@@ -192,11 +193,7 @@ def main(argv=None) -> int:
         "",
     ])
     dst = Path(args.out)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=".kernels.", suffix=".md")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, dst)
+    write_atomic(str(dst), text)
     print(f"wrote {dst}")
     return 0
 

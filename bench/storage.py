@@ -24,7 +24,7 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from dense import write_atomic  # noqa: E402
+from results_io import write_atomic  # noqa: E402
 from table1 import load_models, machine  # noqa: E402
 
 BIG = 1024  # bytes of non-zero values from which a layer counts as big
@@ -112,8 +112,6 @@ def main(argv=None):
     meta = {"machine": machine(), "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
     write_atomic(os.path.join(a.out, "storage.md"), to_markdown(models, meta))
     write_atomic(os.path.join(a.out, "storage.json"), json.dumps({"meta": meta, "models": models}, indent=1))
-    for f in ("storage.md", "storage.json"):
-        os.chmod(os.path.join(a.out, f), 0o644)  # mkstemp creates 0600
     return 0 if ok(models) else 1
 
 

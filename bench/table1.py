@@ -24,13 +24,13 @@ Writes bench/results/table1.md, table1.json and table1.png atomically.
 from __future__ import annotations
 
 import argparse
+import io
 import ctypes
 import datetime
 import json
 import os
 import statistics
 import sys
-import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -41,7 +41,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from dense import machine, ort_session, write_atomic  # noqa: E402  (sets torch to 1 thread)
+from dense import machine, ort_session  # noqa: E402  (sets torch to 1 thread)
+from results_io import write_atomic  # noqa: E402
 
 import lrc  # noqa: E402
 import lrprune  # noqa: E402
@@ -471,11 +472,9 @@ def chart(rows, path):
     ax.legend(fontsize=8)
     ax.set_title("Table 1: latency, dense vs pruned")
     fig.tight_layout()
-    d = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=".png")
-    os.close(fd)
-    fig.savefig(tmp, dpi=110)
-    os.replace(tmp, path)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    write_atomic(path, buf.getvalue())
 
 
 def main(argv=None):
@@ -504,8 +503,6 @@ def main(argv=None):
     write_atomic(os.path.join(a.out, "table1.json"), json.dumps({"meta": meta, "rows": rows, "layers": layers},
                                                                 indent=1))
     chart(rows, os.path.join(a.out, "table1.png"))
-    for f in ("table1.md", "table1.json", "table1.png"):
-        os.chmod(os.path.join(a.out, f), 0o644)  # mkstemp creates 0600
     return 0 if all(r["ok"] for r in rows) else 1
 
 

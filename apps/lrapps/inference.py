@@ -108,13 +108,15 @@ def _file_digest(path: Path) -> str:
 
 
 def _lrc_digest() -> str:
-    """Changes whenever the compiler's Python sources change, so stale builds are not reused."""
+    """Changes whenever the compiler's sources change (its Python, and the C in lib/ that goes into
+    model.so, e.g. the thread team), so stale builds are not reused."""
     import lrc
 
     root = Path(lrc.__file__).resolve().parent
+    lib = root.parent.parent / "lib"
     h = hashlib.sha256()
-    for p in sorted(root.rglob("*.py")):
-        h.update(str(p.relative_to(root)).encode() + b"\0" + p.read_bytes())
+    for base, p in sorted([(root, p) for p in root.rglob("*.py")] + [(lib, p) for p in lib.rglob("*.[ch]")]):
+        h.update(str(p.relative_to(base)).encode() + b"\0" + p.read_bytes())
     return h.hexdigest()[:12]
 
 
