@@ -32,6 +32,9 @@ class LayerOp:
     out_shape: tuple[int, ...]
     location: ir.Location
     label: str = ""  # user-facing layer name for messages
+    # derived data several emitters want (sparse_conv_pack: the split decision and the parts'
+    # lowering), computed once per layer
+    memo: dict = field(default_factory=dict, compare=False, repr=False, init=False)  # not copied by replace()
 
 
 @dataclass

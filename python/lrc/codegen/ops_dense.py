@@ -210,8 +210,12 @@ def conv_pixel_split(op: LayerOp, threads: int, vec: int) -> list[tuple[int, int
 
 
 def sparse_conv_pack(op: LayerOp, vec: int):
-    """The compact sparse form lrc.compile gives this conv at lane width `vec`, or None (dense kernel)."""
-    return _sparse_pack(_conv_spec(Kernel("", vec), op), op.attrs)
+    """The compact sparse form lrc.compile gives this conv at lane width `vec`, or None (dense kernel);
+    packed once per layer (packing a big layer, with its storage report, takes ~0.1 s)."""
+    key = ("sparse_conv_pack", vec)
+    if key not in op.memo:
+        op.memo[key] = _sparse_pack(_conv_spec(Kernel("", vec), op), op.attrs)
+    return op.memo[key]
 
 
 def emit_conv2d_pixel_part(k: Kernel, op: LayerOp, u0: int, u1: int, shared: list | None, pack) -> KernelSig:
