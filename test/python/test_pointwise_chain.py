@@ -264,7 +264,9 @@ def test_threads_split_pixel_panels(check, threads):
     from lrc.codegen.kernels.pointwise_chain import chain_panels
     from lrc.codegen.ops_dense import chain_pixel_split
 
-    model = _prune_1x1(TwoBlocks().eval(), seed=4)
+    # 75 % of the kernels: at 85 % some expand filters lose every kernel and lr-shrink-pruned-channels
+    # removes them, which leaves the pairs below the size worth splitting
+    model = _prune_1x1(TwoBlocks().eval(), rate=0.75, seed=4)
     x = torch.rand(1, 8, 97, 89)
     lrmod, kir = _lowered(model, x, threads=threads)
     parts = [line for line in kir.splitlines() if "func.func private" in line and "conv2d" in line and "_p" in line
