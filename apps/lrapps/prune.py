@@ -35,6 +35,7 @@ blamed on) pruning.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import time
@@ -45,11 +46,12 @@ from typing import Dict, Optional
 import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from . import models
 
 __all__ = ["RECIPES", "Recipe", "SCHEMES", "prune", "prune_config", "admm_prune", "recipe_from_args",
-           "main"]
+           "recipe_meta", "distill_loss", "main"]
 
 # Names lrprune uses for its sparsity kinds.
 SCHEMES = ("filter", "channel", "column", "kernel", "pattern", "pattern+kernel", "irregular")
@@ -74,6 +76,9 @@ class Recipe:
     retrain_lr: float
     rho: float
     update_every: int
+    # Knowledge distillation weight (0 = none) and teacher checkpoint (None = the starting model).
+    distill: float = 0.0
+    teacher: Optional[str] = None
 
 
 # Step counts keep each app near 10 minutes on one thread of the shared box.
@@ -94,6 +99,50 @@ _DENSE = {
     "superres": ("head", "skip.0"),
     "style": (),
 }
+
+
+# Fields added after checkpoints were first recorded, with the value that means "not used".
+_OPTIONAL_FIELDS = {"distill": 0.0, "teacher": None}
+
+
+def recipe_meta(recipe: Recipe) -> Dict:
+    """The recipe as checkpoints record it: the optional fields only when used, so a plain run's
+    record is the same as before they existed (and runs made before compare equal)."""
+    d = asdict(recipe)
+    return {k: v for k, v in d.items() if not (k in _OPTIONAL_FIELDS and v == _OPTIONAL_FIELDS[k])}
+
+
+def distill_loss(task, student_out: torch.Tensor, teacher_out: torch.Tensor) -> torch.Tensor:
+    """The app's own output loss between student and teacher outputs: what dense training
+    compares the output with, here with the teacher's output as the target."""
+    if task.app == "superres" or (task.app == "color" and getattr(task.args, "loss", "l2") == "l1"):
+        return F.l1_loss(student_out, teacher_out)
+    return F.mse_loss(student_out, teacher_out)
+
+
+class _Distiller:
+    """Records the model's input and output while ``task.loss`` runs (a forward hook, so every
+    task's loss works unchanged) and scores the output against the frozen teacher's."""
+
+    def __init__(self, task, model: nn.Module, teacher: nn.Module, weight: float):
+        self.task, self.teacher, self.weight = task, teacher, weight
+        self.seen = []
+        self.handle = model.register_forward_hook(lambda m, inp, out: self.seen.append((inp, out)))
+
+    def __call__(self) -> torch.Tensor:
+        if len(self.seen) != 1:
+            raise RuntimeError(f"distillation: the {self.task.app} loss called the model {len(self.seen)} "
+                               "times per step; expected once")
+        inp, out = self.seen.pop()
+        with torch.no_grad():
+            target = self.teacher(*inp)
+        if target.shape != out.shape:
+            raise ValueError(f"distillation: the teacher's output {tuple(target.shape)} does not match the "
+                             f"{self.task.app} model's {tuple(out.shape)} (another scale or head?)")
+        return self.weight * distill_loss(self.task, out, target)
+
+    def remove(self):
+        self.handle.remove()
 
 
 def prune_config(app: str, model: nn.Module, scheme: str, rate: float, rate_1x1: Optional[float],
@@ -124,7 +173,8 @@ def _cosine(opt, steps):
         opt, lambda i: 0.5 * (1 + math.cos(math.pi * min(i, steps) / max(steps, 1))))
 
 
-def _loop(task, model, opt, sched, sampler, steps, batch, desc, progress, pruner=None, admm=False):
+def _loop(task, model, opt, sched, sampler, steps, batch, desc, progress, pruner=None, admm=False,
+          distiller=None):
     bar = None
     if progress:
         from tqdm import tqdm
@@ -135,6 +185,10 @@ def _loop(task, model, opt, sched, sampler, steps, batch, desc, progress, pruner
         x = sampler.sample(batch)
         loss, logs = task.loss(model, x)
         total = pruner.loss(loss) if admm else loss
+        if distiller is not None:
+            kd = distiller()
+            total = total + kd
+            logs["kd"] = kd.item()
         opt.zero_grad(set_to_none=True)
         total.backward()
         nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -155,19 +209,22 @@ def _loop(task, model, opt, sched, sampler, steps, batch, desc, progress, pruner
     return losses
 
 
-def _two_phases(task, model: nn.Module, recipe: Recipe, seed: int, progress: bool, names, pruner=None) -> Dict:
+def _two_phases(task, model: nn.Module, recipe: Recipe, seed: int, progress: bool, names, pruner=None,
+                teacher: Optional[nn.Module] = None) -> Dict:
     """The schedule both a pruning run and its fair reference train with, so that they cannot drift
     apart: one sampler (the same crops in the same order); Adam at ``recipe.lr`` constant for
     ``admm_steps``; then a fresh Adam at ``recipe.retrain_lr`` with cosine decay for
     ``retrain_steps``. With ``pruner``: the first phase adds the ADMM penalty, the pruner
-    hard-prunes between the phases and masks the second. ``names``: progress labels of the phases."""
+    hard-prunes between the phases and masks the second. With ``teacher``: both phases add
+    ``recipe.distill`` x the distillation loss. ``names``: progress labels of the phases."""
     sampler = task.sampler(seed)
+    distiller = _Distiller(task, model, teacher, recipe.distill) if teacher is not None else None
     log = {}
     t0 = time.time()
     if recipe.admm_steps:
         opt = torch.optim.Adam(model.parameters(), lr=recipe.lr)
         losses = _loop(task, model, opt, None, sampler, recipe.admm_steps, recipe.batch, names[0], progress,
-                       pruner, admm=pruner is not None)
+                       pruner, admm=pruner is not None, distiller=distiller)
         log["admm_final_loss"] = float(np.mean(losses[-20:]))
         if pruner is not None:
             log["admm_max_residual"] = pruner.max_residual()
@@ -179,22 +236,38 @@ def _two_phases(task, model: nn.Module, recipe: Recipe, seed: int, progress: boo
         opt = torch.optim.Adam(model.parameters(), lr=recipe.retrain_lr)
         handle = pruner.attach(opt) if pruner is not None else None
         losses = _loop(task, model, opt, _cosine(opt, recipe.retrain_steps), sampler,
-                       recipe.retrain_steps, recipe.batch, names[1], progress)
+                       recipe.retrain_steps, recipe.batch, names[1], progress, distiller=distiller)
         if handle is not None:
             handle.remove()
         log["retrain_final_loss"] = float(np.mean(losses[-20:]))
     log["retrain_seconds"] = round(time.time() - t1, 1)
+    if distiller is not None:
+        distiller.remove()
     return log
 
 
-def admm_prune(task, model: nn.Module, recipe: Recipe, seed: int = 0, progress: bool = True):
-    """ADMM, hard prune, masked retraining, in place. Returns (pruner, log dict)."""
+def admm_prune(task, model: nn.Module, recipe: Recipe, seed: int = 0, progress: bool = True,
+               teacher: Optional[nn.Module] = None):
+    """ADMM, hard prune, masked retraining, in place. Returns (pruner, log dict).
+
+    ``recipe.distill`` > 0: distil from ``teacher`` (default: a frozen copy of ``model`` as it is
+    now, i.e. the dense model before pruning)."""
     import lrprune
 
+    if recipe.distill < 0 or not math.isfinite(recipe.distill):
+        raise ValueError(f"distill weight must be >= 0, got {recipe.distill}")
+    if recipe.distill > 0:
+        teacher = copy.deepcopy(model) if teacher is None else teacher
+        teacher.eval()
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+    else:
+        teacher = None
     cfg = prune_config(task.app, model, recipe.scheme, recipe.rate, recipe.rate_1x1,
                        recipe.rho, recipe.update_every)
     pruner = lrprune.ADMMPruner(model, cfg)
-    log = _two_phases(task, model, recipe, seed, progress, (f"admm {task.app}", f"retrain {task.app}"), pruner)
+    log = _two_phases(task, model, recipe, seed, progress, (f"admm {task.app}", f"retrain {task.app}"), pruner,
+                      teacher)
     pruner.apply_masks()
     pruner.remove()  # hooks only; weights and lr_sparsity stay
     return pruner, log
@@ -246,11 +319,24 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--retrain-lr", type=float)
     g.add_argument("--rho", type=float, help="initial ADMM penalty")
     g.add_argument("--update-every", type=int, help="steps between ADMM Z/U updates")
+    g.add_argument("--distill", type=float, metavar="W",
+                   help="knowledge distillation: add W x the app's output loss against a frozen teacher's "
+                        "output during ADMM and retraining (default 0: none)")
+    g.add_argument("--teacher", metavar="CKPT",
+                   help="teacher for --distill (default: the dense model the run starts from)")
     g.add_argument("--reference", action="store_true",
                    help="prune nothing: train the dense model with the recipe's exact schedule (ADMM-phase "
                         "steps and lr, then retraining steps and lr), the fair 'dense, equal steps' "
                         "reference; default --out apps/checkpoints/<app>_dense_equal.pt")
     return p
+
+
+def _shown_path(path) -> str:
+    """A path as checkpoints record it (like ``from``): relative to the repository when inside it,
+    so the record does not depend on where the checkout lives."""
+    root = Path(__file__).resolve().parents[2]
+    p = Path(path).resolve()
+    return str(p.relative_to(root)) if p.is_relative_to(root) else str(path)
 
 
 def recipe_from_args(args) -> Recipe:
@@ -259,7 +345,8 @@ def recipe_from_args(args) -> Recipe:
     over = {"scheme": args.scheme, "rate": args.rate, "rate_1x1": args.rate_1x1,
             "admm_steps": args.admm_steps, "retrain_steps": args.retrain_steps, "batch": args.batch,
             "crop": args.crop, "lr": args.lr, "retrain_lr": args.retrain_lr, "rho": args.rho,
-            "update_every": args.update_every}
+            "update_every": args.update_every, "distill": args.distill,
+            "teacher": _shown_path(args.teacher) if args.teacher else None}
     return Recipe(**{**asdict(RECIPES[args.app]), **{k: v for k, v in over.items() if v is not None}})
 
 
@@ -270,6 +357,13 @@ def main(argv=None) -> Dict:
     if args.prune:
         raise SystemExit("use --scheme with python -m lrapps.prune (--prune belongs to lrapps.train)")
     recipe = recipe_from_args(args)
+    if args.reference and (recipe.distill or recipe.teacher):
+        raise SystemExit("--reference trains the dense model alone: --distill/--teacher do not apply (a "
+                         "distilled run's fair reference is the plain --reference run)")
+    if recipe.distill < 0 or not math.isfinite(recipe.distill):
+        raise SystemExit(f"--distill must be a finite weight >= 0, got {recipe.distill}")
+    if recipe.teacher and not recipe.distill:
+        raise SystemExit("--teacher needs --distill W with W > 0")
     args.batch, args.crop, args.lr = recipe.batch, recipe.crop, recipe.lr
     args.steps = recipe.admm_steps + recipe.retrain_steps
 
@@ -290,18 +384,27 @@ def main(argv=None) -> Dict:
     if out.resolve() == src.resolve():
         raise SystemExit(f"--out {out} would overwrite the dense checkpoint it starts from")
 
+    teacher = None
+    if recipe.teacher:
+        tpath = Path(args.teacher)  # as given; the recipe records it repository-relative
+        if not tpath.is_file():
+            raise SystemExit(f"--teacher {tpath}: no such checkpoint")
+        t_app = torch.load(tpath, map_location="cpu", weights_only=True).get("app")
+        if t_app != args.app:
+            raise SystemExit(f"--teacher {tpath} is not a {args.app} checkpoint (app {t_app!r})")
+        teacher = models.load(tpath)
     dense_metrics = task.evaluate(model) if task.heldout_images else {}
     if args.reference:
         log = equal_steps_reference(task, model, recipe, seed=args.seed, progress=not args.no_progress)
     else:
-        _, log = admm_prune(task, model, recipe, seed=args.seed, progress=not args.no_progress)
+        _, log = admm_prune(task, model, recipe, seed=args.seed, progress=not args.no_progress, teacher=teacher)
     metrics = task.evaluate(model) if task.heldout_images else {}
     macs = conv_macs(model, args.app)
 
     root = Path(__file__).resolve().parents[2]
     shown = src.resolve().relative_to(root) if src.resolve().is_relative_to(root) else src
     meta = {"app": args.app, "from": str(shown), "prune": None if args.reference else recipe.scheme,
-            "recipe": asdict(recipe), "seed": args.seed, "threads": args.threads,
+            "recipe": recipe_meta(recipe), "seed": args.seed, "threads": args.threads,
             "data": args.data or "builtin", **log, **macs,
             "heldout": [n for n, _ in task.heldout_images], "dense_metrics": dense_metrics,
             "metrics": metrics, **task.meta()}

@@ -84,7 +84,7 @@ def _made_by(path: Path, recipe: P.Recipe, seed: int, src: Path) -> bool:
         meta = torch.load(path, weights_only=True, map_location="cpu").get("meta", {})
     except Exception:  # a truncated or foreign file is simply remade
         return False
-    return (meta.get("recipe") == asdict(recipe) and meta.get("seed") == seed
+    return (meta.get("recipe") == P.recipe_meta(recipe) and meta.get("seed") == seed
             and meta.get("from") == _shown(src))
 
 

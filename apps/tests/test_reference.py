@@ -30,7 +30,7 @@ def _record_loops(monkeypatch):
     calls = []
     orig = prune._loop
 
-    def loop(task, model, opt, sched, sampler, steps, batch, desc, progress, pruner=None, admm=False):
+    def loop(task, model, opt, sched, sampler, steps, batch, desc, progress, pruner=None, admm=False, **kw):
         crops = []
 
         class Rec:
@@ -38,7 +38,7 @@ def _record_loops(monkeypatch):
                 x = sampler.sample(b)
                 crops.append(round(float(x.double().sum()), 6))
                 return x
-        out = orig(task, model, opt, sched, Rec(), steps, batch, desc, progress, pruner, admm)
+        out = orig(task, model, opt, sched, Rec(), steps, batch, desc, progress, pruner, admm, **kw)
         calls.append({"steps": steps, "batch": batch, "lr": opt.param_groups[0]["initial_lr"]
                       if "initial_lr" in opt.param_groups[0] else opt.param_groups[0]["lr"],
                       "sched": sched is not None, "crops": crops, "sampler": id(sampler)})
