@@ -131,10 +131,12 @@ ACTS = ["relu", "sigmoid", "tanh", "none", "leaky_relu"]
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 2**16), acts=st.lists(st.sampled_from(ACTS), min_size=3, max_size=3),
        ks=st.lists(st.sampled_from([1, 3]), min_size=3, max_size=3), pads=st.lists(st.booleans(), min_size=3,
-       max_size=3), pool=st.booleans(), dead=st.floats(0, 1), unread=st.floats(0, 1))
-def test_random_chains(seed, acts, ks, pads, pool, dead, unread):
+       max_size=3), pool=st.booleans(), dead=st.floats(0, 1), unread=st.floats(0, 1),
+       pad_value=st.sampled_from([None, 0.0, 0.5]))
+def test_random_chains(seed, acts, ks, pads, pool, dead, unread, pad_value):
     """Random conv chains with random dead filters and unread input channels, activations (sigmoid
-    maps a dead channel to 0.5), kernel sizes, paddings and a pool: always torch's numbers."""
+    maps a dead channel to 0.5), kernel sizes, paddings, a pool and a constant pad: always torch's
+    numbers."""
     from conftest import compile_and_check
 
     g = torch.Generator().manual_seed(seed)
@@ -156,6 +158,8 @@ def test_random_chains(seed, acts, ks, pads, pool, dead, unread):
                     x = getattr(nn.functional, acts[i])(x) if acts[i] != "tanh" else torch.tanh(x)
                 if pool and i == 0:
                     x = nn.functional.max_pool2d(x, 2)
+                if pad_value is not None and i == 1:  # only dead channels equal to it stay constant
+                    x = nn.functional.pad(x, (1, 1, 1, 1), value=pad_value)
             return x
 
     m = Chain().eval()

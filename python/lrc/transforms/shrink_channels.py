@@ -136,8 +136,9 @@ def _rebuild(op, channels: int) -> ir.Operation:
 MERGE_OK = (None, "filter", "channel", "irregular")  # consumer annotations that survive a changed column
 
 
-def _carrier(users, seen, unread, candidates) -> int | None:
-    """The dead channel that carries the others to padded consumers, or None.
+def _carrier(users, seen, unread, candidates):
+    """(the dead channel that carries the others to padded consumers, the channels it can carry),
+    or (None, None).
 
     A dead channel reaches a consumer B as a constant v_k inside the image and 0 in B's padding, i.e.
     v_k * P for the same plane P. Convolution is linear in each input channel, so the sum of their
@@ -150,14 +151,14 @@ def _carrier(users, seen, unread, candidates) -> int | None:
     for v, skip in zip(seen, unread):
         ok &= skip | np.isfinite(v)
     if ok.sum() < 2:
-        return None
+        return None, None
     if any(lr.attrs_of(b)["sparsity"] is not None and lr.attrs_of(b)["sparsity"]["kind"] not in MERGE_OK
            for b, _ in users):
-        return None
+        return None, None
     for k in np.flatnonzero(ok):
         if all(np.isfinite(v[k]) and v[k] != 0 for v in seen):
-            return int(k)
-    return None
+            return int(k), ok
+    return None, None
 
 
 def shrink_once(conv) -> bool:
@@ -182,11 +183,10 @@ def shrink_once(conv) -> bool:
         seen.append(v)
         unpadded = not any(lr.attrs_of(b)["padding"])
         removable &= skip | (dead & ((v == 0) | (np.isfinite(v) & unpadded)))
-    carrier = _carrier(users, seen, unread, dead & ~removable)
+    carrier, mergeable = _carrier(users, seen, unread, dead & ~removable)
     if carrier is not None:
-        merge = dead & ~removable
-        merge[carrier] = False
-        removable |= merge
+        mergeable[carrier] = False
+        removable |= mergeable
     if removable.all():
         removable[0] = False  # keep one channel: no empty tensors
     if not removable.any():

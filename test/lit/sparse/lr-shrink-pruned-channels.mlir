@@ -91,3 +91,21 @@ func.func @last_channel(%x: tensor<1x1x4x4xf32>) -> tensor<1x2x4x4xf32> {
   %1 = "lr.conv2d"(%0) {weight = dense<1.0> : tensor<2x1x1x1xf32>} : (tensor<1x1x4x4xf32>) -> tensor<1x2x4x4xf32>
   return %1 : tensor<1x2x4x4xf32>
 }
+
+// -----
+
+// Dead filters with the constants 2, 2 and 3. The first consumer reads them directly (padded); the
+// second through a constant pad of value 2, after which only the channels equal to 2 are still
+// constant planes. The two 2s share a carrier; the 3 must stay for the second consumer.
+// CHECK-LABEL: func.func @carrier_skips_nonconstant
+// CHECK: %[[A:.*]] = "lr.conv2d"(%arg0) {{.*}}bias = dense<[5.000000e-01, 2.000000e+00, 3.000000e+00]>{{.*}} -> tensor<1x3x4x4xf32>
+// CHECK: "lr.conv2d"(%[[A]]) {{.*}}tensor<1x3x3x3xf32>
+// CHECK: %[[P:.*]] = "lr.pad"(%[[A]]) {{.*}} -> tensor<1x3x6x6xf32>
+// CHECK: "lr.conv2d"(%[[P]]) {{.*}}tensor<1x3x3x3xf32>
+func.func @carrier_skips_nonconstant(%x: tensor<1x1x4x4xf32>) -> (tensor<1x1x4x4xf32>, tensor<1x1x4x4xf32>) {
+  %0 = "lr.conv2d"(%x) {weight = dense<[[[[1.0]]], [[[0.0]]], [[[0.0]]], [[[0.0]]]]> : tensor<4x1x1x1xf32>, bias = dense<[0.5, 2.0, 2.0, 3.0]> : tensor<4xf32>} : (tensor<1x1x4x4xf32>) -> tensor<1x4x4x4xf32>
+  %1 = "lr.conv2d"(%0) {weight = dense<1.0> : tensor<1x4x3x3xf32>, padding = array<i64: 1, 1, 1, 1>} : (tensor<1x4x4x4xf32>) -> tensor<1x1x4x4xf32>
+  %2 = "lr.pad"(%0) {pads = array<i64: 1, 1, 1, 1>, value = 2.0} : (tensor<1x4x4x4xf32>) -> tensor<1x4x6x6xf32>
+  %3 = "lr.conv2d"(%2) {weight = dense<1.0> : tensor<1x4x3x3xf32>} : (tensor<1x4x6x6xf32>) -> tensor<1x1x4x4xf32>
+  return %1, %3 : tensor<1x1x4x4xf32>, tensor<1x1x4x4xf32>
+}
