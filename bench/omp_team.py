@@ -36,23 +36,13 @@ BLOCK = 6
 
 def shared_objects(cm, td):
     """{runtime: runner} for the two builds of cm's module."""
-    from lrc.targets.aot import (HOST_CFLAGS, build_artifact, externalize_weights, host_march, omp_team_source,
-                                 open_native, read_meta)
-    from lrc.targets.llvm import openmp_library
+    from lrc.targets.aot import build_host_artifact, open_native, read_meta
 
-    art = cm._artifact
-    if "weights" not in art:
-        art["weights"] = externalize_weights(art["llvm_module"])
-    flags = HOST_CFLAGS[:-1] + [f"-march={host_march(art.get('vector_registers'))}"]
-    omp = openmp_library()
     runners = {}
-    for rt, extra, libs, sources in (("libomp", [], [omp, f"-Wl,-rpath,{os.path.dirname(omp)}"], None),
-                                     ("lrc team", ["-ffreestanding"], [], {"omp_team.c": omp_team_source()})):
-        d = os.path.join(td, rt.replace(" ", "_"))
+    for rt, omp_runtime in (("libomp", "libomp"), ("lrc team", "lrc")):
+        d = os.path.join(td, omp_runtime)
         os.makedirs(d)
-        build_artifact(d, art["llvm_module"], target="host", entry=art["entry"], input_shapes=cm.input_shapes,
-                       output_shapes=cm.output_shapes, weights=art["weights"], cflags=flags + extra,
-                       options={"threads": art["threads"]}, libs=libs, sources=sources)
+        build_host_artifact(cm, d, omp_runtime)
         runners[rt] = open_native(d, read_meta(d))[0]
     return runners
 

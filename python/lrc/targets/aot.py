@@ -23,7 +23,6 @@ import shutil
 import struct
 import subprocess
 import tempfile
-import threading
 import uuid
 
 import numpy as np
@@ -239,6 +238,8 @@ def build_artifact(out_dir: str, llvm_module, *, target: str, entry: str, input_
                          extra_sources={"weights_loader.c": _weights_loader_c(weights, build_id), **(sources or {})},
                          libs=libs)
     write_weights(os.path.join(out_dir, "model.weights"), weights, build_id)
+    from ..runtime.arena import entry_arena_bytes
+
     arena = entry_arena_bytes(llvm_module, entry)
     with open(os.path.join(out_dir, "model.h"), "w") as f:
         f.write(_header(entry, input_shapes, output_shapes))
@@ -276,29 +277,43 @@ def _publish(path: str, fill) -> None:
         raise
 
 
-def entry_arena_bytes(llvm_module, entry: str) -> int:
-    """Bytes of the arena the entry function allocates per call (0: none, or no lrc_arena_ entry)."""
-    from torch_mlir import ir
-
-    from ..codegen.lower import ARENA_ATTR, arena_entry
-
-    names = {ir.StringAttr(op.attributes["sym_name"]).value: op for op in llvm_module.body.operations
-             if "sym_name" in op.attributes}
-    op = names.get(entry)
-    if op is None or arena_entry(entry) not in names or ARENA_ATTR not in op.attributes:
-        return 0
-    return ir.IntegerAttr(op.attributes[ARENA_ATTR]).value
-
-
-def omp_team_source() -> str:
-    """lib/omp_team.c: lrc's pthread fork/join team behind the __kmpc_* calls of threaded code, for
-    builds without a libomp (Android); compile it with -ffreestanding."""
+def omp_team_build() -> tuple[dict[str, str], list[str]]:
+    """(C sources, extra cflags) that compile lib/omp_team.c, lrc's pthread fork/join team behind
+    the __kmpc_* calls of threaded code, into model.so: for builds without a libomp (Android)."""
     p = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "lib", "omp_team.c")
     if not os.path.isfile(p):
         raise ToolchainError(f"{os.path.normpath(p)} (lrc's thread team) was not found; lrc runs from its source "
                              "tree (pip install -e .)")
     with open(p) as f:
-        return f.read()
+        return {"omp_team.c": f.read()}, ["-ffreestanding"]  # no libc headers: none for bionic here
+
+
+def build_host_artifact(cm, out_dir: str, omp_runtime: str = "libomp") -> None:
+    """Write the AOT artifact of a host (JIT) CompiledModel into the empty directory `out_dir`.
+
+    The host keeps its LLVM-dialect module from the JIT build; weights are split off once and
+    remembered, so a second build of the same model still has them. Threaded code calls __kmpc_*:
+    `omp_runtime` "libomp" links LLVM's (found at load time by rpath), "lrc" compiles lrc's own
+    team in (what Android builds use; bench/omp_team.py compares the two)."""
+    art = cm._artifact
+    if "weights" not in art:
+        art["weights"] = externalize_weights(art["llvm_module"])
+    march = host_march(art.get("vector_registers"))
+    threads = art.get("threads", 1)
+    options, libs, sources, flags = {"march": march}, [], None, HOST_CFLAGS[:-1] + [f"-march={march}"]
+    if threads > 1:
+        options["threads"] = threads
+        if omp_runtime == "lrc":
+            sources, extra = omp_team_build()
+            flags += extra
+        else:
+            from .llvm import openmp_library
+
+            omp = openmp_library()
+            libs = [omp, f"-Wl,-rpath,{os.path.dirname(omp)}"]
+    build_artifact(out_dir, art["llvm_module"], target=cm.target, entry=art["entry"],
+                   input_shapes=cm.input_shapes, output_shapes=cm.output_shapes, weights=art["weights"],
+                   cflags=flags, options=options, libs=libs, sources=sources)
 
 
 def save_artifact(cm, path, overwrite: bool = False) -> None:
@@ -318,28 +333,8 @@ def save_artifact(cm, path, overwrite: bool = False) -> None:
             for name in os.listdir(src):
                 shutil.copy2(os.path.join(src, name), os.path.join(tmp, name))
     else:
-        # The host keeps its LLVM-dialect module from the JIT build; weights are split off once
-        # and remembered, so a second save() of the same model still has them.
-        if "weights" not in art:
-            art["weights"] = externalize_weights(art["llvm_module"])
-
-        march = host_march(art.get("vector_registers"))
-        threads = art.get("threads", 1)
-        options = {"march": march}
-        libs = []
-        if threads > 1:
-            # threaded code calls libomp (__kmpc_*): link it, and find it at load time by rpath
-            from .llvm import openmp_library
-
-            omp = openmp_library()
-            libs = [omp, f"-Wl,-rpath,{os.path.dirname(omp)}"]
-            options["threads"] = threads
-
         def fill(tmp):
-            build_artifact(tmp, art["llvm_module"], target=cm.target, entry=art["entry"],
-                           input_shapes=cm.input_shapes, output_shapes=cm.output_shapes,
-                           weights=art["weights"], cflags=HOST_CFLAGS[:-1] + [f"-march={march}"],
-                           options=options, libs=libs)
+            build_host_artifact(cm, tmp)
     _publish(path, fill)
 
 
@@ -398,23 +393,17 @@ def open_native(path: str, meta: dict):
             raise ValueError(f"{path}/{meta['weights']} {WEIGHT_ERRORS.get(rc, f'was rejected ({rc})')}")
     fn = getattr(lib, f"_mlir_ciface_{meta['entry']}")
     fn.restype = None
-    arena_bytes = int(meta.get("arena_bytes") or 0)
-    arena_fn = getattr(lib, f"_mlir_ciface_lrc_arena_{meta['entry']}", None) if arena_bytes else None
-    local = threading.local()
+    from ..runtime.arena import ThreadArenas
+
+    arenas = ThreadArenas(int(meta.get("arena_bytes") or 0))
+    arena_fn = getattr(lib, f"_mlir_ciface_lrc_arena_{meta['entry']}", None) if arenas.nbytes else None
 
     def run(*arrays):
         descs = [_Descriptor.of(a) for a in arrays]
         if arena_fn is None:
             fn(*[ctypes.byref(d) for d in descs])
             return
-        # One arena per thread, kept across calls: the allocating entry would mmap and page-fault an
-        # arena above glibc's mmap threshold on every call (the JIT runner does the same).
-        arena = getattr(local, "arena", None)
-        if arena is None:
-            raw = np.empty(arena_bytes + 64, np.uint8)
-            off = (-raw.ctypes.data) % 64
-            arena = local.arena = raw[off:off + arena_bytes]
-        descs.append(_Descriptor.of(arena))
+        descs.append(_Descriptor.of(arenas.get()))
         arena_fn(*[ctypes.byref(d) for d in descs])
 
     return run, lib

@@ -136,9 +136,10 @@ def build(lr_module: ir.Module, *, opt_level: int = 3, mcpu: str = "cortex-a76",
             omp = aarch64_openmp_library()
             libs = [omp, "-Wl,-rpath,$ORIGIN"]
         else:
-            from .aot import omp_team_source
+            from .aot import omp_team_build
 
-            sources, flags = {"omp_team.c": omp_team_source()}, flags + ["-ffreestanding"]
+            sources, extra = omp_team_build()
+            flags = flags + extra
     else:
         omp_runtime = None
     in_shapes, out_shapes = _signature(lr_module, entry)

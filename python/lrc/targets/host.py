@@ -1,12 +1,10 @@
 """The host target: x86-64 (AVX2/FMA code; see HOST_VEC), run through MLIR's ExecutionEngine (JIT)."""
 from __future__ import annotations
 
-import threading
-
-import numpy as np
 from torch_mlir import ir
 
-from ..codegen.lower import ARENA_ATTR, arena_entry, lower_to_kernels
+from ..codegen.lower import arena_entry, lower_to_kernels
+from ..runtime.arena import ThreadArenas, entry_arena_bytes
 from ..runtime.jit import JitModule
 from .llvm import openmp_library
 
@@ -27,13 +25,6 @@ def host_vector_registers() -> int:
     except OSError:
         pass
     return 16
-
-
-def _arena_bytes(module: ir.Module, entry: str) -> int:
-    for op in module.body.operations:
-        if op.operation.name == "func.func" and ir.StringAttr(op.attributes["sym_name"]).value == entry:
-            return ir.IntegerAttr(op.attributes[ARENA_ATTR]).value if ARENA_ATTR in op.attributes else 0
-    raise ValueError(f"no entry function '{entry}' in the lowered module")
 
 
 def check_threads(threads) -> int:
@@ -61,22 +52,16 @@ def build_host(lr_module: ir.Module, opt_level: int = 3, entry: str = "forward",
         used_regs = convk.vector_registers(HOST_VEC)
     finally:
         convk.VECTOR_REGISTERS = saved
-    arena_bytes = _arena_bytes(kernels, entry)
+    arena_bytes = entry_arena_bytes(kernels, entry)
     libs = [openmp_library()] if threads > 1 else []
     jit = JitModule(kernels, opt_level=opt_level, shared_libs=libs, threads=threads)
-    local = threading.local()
+    arenas = ThreadArenas(arena_bytes)
 
     def run(*arrays):
         if not arena_bytes:
             jit.call(entry, *arrays)
             return
-        arena = getattr(local, "arena", None)
-        if arena is None:
-            # 64-byte aligned view into a slightly larger buffer (kernels assume aligned buffers)
-            raw = np.empty(arena_bytes + 64, np.uint8)
-            off = (-raw.ctypes.data) % 64
-            arena = local.arena = raw[off:off + arena_bytes]
-        jit.call(arena_entry(entry), *arrays, arena)
+        jit.call(arena_entry(entry), *arrays, arenas.get())
 
     # vector_registers: 32 means the tiles assume AVX-512VL (ahead of time: -march=x86-64-v4).
     artifact = {"llvm_module": kernels, "entry": entry, "jit": jit,
