@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import io
 import os
 import statistics
 import sys
 import time
+
+from .atomic_write import write_atomic
 
 
 class CliError(Exception):
@@ -149,28 +152,13 @@ def cmd_run(args) -> None:
     if args.output:
         if os.path.abspath(args.output) == os.path.abspath(args.input or ""):
             raise CliError("--output is the input file; refusing to overwrite it")
-        _save_npy_atomic(args.output, y if not isinstance(y, tuple) else y[0])
+        buf = io.BytesIO()
+        np.save(buf, np.asarray(y if not isinstance(y, tuple) else y[0]))
+        write_atomic(args.output, buf.getvalue())
     msg = f"lrc: {args.artifact} ({cm.target}): input {list(shape)} -> output {list(np.shape(y))}"
     if times:
         msg += f"; median {statistics.median(times) * 1e3:.2f} ms over {len(times)} runs"
     print(msg)
-
-
-def _save_npy_atomic(path: str, arr) -> None:
-    import tempfile
-
-    import numpy as np
-
-    d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".lrc-", suffix=".npy")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, np.asarray(arr))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def cmd_report(args) -> None:

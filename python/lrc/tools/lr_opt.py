@@ -7,12 +7,12 @@
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
-import tempfile
 
 from torch_mlir import ir
+
+from .atomic_write import write_atomic
 
 SPLIT_MARKER = re.compile(r"^// -----\s*$", re.M)
 EXPECT = re.compile(r"//\s*expected-(error|warning|note|remark)\s*(@[-+]?\d+|@above|@below)?\s*\{\{(.*?)\}\}")
@@ -146,19 +146,6 @@ def _fmt(path: str, d: _Diag) -> str:
     return f"{where}{d.severity}: {d.message}"
 
 
-def _write_atomic(path: str, text: str) -> None:
-    d = os.path.dirname(os.path.abspath(path)) or "."
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".lr-opt-")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def main(argv=None) -> int:
     from lrc.transforms import PASSES
 
@@ -225,7 +212,7 @@ def main(argv=None) -> int:
     if args.output == "-":
         sys.stdout.write(out_text)
     else:
-        _write_atomic(args.output, out_text)
+        write_atomic(args.output, out_text, prefix=".lr-opt-")
     return 1 if failed else 0
 
 
