@@ -84,8 +84,9 @@ def _owner(use):
 
 
 def _consumers(value: ir.Value):
-    """[(conv B, [channel-wise layers between])] for every use of `value`, or None when some use is
-    anything else (a returned value, a residual operand, a concat, a grouped conv, ...)."""
+    """[(conv B, [channel-wise layers between], B's attributes)] for every use of `value`, or None
+    when some use is anything else (a returned value, a residual operand, a concat, a grouped conv,
+    ...). The attributes are decoded here once (the weights are copied out of the IR each time)."""
     out = []
     for use in value.uses:
         op, path = _owner(use), []
@@ -93,9 +94,12 @@ def _consumers(value: ir.Value):
             path.append(op)
             use = next(iter(op.results[0].uses))
             op = _owner(use)
-        if op.name != "lr.conv2d" or use.operand_number != 0 or lr.attrs_of(op)["groups"] != 1:
+        if op.name != "lr.conv2d" or use.operand_number != 0:
             return None
-        out.append((op, path))
+        attrs = lr.attrs_of(op)
+        if attrs["groups"] != 1:
+            return None
+        out.append((op, path, attrs))
     return out
 
 
@@ -152,8 +156,7 @@ def _carrier(users, seen, unread, candidates):
         ok &= skip | np.isfinite(v)
     if ok.sum() < 2:
         return None, None
-    if any(lr.attrs_of(b)["sparsity"] is not None and lr.attrs_of(b)["sparsity"]["kind"] not in MERGE_OK
-           for b, _ in users):
+    if any(ba["sparsity"] is not None and ba["sparsity"]["kind"] not in MERGE_OK for _, _, ba in users):
         return None, None
     for k in np.flatnonzero(ok):
         if all(np.isfinite(v[k]) and v[k] != 0 for v in seen):
@@ -173,15 +176,15 @@ def shrink_once(conv) -> bool:
     bias = a["bias"] if a["bias"] is not None else np.zeros(K, np.float32)
     dead = ~w.reshape(K, -1).any(axis=1)
     const = _act(a["act"], a["act_params"], bias)  # a dead filter's output value
-    unread = [~lr.attrs_of(b)["weight"].any(axis=(0, 2, 3)) for b, _ in users]
+    unread = [~ba["weight"].any(axis=(0, 2, 3)) for _, _, ba in users]
     seen = []  # per user: the constant each dead channel arrives as (NaN: not constant any more)
     removable = np.ones(K, bool)
-    for (b, path), skip in zip(users, unread):
+    for (_, path, ba), skip in zip(users, unread):
         v = np.where(dead, const, np.nan)
         for p in path:
             v = _through(p, v)
         seen.append(v)
-        unpadded = not any(lr.attrs_of(b)["padding"])
+        unpadded = not any(ba["padding"])
         removable &= skip | (dead & ((v == 0) | (np.isfinite(v) & unpadded)))
     carrier, mergeable = _carrier(users, seen, unread, dead & ~removable)
     if carrier is not None:
@@ -193,8 +196,7 @@ def shrink_once(conv) -> bool:
         return False  # (returning True here would make the pass loop forever)
     keep = np.flatnonzero(~removable)
     gone = np.flatnonzero(removable)
-    for (b, path), v, skip in zip(users, seen, unread):
-        ba = lr.attrs_of(b)
+    for (b, path, ba), v, skip in zip(users, seen, unread):
         wb = ba["weight"].astype(np.float64)
         vg = v[gone]
         const_in = np.isfinite(vg) & (vg != 0) & ~skip[gone]  # channels B reads as a non-zero constant

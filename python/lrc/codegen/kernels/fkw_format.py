@@ -169,18 +169,14 @@ def _structure(weight: np.ndarray, library):
     """(mode, patterns, per-filter kept items [K][k], per-filter pattern ids [K][k] or None)."""
     from .sparse_conv import kernel_tap_sets
 
-    K, Cg = weight.shape[:2]
-    flat = weight.reshape(K, Cg, -1)
-    if library is not None:
-        patterns, ids = kernel_tap_sets(weight, library)
-    else:
-        patterns, ids = kernel_tap_sets(weight, None)
+    K = weight.shape[0]
+    patterns, ids = kernel_tap_sets(weight, library)
     candidates = []
     if patterns is not None:
         kept = [np.flatnonzero(ids[k] >= 0) for k in range(K)]
         candidates.append((KERNEL, [tuple(p) for p in patterns], kept, [ids[k][kept[k]] for k in range(K)]))
     if library is None:
-        pos = flat.reshape(K, -1) != 0
+        pos = weight.reshape(K, -1) != 0
         candidates.append((POSITION, [], [np.flatnonzero(pos[k]) for k in range(K)], None))
     return min(candidates, key=lambda c: _size(weight.shape, *c))
 
