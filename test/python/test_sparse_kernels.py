@@ -176,6 +176,16 @@ def test_sliding_window_prep(monkeypatch):
         (S(2, 6, 9, 10, 6, 3, padding=P1, groups=2, act="leaky_relu"), "kernel", 0.5, False, True, SparseTile(1, 2)),
         (S(1, 4, 10, 9, 4, 5, padding=(2, 2, 2, 2)), "irregular", 0.8, False, True, SparseTile(2, 2)),
         (S(1, 6, 9, 11, 5, 3, vec=4, padding=P1), *pk, True, True, SparseTile(4, 4)),
+        # Column stride 2: phase-split window rows (left padding 0/1/2, odd widths, a short last row
+        # block, dilation, 16 lanes with the half-width last vector)
+        (S(1, 5, 23, 40, 6, 3, stride=(2, 2), padding=P1, act="relu", residual=True), *pk, True, True,
+         SparseTile(2, 2)),
+        (S(1, 4, 17, 33, 5, 3, stride=(2, 2), padding=(1, 0, 2, 1)), *pk, True, False, SparseTile(1, 3)),
+        (S(1, 4, 15, 29, 5, 3, stride=(1, 2), padding=(2, 2, 0, 2)), "kernel", 0.5, False, True, SparseTile(2, 2)),
+        (S(1, 3, 19, 45, 4, 3, stride=(2, 2), padding=(2, 2, 2, 2), dilation=(2, 2)), "irregular", 0.6, False,
+         True, SparseTile(2, 2)),
+        (S(1, 6, 21, 70, 7, 3, vec=16, stride=(2, 2), padding=P1, act="relu"), *pk, True, True, SparseTile(3, 2)),
+        (S(1, 6, 20, 52, 7, 3, vec=16, stride=(2, 2), padding=P1, residual=True), *pk, True, True, None),
     ]
     built = run_cases(cases, seed=17)
     assert all(sparse_conv._geometry(b[5].spec, b[5].tile).WR for b in built)
@@ -214,7 +224,9 @@ def test_tile_model_uses_registers(monkeypatch):
     # 16 lanes with lane-shifted inputs (shifted_loads): 12 accumulators, 2x4 on two-vector planes
     assert choose_tile(S(1, 256, 56, 56, 256, 3, padding=P1, vec=16)) == SparseTile(4, 3)
     assert choose_tile(S(1, 512, 28, 28, 512, 3, padding=P1, vec=16)) == SparseTile(2, 4)
-    assert choose_tile(S(1, 64, 112, 112, 64, 3, stride=(2, 2), padding=P1, vec=16)) == SparseTile(4, 4)  # no shifts
+    # stride 2: no shifts, 8 accumulators (stacked rows share almost no input rows)
+    assert choose_tile(S(1, 64, 112, 112, 64, 3, stride=(2, 2), padding=P1, vec=16)) == SparseTile(4, 2)
+    assert choose_tile(S(1, 256, 56, 56, 64, 3, stride=(2, 2), padding=P1, vec=16)) == SparseTile(2, 4)
 
 
 def test_all_zero_weights_give_activation_of_bias():

@@ -52,6 +52,11 @@ WINDOW_MIN_BYTES = 64 << 10
 # Strided 1x1 layers on big planes gather per row block (see _geometry).
 SUB_WINDOW = True
 
+# Row-strided KxK layers (stride 2) on big planes copy a phase-split sliding window per row block too
+# (not the whole padded copy), and take the short tiles of choose_tile. Switches for A/B runs.
+STRIDED_WINDOW = True
+STRIDED_TILE = True
+
 # More distinct tap sets than this in a layer: decompose kernels into single taps instead.
 MAX_PATTERNS = 16
 
@@ -114,12 +119,11 @@ def _geometry(s: ConvSpec, tile: SparseTile) -> _Geometry:
     Wq = -(-max(-(-Ws // sw), need) // V) * V
     Cg = s.C // s.groups
     WR = (tile.RB - 1) * sh + (s.KH - 1) * dh + 1
-    if (sw == 1 and tile.blocks(Cg) == 1 and WR < Hs and Cg * Hs * Wq * 4 > WINDOW_MIN_BYTES
-            and min(s.H, Hs - pt) > 0 and min(s.W, Ws - pl) > 0):
+    if ((sw == 1 or STRIDED_WINDOW) and tile.blocks(Cg) == 1 and WR < Hs
+            and Cg * Hs * sw * Wq * 4 > WINDOW_MIN_BYTES and min(s.H, Hs - pt) > 0 and min(s.W, Ws - pl) > 0):
         # Big planes: copy only the RB output rows' input window, per row block, into a scratch
         # that stays in L2, instead of the whole padded image (written to memory, then read back).
-        # (Column stride 2 with a phase-split window measured no faster on color's stride-2 layers.)
-        return _Geometry("prep", s.OH, s.OW, Wq, WR * Wq, Hs, Ws, Wq, SH=sh, WR=WR)
+        return _Geometry("prep", s.OH, s.OW, sw * Wq, WR * sw * Wq, Hs, Ws, Wq, SH=sh, WR=WR)
     return _Geometry("prep", s.OH, s.OW, sw * Wq, Hs * sw * Wq, Hs, Ws, Wq, SH=sh)
 
 
@@ -150,6 +154,13 @@ def choose_tile(s: ConvSpec) -> SparseTile:
         # shifts, 3x3 layers at 6.8x fewer MACs: docs/sparse.md); 4x4 and 2x8 with shifts spilled.
         WB = min(4, nvec)
         return SparseTile(WB, min(3 if WB >= 3 else 4, rows))
+    elif wide and s.stride[0] > 1 and STRIDED_TILE:
+        # Row stride 2: stacked output rows share almost no input rows (only tap row 2 of one with
+        # tap row 0 of the next), so tall tiles only add live vectors and window rows; 8
+        # accumulators, 4x2 or 2x4, were best or within noise of it on stride-2 layers, where the
+        # old 16-accumulator 2x8 lost 15-30 % (docs/sparse.md).
+        WB = min(4, nvec)
+        return SparseTile(WB, min(2 if WB >= 3 else 4, rows))
     else:
         WB, RB = min(4 if wide else 2, nvec), 1
     while WB * RB < (16 if wide and s.KH * s.KW > 1 else 8) and RB < 8 and RB < rows:
