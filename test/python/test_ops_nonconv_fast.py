@@ -224,3 +224,52 @@ def test_concat_in_place_with_threads(check):
             return torch.relu(torch.cat([self.a(x), self.b(x)], 1))
 
     check(M().eval(), torch.randn(1, 32, 20, 20), threads=2)
+
+
+def _guarded_array(shape):
+    """A float32 array whose last element ends exactly where an inaccessible page starts, so a kernel
+    that reads past its input faults instead of silently reading a neighbour's memory."""
+    import ctypes
+    import mmap
+
+    import numpy as np
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+    libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    nbytes = int(np.prod(shape)) * 4
+    pages = -(-nbytes // mmap.PAGESIZE)
+    base = libc.mmap(None, (pages + 1) * mmap.PAGESIZE, mmap.PROT_READ | mmap.PROT_WRITE,
+                     mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1, 0)
+    assert base not in (None, ctypes.c_void_p(-1).value)
+    assert libc.mprotect(base + pages * mmap.PAGESIZE, mmap.PAGESIZE, 0) == 0  # PROT_NONE
+    buf = (ctypes.c_float * (nbytes // 4)).from_address(base + pages * mmap.PAGESIZE - nbytes)
+    return np.frombuffer(buf, np.float32).reshape(shape)
+
+
+@pytest.mark.parametrize("pool,hw", [
+    (nn.MaxPool2d(2), (16, 32)),                     # 2x2 / 2, whole vectors: no masked load
+    (nn.MaxPool2d(2), (9, 38)),                      # odd height, a partial last vector
+    (nn.MaxPool2d(3, stride=2), (17, 33)),           # 3x3 / 2: the last full vector would read one past the row
+    (nn.MaxPool2d(3, stride=2), (11, 21)),           # ... and a partial one
+    (nn.MaxPool2d(3, stride=1, dilation=2), (12, 29)),
+    (nn.AvgPool2d(2), (10, 46)),
+    (nn.AvgPool2d(3, stride=2), (13, 35)),
+])
+def test_unpadded_pool_reads_input_in_place(pool, hw):
+    """Unpadded pools whose windows lie inside the input read it in place (no padded copy); the input
+    sits right before a PROT_NONE page, so one float read past it would fault."""
+    import numpy as np
+
+    shape = (1, 3) + hw
+    x = _guarded_array(shape)
+    x[...] = np.random.default_rng(1).standard_normal(shape, dtype=np.float32)
+    model = nn.Sequential(pool).eval()
+    from lrc.codegen.lower import lower_to_kernels
+
+    assert "memref.alloc" not in str(lower_to_kernels(lrc.import_model(model, (torch.from_numpy(x.copy()),))))
+    cm = lrc.compile(model, (torch.from_numpy(x.copy()),))
+    with torch.no_grad():
+        ref = pool(torch.from_numpy(x.copy()))
+    assert_matches(ref, cm(x), f"{pool} {hw}")

@@ -78,9 +78,14 @@ def _map(idx, size, mode):
     return np.clip(idx, 0, size - 1)
 
 
+# Unpadded pools read their input in place (switch for A/B runs; see emit_pool).
+POOL_IN_PLACE = True
+
+
 def emit_pool(k: Kernel, op: LayerOp):
-    """Max / average pooling: the input is copied into a padded scratch plane per (n, c) so that
-    window loads need no bounds checks; avg divisors are per-row x per-column tables (torch's
+    """Max / average pooling: padded (or ceil-mode) pools copy the input into a padded scratch plane
+    per (n, c) so that window loads need no bounds checks; unpadded ones whose windows lie inside the
+    input read it in place, masking only loads that would leave a row at its end; avg divisors are per-row x per-column tables (torch's
     divisor is separable in both count_include_pad modes).
 
     Column strides 1 and 2 are vectorised along the output row (stride 2 splits 2V-lane loads into
@@ -116,25 +121,36 @@ def emit_pool(k: Kernel, op: LayerOp):
         k.param(np.concatenate([1.0 / cdiv, np.ones(owv - ow)]).astype(np.float32))
     k.out(n * c * oh * ow)
 
+    # Unpadded windows that all lie inside the input (VGG's 2x2 / 2 pools) read the input in place:
+    # the padded copy was a second pass over a plane that is several times the output (2x2 pools
+    # in VGG ran at half ORT's speed with it). Only the row tail's loads are masked then.
+    direct = POOL_IN_PLACE and vectorized and not (ph or pw) and (oh - 1) * sh + (kh - 1) * dh < h and (ow - 1) * sw + (kw - 1) * dw < w
+
     def body(kb, a):
         if is_max:
             x, y = a
         else:
             x, rdv, cdv, y = a
-        scratch = kb.alloc(hp * wp)
-        # The border is never overwritten: fill once, then copy only the interior per plane.
-        kb.fill(scratch, 0, hp * wp, fillv)
+        scratch = None
+        if not direct:
+            scratch = kb.alloc(hp * wp)
+            # The border is never overwritten: fill once, then copy only the interior per plane.
+            kb.fill(scratch, 0, hp * wp, fillv)
         combine = kb.fmax if is_max else kb.fadd
         with kb.loop(0, n * c) as nc:
             ibase = kb.mul(nc, h * w)
             obase = kb.mul(nc, oh * ow)
-            with kb.loop(0, h) as r:
-                kb.copy(x, kb.add(ibase, kb.mul(r, w)), scratch, kb.add(kb.mul(r, wp), ph * wp + pw), w)
+            if not direct:
+                with kb.loop(0, h) as r:
+                    kb.copy(x, kb.add(ibase, kb.mul(r, w)), scratch, kb.add(kb.mul(r, wp), ph * wp + pw), w)
             with kb.loop(0, oh) as r:
-                rbase = kb.mul(r, sh * wp)
                 rd = None if is_max else kb.load(rdv, r)
                 orow = kb.add(obase, kb.mul(r, ow))
-                if vectorized:
+                rbase = kb.mul(r, sh * wp)
+                if direct:
+                    _pool_row_vec(kb, x, kb.add(ibase, kb.mul(r, sh * w)), orow, y, ow, V, kh, kw, sw, dh, dw, w,
+                                  combine, None if is_max else (rd, cdv), masked_tail=True)
+                elif vectorized:
                     _pool_row_vec(kb, scratch, rbase, orow, y, ow, V, kh, kw, sw, dh, dw, wp, combine,
                                   None if is_max else (rd, cdv))
                 else:
@@ -148,26 +164,38 @@ def emit_pool(k: Kernel, op: LayerOp):
                         if not is_max:
                             acc = kb.fmul(acc, kb.fmul(rd, kb.load(cdv, q)))
                         kb.store(acc, y, kb.add(orow, q))
-        kb.dealloc(scratch)
+        if scratch is not None:
+            kb.dealloc(scratch)
     return k.build(body)
 
 
-def _pool_row_vec(kb, scratch, rbase, orow, y, ow, V, kh, kw, sw, dh, dw, wp, combine, avg):
-    """One output row of a pooling window, V output columns per step (column stride 1 or 2)."""
+def _pool_row_vec(kb, scratch, rbase, orow, y, ow, V, kh, kw, sw, dh, dw, wp, combine, avg, masked_tail=False):
+    """One output row of a pooling window, V output columns per step (column stride 1 or 2).
+    `masked_tail`: the source has no slack after a row (the caller's input read in place), so the
+    last partial vector loads only the columns its lanes use."""
     nfull = ow // V
     vt2 = ir.VectorType.get([2 * V], ir.F32Type.get())
 
-    def step(q, lanes):
+    def load(vt, at, used):
+        if used >= vt.shape[0]:
+            return vector.LoadOp(vt, scratch, [kb.idx(at)]).result
+        mt = ir.VectorType.get(vt.shape, ir.IntegerType.get_signless(1))
+        pad = arith.ConstantOp(vt, ir.DenseElementsAttr.get_splat(vt, ir.FloatAttr.get(ir.F32Type.get(), 0.0))).result
+        return vector.maskedload(vt, scratch, [kb.idx(at)], vector.constant_mask(mt, [used]), pad)
+
+    vt1 = ir.VectorType.get([V], ir.F32Type.get())
+
+    def step(q, lanes, masked=False):
         base = kb.add(rbase, kb.mul(q, sw))
         acc = None
         for i in range(kh):
             for j in range(kw):
                 off = i * dh * wp + j * dw
                 if sw == 1:
-                    v = kb.vload(scratch, kb.add(base, off))
+                    v = load(vt1, kb.add(base, off), lanes if masked else V)
                 else:  # lanes of output q+l read column 2(q+l) + j*dw: even/odd lanes of a 2V load
                     par = (j * dw) % 2
-                    v2 = vector.LoadOp(vt2, scratch, [kb.idx(kb.add(base, off - par))]).result
+                    v2 = load(vt2, kb.add(base, off - par), 2 * lanes - 1 + par if masked else 2 * V)
                     v = vector.deinterleave(v2)[par]
                 acc = v if acc is None else combine(acc, v)
         if avg is not None:
@@ -180,11 +208,18 @@ def _pool_row_vec(kb, scratch, rbase, orow, y, ow, V, kh, kw, sw, dh, dw, wp, co
             mt = ir.VectorType.get([V], ir.IntegerType.get_signless(1))
             vector.maskedstore(y, [kb.idx(dst)], vector.constant_mask(mt, [lanes]), acc)
 
-    if nfull:
-        with kb.loop(0, nfull * V, V) as q:
+    # In place, a row's last full vector at column stride 2 may load one column past the row (the
+    # odd lane after its last even one): mask it too.
+    last_masked = (masked_tail and sw == 2 and nfull and not ow % V
+                   and any(2 * (nfull - 1) * V + j * dw - (j * dw) % 2 + 2 * V > wp for j in range(kw)))
+    loop_n = nfull - 1 if last_masked else nfull
+    if loop_n:
+        with kb.loop(0, loop_n * V, V) as q:
             step(q, V)
+    if last_masked:
+        step(loop_n * V, V, masked=True)
     if ow % V:
-        step(nfull * V, ow % V)
+        step(nfull * V, ow % V, masked=masked_tail)
 
 
 def emit_adaptive_avg_pool(k: Kernel, op: LayerOp):
