@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 from torch_mlir.dialects import arith
 
-from .conv import ConvSpec
+from .conv import ConvSpec, prefetch_epilogue
 from .sparse_conv_tail import HalfTail
 
 # Extra stored MACs (zeros padded into a filter block's column union) the column tile may add.
@@ -126,6 +126,8 @@ def emit_column_blocks(em, base, obase, nv: int, last: int, rb: int):
 
 
 def _block(em, blk, fb: int, base, obase, nv: int, last: int, rb: int):
+    from . import sparse_conv  # its EPILOGUE_PREFETCH switch (sparse_conv imports this module)
+
     s, g, b = em.s, em.geo, em.b
     V, FB = s.vec, em.fb
     slot0 = b.mul(blk, FB)
@@ -139,6 +141,10 @@ def _block(em, blk, fb: int, base, obase, nv: int, last: int, rb: int):
         init = half.narrow_tile(init, nv)
     j0 = em.idx(em.kstart, blk)
     j1 = em.idx(em.kstart, b.add(blk, 1))
+    obs = [b.add(obase, em.idx(em.ooff, slots[f])) for f in range(fb)]
+    if sparse_conv.EPILOGUE_PREFETCH:
+        prefetch_epilogue(b, em.res, em.out, [b.add(ob, i * s.OW) for ob in obs for i in range(rb)],
+                          (nv - 1) * V + last)
 
     def body(j, accs):
         ib = b.add(base, em.idx(em.koff, j))
@@ -157,8 +163,7 @@ def _block(em, blk, fb: int, base, obase, nv: int, last: int, rb: int):
     accs = b.loop(j0, j1, 1, body, init)
     if half is not None:
         accs = half.widen_tile(accs, nv)
-    for f in range(fb):
-        ob = b.add(obase, em.idx(em.ooff, slots[f]))
+    for f, ob in enumerate(obs):
         for i in range(rb):
             for v in range(nv):
                 lanes = last if v == nv - 1 else V

@@ -37,7 +37,7 @@ from torch_mlir import ir
 from torch_mlir.dialects import arith, func, memref, vector
 
 from ._builder import KernelBuilder, check_act, flat_memref
-from .conv import ConvSpec
+from .conv import ConvSpec, prefetch_epilogue
 from .sparse_conv_tail import HalfTail
 
 # 1x1 layers: pixels per copied panel, in vectors (1024 floats: 4 KiB per channel, 256 KiB for 64
@@ -56,6 +56,10 @@ SUB_WINDOW = True
 # (not the whole padded copy), and take the short tiles of choose_tile. Switches for A/B runs.
 STRIDED_WINDOW = True
 STRIDED_TILE = True
+
+# Prefetch the residual and output lines of a tile's epilogue when the tile starts (see
+# conv.prefetch_epilogue).
+EPILOGUE_PREFETCH = True
 
 # More distinct tap sets than this in a layer: decompose kernels into single taps instead.
 MAX_PATTERNS = 16
@@ -604,6 +608,8 @@ class _SparseEmitter:
         # A last vector with at most half its lanes used runs at half width (16-lane tiles on 56-wide
         # planes: 3.5 zmm per row instead of 4); on Zen 4 a ymm FMA costs half a zmm one.
         half = HalfTail.of(s, nv, last, b) if NB == 1 else None
+        if NB == 1 and EPILOGUE_PREFETCH:
+            prefetch_epilogue(b, self.res, self.out, [b.add(ob, i * s.OW) for i in range(rb)], (nv - 1) * V + last)
         accs = init if half is None else half.narrow_tile(init, nv)
         blk = b.add(b.mul(slot, NB), cb)
         krow = b.mul(blk, P + 1)
