@@ -85,8 +85,8 @@ POOL_IN_PLACE = True
 def emit_pool(k: Kernel, op: LayerOp):
     """Max / average pooling: padded (or ceil-mode) pools copy the input into a padded scratch plane
     per (n, c) so that window loads need no bounds checks; unpadded ones whose windows lie inside the
-    input read it in place, masking only loads that would leave a row at its end; avg divisors are per-row x per-column tables (torch's
-    divisor is separable in both count_include_pad modes).
+    input read it in place, masking only loads that would leave a row at its end. Avg divisors are
+    per-row x per-column tables (torch's divisor is separable in both count_include_pad modes).
 
     Column strides 1 and 2 are vectorised along the output row (stride 2 splits 2V-lane loads into
     even and odd lanes); other strides run one output pixel at a time."""
@@ -124,7 +124,8 @@ def emit_pool(k: Kernel, op: LayerOp):
     # Unpadded windows that all lie inside the input (VGG's 2x2 / 2 pools) read the input in place:
     # the padded copy was a second pass over a plane that is several times the output (2x2 pools
     # in VGG ran at half ORT's speed with it). Only the row tail's loads are masked then.
-    direct = POOL_IN_PLACE and vectorized and not (ph or pw) and (oh - 1) * sh + (kh - 1) * dh < h and (ow - 1) * sw + (kw - 1) * dw < w
+    direct = (POOL_IN_PLACE and vectorized and not (ph or pw) and (oh - 1) * sh + (kh - 1) * dh < h
+              and (ow - 1) * sw + (kw - 1) * dw < w)
 
     def body(kb, a):
         if is_max:

@@ -308,8 +308,6 @@ def _subsample_geom(g: _Geom) -> _Geom | None:
     return gs
 
 
-# Scratch budgets for cache blocking of large planes (see _plan_blocking). Zen 4 has 1 MiB of L2 per
-# core and 32 KiB of L1d.
 # A tile's epilogue reads the residual and writes the output: rows of other layers' planes that are
 # usually not in L1/L2 any more, and with nothing left to overlap the misses with, the tile waits for
 # them (1x1 32->128 at 56x56 with a residual ran at 73 GFLOP/s, 94 without it). Prefetching those
@@ -329,6 +327,9 @@ def prefetch_epilogue(b, res, out, rows, span: int, line_floats: int = 16) -> No
                 memref.prefetch(res, at, False, 3, True)
             memref.prefetch(out, at, True, 3, True)
 
+
+# Scratch budgets for cache blocking of large planes (see _plan_blocking). Zen 4 has 1 MiB of L2 per
+# core and 32 KiB of L1d.
 _PIXEL_BLOCK_BYTES = 32 * 1024
 # 1x1 inputs larger than _PIXEL_BLOCK_MIN_INPUT are packed into pixel blocks, except up to 2 MiB
 # when there are few output channels (<= _PIXEL_BLOCK_FEW_K) to amortise the packing pass over:
