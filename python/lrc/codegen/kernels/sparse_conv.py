@@ -60,6 +60,7 @@ STRIDED_TILE = True
 # Prefetch the residual and output lines of a tile's epilogue when the tile starts (see
 # conv.prefetch_epilogue).
 EPILOGUE_PREFETCH = True
+WINDOW_PREFETCH = True
 
 # More distinct tap sets than this in a layer: decompose kernels into single taps instead.
 MAX_PATTERNS = 16
@@ -926,6 +927,13 @@ class _SparseEmitter:
                 self.copy_any_row(xr, b.add(dst, b.mul(w, g.RS)), iw_hi)
 
             b.loop(lo, hi, 1, row)
+            if WINDOW_PREFETCH:
+                # The input rows the next row block adds to its window (past the image: harmless).
+                nxt = b.add(src0, b.mul(sc, s.H * s.W), b.mul(b.add(r0, g.WR - pt), s.W))
+                def touch(i, _):
+                    memref.prefetch(self.x, [b.v(b.add(nxt, i))], False, 3, True)
+
+                b.loop(0, self.pk.tile.RB * g.SH * s.W, 16, touch)
 
         self.chan_loop(chan)
 
