@@ -214,6 +214,15 @@ def _worse(t: Dict) -> str:
     return f"{t['pruned']:.4g} vs {t['dense']:.4g} ({100 * change:+.1f} %)"
 
 
+def _rate(e: Dict) -> str:
+    """The rate, with the scheme where it is not the app's recipe's: runs of different schemes
+    at the same rates are different runs and must read differently."""
+    scheme = (e.get("recipe") or {}).get("scheme")
+    app_recipe = P.RECIPES.get(e["app"])
+    other = scheme is not None and app_recipe is not None and scheme != app_recipe.scheme
+    return f"{e['rate']:g}" + (f" ({scheme})" if other else "")
+
+
 def best_run(entries: List[Dict], key: str = "within_budget") -> Optional[Dict]:
     """The highest-MAC-reduction entry within budget, or None. A recipe run with
     several seeds counts only if every seed met the budget. ``key``:
@@ -268,7 +277,7 @@ def render_markdown(data: Dict) -> str:
             else:
                 why = "; ".join(e.get("reference_mismatch") or ["no reference checkpoint"])
                 fair, fair_ok = ["n/a"] * len(metrics), f"n/a ({why})"
-            L.append(f"| {e['rate']:g}{tag} | {r1} | {e['seed']} | {e['macs_dense'] / 1e6:.0f} M → "
+            L.append(f"| {_rate(e)}{tag} | {r1} | {e['seed']} | {e['macs_dense'] / 1e6:.0f} M → "
                      f"{e['macs_pruned'] / 1e6:.0f} M ({e['mac_reduction']:.2f}x) | " + " | ".join(cells)
                      + f" | {'yes' if e['within_budget'] else '**no**'} | " + " | ".join(fair)
                      + f" | {fair_ok} | {secs} | `{e['checkpoint']}` |")
@@ -286,13 +295,14 @@ def _per_image(runs: List[Dict], metrics: List[str]) -> List[str]:
     head = [f"{m} {im}" for m in metrics for im in images]
     fair = any("equal_" + metrics[0] in r for e in runs for r in e["rows"])
     L = [f"Per held-out image, pruned (shipped dense{' / dense, equal steps' if fair else ''}):", "",
-         "| rate | seed | " + " | ".join(head) + " |", "|---" * (2 + len(head)) + "|"]
+         "| rate (/ rate_1x1) | seed | " + " | ".join(head) + " |", "|---" * (2 + len(head)) + "|"]
 
     def ref(r, m):
         return f"{r['dense_' + m]:.4g}" + (f" / {r['equal_' + m]:.4g}" if "equal_" + m in r else "")
     for e in runs:
         cells = [f"{r['pruned_' + m]:.4g} ({ref(r, m)})" for m in metrics for r in e["rows"]]
-        L.append(f"| {e['rate']:g}{' (shipped)' if e['kind'] == 'shipped' else ''} | {e['seed']} | "
+        r1 = "" if e["rate_1x1"] is None else f" / {e['rate_1x1']:g}"
+        L.append(f"| {_rate(e)}{r1}{' (shipped)' if e['kind'] == 'shipped' else ''} | {e['seed']} | "
                  + " | ".join(cells) + " |")
     return L + [""]
 
@@ -304,12 +314,12 @@ def _verdict(app: str, runs: List[Dict]) -> str:
     if best is None:
         lo = min(runs, key=lambda e: e["mac_reduction"])
         text = (f"**{app}: none of the {tried} meets the budget**, down to rate "
-                f"{lo['rate']:g} ({lo['mac_reduction']:.2f}x fewer conv MACs).")
+                f"{_rate(lo)} ({lo['mac_reduction']:.2f}x fewer conv MACs).")
     else:
         r1 = "" if best["rate_1x1"] is None else f" / rate_1x1 {best['rate_1x1']:g}"
         seeds = sorted({e["seed"] for e in runs if e["recipe"] == best["recipe"]})
         r1 += f", seeds {', '.join(map(str, seeds))}" if len(seeds) > 1 else ""
-        text = (f"**{app}: best rate meeting the budget: {best['rate']:g}{r1} ({best['mac_reduction']:.2f}x "
+        text = (f"**{app}: best rate meeting the budget: {_rate(best)}{r1} ({best['mac_reduction']:.2f}x "
                 f"fewer conv MACs{', shipped' if best['kind'] == 'shipped' else ''})** (highest compression "
                 f"among the {tried}).")
     controls = [e for e in runs if e["macs_pruned"] >= e["macs_dense"] and not e["within_budget"]]
@@ -324,12 +334,12 @@ def _verdict(app: str, runs: List[Dict]) -> str:
         if fair is None:
             lo = min(judged, key=lambda e: e["mac_reduction"])
             text += (f" **Against the dense, equal-steps reference (the fair test): none of the {n_fair} "
-                     f"rates judged meets the budget**, down to rate {lo['rate']:g} "
+                     f"rates judged meets the budget**, down to rate {_rate(lo)} "
                      f"({lo['mac_reduction']:.2f}x).")
         else:
             r1 = "" if fair["rate_1x1"] is None else f" / rate_1x1 {fair['rate_1x1']:g}"
             text += (f" **Against the dense, equal-steps reference (the fair test): best rate meeting the "
-                     f"budget: {fair['rate']:g}{r1} ({fair['mac_reduction']:.2f}x fewer conv MACs"
+                     f"budget: {_rate(fair)}{r1} ({fair['mac_reduction']:.2f}x fewer conv MACs"
                      f"{', shipped' if fair['kind'] == 'shipped' else ''})** (of {n_fair} rates judged).")
     return text
 

@@ -99,3 +99,10 @@ def test_style_seed_must_match_the_random_loss_network(tmp_path):
         sweep.main(["style", "--rates", "0.5", "--seeds", "1", "--ckpt-dir", str(tmp_path / "c"),
                     "--out-dir", str(tmp_path / "r")])
     assert not (tmp_path / "c").exists() and not (tmp_path / "r").exists()
+
+
+def test_rows_of_another_scheme_name_it():
+    def e(scheme):
+        return {"app": "superres", "rate": 0.0, "recipe": {"scheme": scheme, "rate": 0.0}}
+    assert sweep._rate(e("pattern+kernel")) == "0"  # the recipe's own scheme: as before
+    assert sweep._rate(e("kernel")) == "0 (kernel)"
