@@ -364,6 +364,11 @@ def main(argv=None) -> Dict:
         raise SystemExit(f"--distill must be a finite weight >= 0, got {recipe.distill}")
     if recipe.teacher and not recipe.distill:
         raise SystemExit("--teacher needs --distill W with W > 0")
+    if args.rate_1x1 is not None and recipe.scheme not in ("pattern", "pattern+kernel"):
+        # prune_config gives the 1x1 convs their own rate only under the pattern schemes; other
+        # schemes prune them at --rate, so the option would be silently ignored
+        raise SystemExit(f"--rate-1x1 applies to the pattern schemes only; --scheme {recipe.scheme} prunes "
+                         "the 1x1 convs at --rate")
     args.batch, args.crop, args.lr = recipe.batch, recipe.crop, recipe.lr
     args.steps = recipe.admm_steps + recipe.retrain_steps
 

@@ -205,3 +205,11 @@ def test_sweep_adds_the_fair_verdict_and_renders_without_pruning(tmp_path, monke
     assert "Against the dense, equal-steps reference (the fair test)" in md
     with pytest.raises(SystemExit, match="--render takes no app"):
         sweep.main(["color", "--render", "--out-dir", str(res)])
+
+
+@pytest.mark.parametrize("scheme", ["kernel", "column", "irregular"])
+def test_rate_1x1_is_refused_where_it_would_be_ignored(tmp_path, scheme):
+    with pytest.raises(SystemExit, match="--rate-1x1 applies to the pattern schemes only"):
+        prune.main(["superres", "--scheme", scheme, "--rate", "0.3", "--rate-1x1", "0.5",
+                    "--out", str(tmp_path / "x.pt"), "--no-progress"])
+    assert not (tmp_path / "x.pt").exists()
