@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import io
 import ctypes
-import datetime
 import json
 import os
 import statistics
@@ -42,7 +41,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from dense import machine, ort_session  # noqa: E402  (sets torch to 1 thread)
-from results_io import write_atomic  # noqa: E402
+from results_io import utc_stamp, write_atomic  # noqa: E402
 
 import lrc  # noqa: E402
 import lrprune  # noqa: E402
@@ -176,49 +175,43 @@ def target_cell(speedup: float, share_3x3: float, mac_reduction: float) -> str:
     return f"{goal}x: {'met' if speedup >= goal else 'missed'}"
 
 
-def conv_mac_shares(model, x) -> dict[str, float]:
-    """Share of the dense conv MACs per kernel size ("3x3", "1x1", ...)."""
-    acc: dict[str, int] = {}
-
-    def hook(m, inp, out):
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-            key = "x".join(map(str, m.kernel_size))
-            pix = out.shape[2] * out.shape[3] if isinstance(m, nn.Conv2d) else inp[0].shape[2] * inp[0].shape[3]
-            acc[key] = acc.get(key, 0) + out.shape[0] * pix * m.weight.numel()
-
-    hs = [m.register_forward_hook(hook) for m in model.modules()]
-    with torch.no_grad():
-        model(x)
-    for h in hs:
-        h.remove()
-    total = sum(acc.values()) or 1
-    return {k: v / total for k, v in sorted(acc.items(), key=lambda kv: -kv[1])}
-
-
-def macs(model, x) -> tuple[int, int]:
-    """(dense MACs, MACs on non-zero weights) of convs, transposed convs and linears."""
-    tot = [0, 0]
+def layer_macs(model, x) -> list[tuple[str, int, int]]:
+    """Per conv, transposed conv and linear: (kernel size "3x3", "1x1", ... or "linear", dense MACs,
+    MACs on non-zero weights)."""
+    rows: list[tuple[str, int, int]] = []
 
     def hook(m, inp, out):
         if isinstance(m, nn.Conv2d):
-            per = out.shape[0] * out.shape[2] * out.shape[3]
-            tot[0] += per * m.weight.numel()
-            tot[1] += per * int((m.weight != 0).sum())
+            per, key = out.shape[0] * out.shape[2] * out.shape[3], "x".join(map(str, m.kernel_size))
         elif isinstance(m, nn.ConvTranspose2d):
-            per = inp[0].shape[0] * inp[0].shape[2] * inp[0].shape[3]
-            tot[0] += per * m.weight.numel()
-            tot[1] += per * int((m.weight != 0).sum())
+            per, key = inp[0].shape[0] * inp[0].shape[2] * inp[0].shape[3], "x".join(map(str, m.kernel_size))
         elif isinstance(m, nn.Linear):
-            n = out.numel() // m.out_features
-            tot[0] += n * m.weight.numel()
-            tot[1] += n * int((m.weight != 0).sum())
+            per, key = out.numel() // m.out_features, "linear"
+        else:
+            return
+        rows.append((key, per * m.weight.numel(), per * int((m.weight != 0).sum())))
 
     hs = [m.register_forward_hook(hook) for m in model.modules()]
     with torch.no_grad():
         model(x)
     for h in hs:
         h.remove()
-    return tot[0], tot[1]
+    return rows
+
+
+def macs(rows) -> tuple[int, int]:
+    """(dense MACs, MACs on non-zero weights) of a layer_macs table."""
+    return sum(r[1] for r in rows), sum(r[2] for r in rows)
+
+
+def conv_mac_shares(rows) -> dict[str, float]:
+    """Share of the dense conv MACs per kernel size ("3x3", "1x1", ...) of a layer_macs table."""
+    acc: dict[str, int] = {}
+    for key, dense, _ in rows:
+        if key != "linear":
+            acc[key] = acc.get(key, 0) + dense
+    total = sum(acc.values()) or 1
+    return {k: v / total for k, v in sorted(acc.items(), key=lambda kv: -kv[1])}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -315,8 +308,9 @@ def bench(name: str, repeats: int, csr: bool, threads2: bool = True) -> dict:
         cm_pruned2 = lrc.compile(pruned, (x,), threads=2)
         err_p2, ok_p2 = _check(cm_pruned2, pruned, x)
         ok_p, err_p = ok_p and ok_p2, max(err_p, err_p2)
-    dm, _ = macs(dense, x)
-    pm_dense, pm_nz = macs(pruned, x)
+    dense_macs = layer_macs(dense, x)
+    dm, _ = macs(dense_macs)
+    pm_dense, pm_nz = macs(layer_macs(pruned, x))
 
     def run_torch():
         with torch.no_grad():
@@ -361,7 +355,7 @@ def bench(name: str, repeats: int, csr: bool, threads2: bool = True) -> dict:
            "cpu_ms": cpu_ms, "spread_ms": {k: [min(v) * 1e3, max(v) * 1e3] for k, v in times.items()},
            "compile_s": {"dense": t1 - t0, "pruned": t2 - t1},
            "err": {"dense": err_d, "pruned": err_p}, "ok": ok_d and ok_p,
-           "sparse_layers": cm_pruned.lr_ir.count("#lr.sparsity<"), "mac_shares": conv_mac_shares(dense, x)}
+           "sparse_layers": cm_pruned.lr_ir.count("#lr.sparsity<"), "mac_shares": conv_mac_shares(dense_macs)}
     if csr:
         row["ms"]["csr"], row["csr_rel_err"] = csr_model_ms(pruned, x, repeats)
     if threads2:
@@ -545,7 +539,7 @@ def main(argv=None):
               "ok" if r["ok"] else "MISMATCH", flush=True)
     import onnxruntime
 
-    meta = {"machine": machine(), "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    meta = {"machine": machine(), "date": utc_stamp(),
             "torch": torch.__version__, "ort": onnxruntime.__version__, "repeats": a.repeats}
     write_atomic(os.path.join(a.out, "table1.md"), to_markdown(rows, layers, meta))
     write_atomic(os.path.join(a.out, "table1.json"), json.dumps({"meta": meta, "rows": rows, "layers": layers},
