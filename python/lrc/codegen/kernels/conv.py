@@ -318,7 +318,9 @@ EPILOGUE_PREFETCH = True
 def prefetch_epilogue(b, res, out, rows, span: int, line_floats: int = 16) -> None:
     """Prefetch `span` floats from each start in `rows`: from `res` for reading (when there is one) and
     from `out` for writing, one prefetch per cache line (prefetches never fault, so a row's end
-    needs no bounds)."""
+    needs no bounds). Every dense and sparse tile calls this; EPILOGUE_PREFETCH turns it off for all."""
+    if not EPILOGUE_PREFETCH:
+        return
     offs = sorted(set(range(0, span, line_floats)) | {span - 1})
     for r in rows:
         for o in offs:
@@ -816,7 +818,7 @@ class _ConvEmitter:
         else:
             init = [b.splat(0.0)] * (kb * rb * nv)
         base = b.add(row_in, ow0)
-        if final and EPILOGUE_PREFETCH:
+        if final:
             prefetch_epilogue(b, self.res, self.out, [out_idx(k, i, 0) for k in range(kb) for i in range(rb)],
                               (nv - 1) * V + last)
 

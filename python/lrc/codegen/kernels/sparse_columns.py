@@ -126,8 +126,6 @@ def emit_column_blocks(em, base, obase, nv: int, last: int, rb: int):
 
 
 def _block(em, blk, fb: int, base, obase, nv: int, last: int, rb: int):
-    from . import sparse_conv  # its EPILOGUE_PREFETCH switch (sparse_conv imports this module)
-
     s, g, b = em.s, em.geo, em.b
     V, FB = s.vec, em.fb
     slot0 = b.mul(blk, FB)
@@ -142,9 +140,7 @@ def _block(em, blk, fb: int, base, obase, nv: int, last: int, rb: int):
     j0 = em.idx(em.kstart, blk)
     j1 = em.idx(em.kstart, b.add(blk, 1))
     obs = [b.add(obase, em.idx(em.ooff, slots[f])) for f in range(fb)]
-    if sparse_conv.EPILOGUE_PREFETCH:
-        prefetch_epilogue(b, em.res, em.out, [b.add(ob, i * s.OW) for ob in obs for i in range(rb)],
-                          (nv - 1) * V + last)
+    prefetch_epilogue(b, em.res, em.out, [b.add(ob, i * s.OW) for ob in obs for i in range(rb)], (nv - 1) * V + last)
 
     def body(j, accs):
         ib = b.add(base, em.idx(em.koff, j))

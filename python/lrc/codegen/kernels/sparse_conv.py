@@ -57,9 +57,7 @@ SUB_WINDOW = True
 STRIDED_WINDOW = True
 STRIDED_TILE = True
 
-# Prefetch the residual and output lines of a tile's epilogue when the tile starts (see
-# conv.prefetch_epilogue).
-EPILOGUE_PREFETCH = True
+# Prefetch, after copying a row block's window, the input rows the next one adds (see prep_window).
 WINDOW_PREFETCH = True
 
 # More distinct tap sets than this in a layer: decompose kernels into single taps instead.
@@ -609,7 +607,7 @@ class _SparseEmitter:
         # A last vector with at most half its lanes used runs at half width (16-lane tiles on 56-wide
         # planes: 3.5 zmm per row instead of 4); on Zen 4 a ymm FMA costs half a zmm one.
         half = HalfTail.of(s, nv, last, b) if NB == 1 else None
-        if NB == 1 and EPILOGUE_PREFETCH:
+        if NB == 1:
             prefetch_epilogue(b, self.res, self.out, [b.add(ob, i * s.OW) for i in range(rb)], (nv - 1) * V + last)
         accs = init if half is None else half.narrow_tile(init, nv)
         blk = b.add(b.mul(slot, NB), cb)
