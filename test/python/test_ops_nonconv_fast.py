@@ -3,6 +3,7 @@ unrolled f64 reductions, nearest resize by integer factors, bilinear x2. Each is
 torch, and the resize paths also bit for bit against the general table/gather kernels they replace."""
 import re
 
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
@@ -232,8 +233,6 @@ def _guarded_array(shape):
     import ctypes
     import mmap
 
-    import numpy as np
-
     libc = ctypes.CDLL(None, use_errno=True)
     libc.mmap.restype = ctypes.c_void_p
     libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
@@ -260,8 +259,6 @@ def _guarded_array(shape):
 def test_unpadded_pool_reads_input_in_place(pool, hw):
     """Unpadded pools whose windows lie inside the input read it in place (no padded copy); the input
     sits right before a PROT_NONE page, so one float read past it would fault."""
-    import numpy as np
-
     shape = (1, 3) + hw
     x = _guarded_array(shape)
     x[...] = np.random.default_rng(1).standard_normal(shape, dtype=np.float32)

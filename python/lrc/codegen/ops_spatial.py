@@ -147,13 +147,12 @@ def emit_pool(k: Kernel, op: LayerOp):
             with kb.loop(0, oh) as r:
                 rd = None if is_max else kb.load(rdv, r)
                 orow = kb.add(obase, kb.mul(r, ow))
-                rbase = kb.mul(r, sh * wp)
-                if direct:
-                    _pool_row_vec(kb, x, kb.add(ibase, kb.mul(r, sh * w)), orow, y, ow, V, kh, kw, sw, dh, dw, w,
-                                  combine, None if is_max else (rd, cdv), masked_tail=True)
-                elif vectorized:
-                    _pool_row_vec(kb, scratch, rbase, orow, y, ow, V, kh, kw, sw, dh, dw, wp, combine,
-                                  None if is_max else (rd, cdv))
+                # windows' source: the input itself (row pitch w) or the padded scratch plane (wp)
+                src, pitch = (x, w) if direct else (scratch, wp)
+                rbase = kb.add(ibase, kb.mul(r, sh * w)) if direct else kb.mul(r, sh * wp)
+                if vectorized:
+                    _pool_row_vec(kb, src, rbase, orow, y, ow, V, kh, kw, sw, dh, dw, pitch, combine,
+                                  None if is_max else (rd, cdv), masked_tail=direct)
                 else:
                     with kb.loop(0, ow) as q:
                         base = kb.add(rbase, kb.mul(q, sw))
