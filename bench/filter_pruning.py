@@ -15,7 +15,6 @@ Writes bench/results/filter_pruning.md and filter_pruning.json atomically.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import statistics
@@ -30,7 +29,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 from dense import count_macs, machine, ort_session  # noqa: E402  (sets torch to 1 thread)
-from results_io import write_atomic  # noqa: E402
+from results_io import utc_stamp, write_atomic  # noqa: E402
 
 import lrc  # noqa: E402
 import zoo  # noqa: E402
@@ -132,7 +131,7 @@ def main(argv=None):
         print(name, {k: round(v, 1) for k, v in r["cpu_ms"].items()}, r["conv_channels"], "ok" if r["ok"] else "MISMATCH",
               flush=True)
     meta = {"machine": machine(), "amount": a.amount, "repeats": a.repeats,
-            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+            "date": utc_stamp()}
     write_atomic(os.path.join(a.out, "filter_pruning.md"), to_markdown(rows, meta))
     write_atomic(os.path.join(a.out, "filter_pruning.json"), json.dumps({"meta": meta, "rows": rows}, indent=1))
     return 0 if all(r["ok"] for r in rows) else 1

@@ -13,7 +13,6 @@ the baseline. Writes bench/results/omp_team.md and omp_team.json atomically.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import statistics
@@ -28,7 +27,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 from dense import machine  # noqa: E402
-from results_io import write_atomic  # noqa: E402
+from results_io import utc_stamp, write_atomic  # noqa: E402
 from table1 import load_models  # noqa: E402
 
 BLOCK = 6
@@ -109,7 +108,7 @@ def main(argv=None):
         rows.append(r)
         print(name, {k: round(v, 2) for k, v in r["ms"].items()}, f"team/libomp {r['team_over_libomp']:.2f}", flush=True)
     meta = {"machine": machine(), "threads": a.threads, "rounds": a.rounds,
-            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+            "date": utc_stamp()}
     bad = [r["model"] for r in rows if max(r["rel_error"].values()) > 1e-4]
     write_atomic(os.path.join(a.out, "omp_team.md"), to_markdown(rows, meta))
     write_atomic(os.path.join(a.out, "omp_team.json"), json.dumps({"meta": meta, "rows": rows}, indent=1))

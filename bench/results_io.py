@@ -3,6 +3,7 @@
 No third-party imports: bench/gpu_saved.py runs on machines with only numpy."""
 from __future__ import annotations
 
+import datetime
 import os
 import tempfile
 
@@ -22,3 +23,8 @@ def write_atomic(path: str, text: str | bytes) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def utc_stamp() -> str:
+    """The time a results table was written, as every table header shows it."""
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

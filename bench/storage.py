@@ -13,7 +13,6 @@ Writes bench/results/storage.md and storage.json atomically.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import sys
@@ -24,7 +23,7 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from results_io import write_atomic  # noqa: E402
+from results_io import utc_stamp, write_atomic  # noqa: E402
 from table1 import load_models, machine  # noqa: E402
 
 BIG = 1024  # bytes of non-zero values from which a layer counts as big
@@ -109,7 +108,7 @@ def main(argv=None):
         models.append(m)
         print(f"{name}: FKW {m['fkw_over_values']:.3f}x, CSR {m['csr_over_values']:.3f}x of the non-zero bytes; "
               f"worst layer {m['worst_layer']} {m['worst_fkw_over_values']:.3f}x", flush=True)
-    meta = {"machine": machine(), "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+    meta = {"machine": machine(), "date": utc_stamp()}
     write_atomic(os.path.join(a.out, "storage.md"), to_markdown(models, meta))
     write_atomic(os.path.join(a.out, "storage.json"), json.dumps({"meta": meta, "models": models}, indent=1))
     return 0 if ok(models) else 1
