@@ -11,20 +11,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import FAST, TINY_COLOR, TINY_SR, CropRecorder, save_dense
 from lrapps import models, prune, quality
 
 torch.set_num_threads(1)
-
-TINY_SR = {"feats": 8, "blocks": 1, "expand": 2, "low_rank": 6}
-TINY_COLOR = {"width": 1, "global_width": 0.5}
-FAST = ["--admm-steps", "3", "--retrain-steps", "2", "--update-every", "1", "--crop", "32", "--batch", "2",
-        "--eval-size", "32", "--no-progress"]
-
-
-def _dense(path, app, cfg, seed=0):
-    torch.manual_seed(seed)
-    models.save(path, models.build(app, **cfg), app, {"steps": 7})
-    return path
 
 
 def _record(monkeypatch):
@@ -34,29 +24,23 @@ def _record(monkeypatch):
 
     def loop(task, model, opt, sched, sampler, steps, batch, desc, progress, pruner=None, admm=False,
              distiller=None):
-        crops, kds = [], []
-
-        class Rec:
-            def sample(self, b):
-                x = sampler.sample(b)
-                crops.append(round(float(x.double().sum()), 6))
-                return x
+        rec, kds = CropRecorder(sampler), []
 
         class KD:
             def __call__(self):
                 v = distiller()
                 kds.append(float(v.detach()))
                 return v
-        out = orig(task, model, opt, sched, Rec(), steps, batch, desc, progress, pruner, admm,
+        out = orig(task, model, opt, sched, rec, steps, batch, desc, progress, pruner, admm,
                    None if distiller is None else KD())
-        calls.append({"steps": steps, "crops": crops, "kd": kds})
+        calls.append({"steps": steps, "crops": rec.crops, "kd": kds})
         return out
     monkeypatch.setattr(prune, "_loop", loop)
     return calls
 
 
 def test_distilled_run_same_crops_other_weights_and_fair_reference(tmp_path, monkeypatch):
-    dense = _dense(tmp_path / "superres_dense.pt", "superres", TINY_SR)
+    dense = save_dense(tmp_path / "superres_dense.pt", "superres", TINY_SR)
     calls = _record(monkeypatch)
     plain = prune.main(["superres", "--from", str(dense), "--out", str(tmp_path / "plain.pt"), *FAST])
     plain_calls = list(calls)
@@ -124,8 +108,8 @@ def test_distiller_term_is_the_apps_output_loss(tmp_path):
 
 
 def test_teacher_checkpoint(tmp_path):
-    dense = _dense(tmp_path / "color_dense.pt", "color", TINY_COLOR)
-    other = _dense(tmp_path / "color_teacher.pt", "color", TINY_COLOR, seed=3)
+    dense = save_dense(tmp_path / "color_dense.pt", "color", TINY_COLOR)
+    other = save_dense(tmp_path / "color_teacher.pt", "color", TINY_COLOR, seed=3)
     meta = prune.main(["color", "--from", str(dense), "--distill", "1", "--teacher", str(other),
                        "--out", str(tmp_path / "kd.pt"), *FAST])
     assert meta["recipe"]["teacher"] == str(other) and meta["recipe"]["distill"] == 1.0
@@ -148,14 +132,14 @@ def test_teacher_checkpoint(tmp_path):
     (["--distill", "1", "--teacher", "missing.pt"], "missing.pt: no such checkpoint"),
 ])
 def test_distill_bad_arguments(tmp_path, extra, message):
-    dense = _dense(tmp_path / "superres_dense.pt", "superres", TINY_SR)
+    dense = save_dense(tmp_path / "superres_dense.pt", "superres", TINY_SR)
     with pytest.raises(SystemExit, match=message):
         prune.main(["superres", "--from", str(dense), "--out", str(tmp_path / "o.pt"), *extra, *FAST])
 
 
 def test_teacher_of_another_app_is_refused(tmp_path):
-    dense = _dense(tmp_path / "superres_dense.pt", "superres", TINY_SR)
-    color = _dense(tmp_path / "color_dense.pt", "color", TINY_COLOR)
+    dense = save_dense(tmp_path / "superres_dense.pt", "superres", TINY_SR)
+    color = save_dense(tmp_path / "color_dense.pt", "color", TINY_COLOR)
     with pytest.raises(SystemExit, match="is not a superres checkpoint"):
         prune.main(["superres", "--from", str(dense), "--distill", "1", "--teacher", str(color),
                     "--out", str(tmp_path / "o.pt"), *FAST])

@@ -8,21 +8,10 @@ import json
 import pytest
 import torch
 
+from conftest import FAST, TINY_COLOR, TINY_SR, CropRecorder, save_dense
 from lrapps import inference, models, prune, quality, sweep
 
 torch.set_num_threads(1)
-
-TINY_SR = {"feats": 8, "blocks": 1, "expand": 2, "low_rank": 6}
-TINY_COLOR = {"width": 1, "global_width": 0.5}
-# Recipe overrides shared by the pruned runs and their references (so they are twins).
-FAST = ["--admm-steps", "3", "--retrain-steps", "2", "--update-every", "1", "--crop", "32", "--batch", "2",
-        "--eval-size", "32", "--no-progress"]
-
-
-def _dense(path, app, cfg):
-    torch.manual_seed(0)
-    models.save(path, models.build(app, **cfg), app, {"steps": 7})
-    return path
 
 
 def _record_loops(monkeypatch):
@@ -31,24 +20,18 @@ def _record_loops(monkeypatch):
     orig = prune._loop
 
     def loop(task, model, opt, sched, sampler, steps, batch, desc, progress, pruner=None, admm=False, **kw):
-        crops = []
-
-        class Rec:
-            def sample(self, b):
-                x = sampler.sample(b)
-                crops.append(round(float(x.double().sum()), 6))
-                return x
-        out = orig(task, model, opt, sched, Rec(), steps, batch, desc, progress, pruner, admm, **kw)
+        rec = CropRecorder(sampler)
+        out = orig(task, model, opt, sched, rec, steps, batch, desc, progress, pruner, admm, **kw)
         calls.append({"steps": steps, "batch": batch, "lr": opt.param_groups[0]["initial_lr"]
                       if "initial_lr" in opt.param_groups[0] else opt.param_groups[0]["lr"],
-                      "sched": sched is not None, "crops": crops, "sampler": id(sampler)})
+                      "sched": sched is not None, "crops": rec.crops, "sampler": id(sampler)})
         return out
     monkeypatch.setattr(prune, "_loop", loop)
     return calls
 
 
 def test_reference_follows_the_pruning_schedule_without_pruning(tmp_path, monkeypatch):
-    dense = _dense(tmp_path / "superres_dense.pt", "superres", TINY_SR)
+    dense = save_dense(tmp_path / "superres_dense.pt", "superres", TINY_SR)
     calls = _record_loops(monkeypatch)
     prune.main(["superres", "--from", str(dense), "--lr", "3e-4", "--retrain-lr", "1e-4", *FAST])
     pruned_calls = list(calls)
@@ -85,7 +68,7 @@ def test_reference_follows_the_pruning_schedule_without_pruning(tmp_path, monkey
 
 
 def test_reference_refuses_to_overwrite_its_source(tmp_path):
-    dense = _dense(tmp_path / "superres_dense.pt", "superres", TINY_SR)
+    dense = save_dense(tmp_path / "superres_dense.pt", "superres", TINY_SR)
     with pytest.raises(SystemExit, match="would overwrite the dense checkpoint"):
         prune.main(["superres", "--reference", "--from", str(dense), "--out", str(dense), *FAST])
 
@@ -127,7 +110,7 @@ def test_two_way_verdict(app, mean, dense_ok, equal_ok):
 
 
 def test_quality_report_has_both_verdicts(tmp_path, monkeypatch):
-    dense = _dense(tmp_path / "superres_dense.pt", "superres", TINY_SR)
+    dense = save_dense(tmp_path / "superres_dense.pt", "superres", TINY_SR)
     prune.main(["superres", "--from", str(dense), *FAST])
     prune.main(["superres", "--reference", "--from", str(dense), *FAST])
     monkeypatch.setattr(inference, "checkpoint_dir", lambda: tmp_path)
@@ -162,7 +145,7 @@ def test_quality_report_has_both_verdicts(tmp_path, monkeypatch):
 
 
 def test_sweep_adds_the_fair_verdict_and_renders_without_pruning(tmp_path, monkeypatch):
-    dense = _dense(tmp_path / "color_dense.pt", "color", TINY_COLOR)
+    dense = save_dense(tmp_path / "color_dense.pt", "color", TINY_COLOR)
     refs = tmp_path / "refs"
     refs.mkdir()
     prune.main(["color", "--reference", "--from", str(dense), "--out", str(refs / "color_dense_equal.pt"), *FAST])
