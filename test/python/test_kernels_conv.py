@@ -293,3 +293,76 @@ def test_strided_1x1_subsample(monkeypatch, regs):
     assert not convk._subsample_geom(convk._geom_from_spec(S(1, 128, 56, 56, 256, 3, stride=(2, 2))))
     # the public entry points take the same route (packing and emission agree)
     run_specs([S(1, 12, 21, 23, 10, 1, stride=(2, 2), act="relu"), S(1, 40, 15, 15, 32, 1, stride=(2, 2))])
+
+
+needs_avx512 = pytest.mark.skipif(not {"avx512f", "avx512vl"} <= __import__("lrc.targets.aot", fromlist=["x"]).cpu_flags(),
+                                  reason="16-lane (zmm) kernels need an AVX-512F/VL CPU")
+
+
+@needs_avx512
+def test_sixteen_lane_dense(monkeypatch):
+    """vec=16 dense kernels (dense_lanes on AVX-512 hosts), 32 registers: the row tiles at widths that
+    are and are not multiples of 16 (masked last vector), banded and whole-image prep, in-place reads,
+    the 7x7 stride-2 stem, column stride 2, flat 1x1 with and without pixel blocks and reduction chunks,
+    the strided 1x1 panel, leftover channel blocks, batch, residual and activations."""
+    import dataclasses
+
+    monkeypatch.setattr(convk, "VECTOR_REGISTERS", 32)
+    monkeypatch.delenv("LRC_VECTOR_REGISTERS", raising=False)
+    specs = [S(1, 5, 9, 64, 12, 3, padding=P1, vec=16, act="relu"), S(2, 4, 6, 40, 9, 3, padding=P1, vec=16, residual=True),
+             S(1, 3, 21, 64, 10, 7, stride=(2, 2), padding=(3, 3, 3, 3), vec=16, act="relu"),
+             S(1, 6, 8, 34, 7, 3, vec=16), S(1, 4, 11, 70, 6, 3, stride=(2, 2), padding=P1, vec=16, act="clamp"),
+             S(1, 9, 8, 16, 26, 1, vec=16, residual=True, act="leaky_relu"), S(1, 7, 5, 9, 20, 1, vec=16),
+             S(1, 8, 14, 32, 16, 1, stride=(2, 2), vec=16, act="relu")]
+    run_specs(specs, seed=16)
+    rng = np.random.default_rng(17)
+    cases, emitters = [], []
+    for s in (S(1, 9, 7, 32, 13, 1, vec=16, act="relu", residual=True), S(1, 4, 23, 48, 6, 3, padding=P1, vec=16)):
+        for budget, cchunk in ((1, None), (1, 4), (3000, None)):
+            g = dataclasses.replace(convk._geom_from_spec(s), block_bytes=budget, cchunk=cchunk)
+            p = convk._plan(g)
+            assert p.PT or p.BH, s
+            x = rng.standard_normal((s.N, s.C, s.H, s.W)).astype(np.float32)
+            w = rng.standard_normal((s.K, s.C, s.KH, s.KW)).astype(np.float32)
+            b = rng.standard_normal(s.K).astype(np.float32)
+            r = rng.standard_normal((s.N, s.K, s.OH, s.OW)).astype(np.float32) if s.residual else None
+            packed = [convk._pack(g, p, w), b]
+            name = f"c{len(cases)}"
+            cases.append((s, x, w, b, r, packed, name))
+            emitters.append((name, lambda n, g=g, packed=packed: convk._emit(g, n, packed)))
+    jm = jit_kernels(emitters)
+    for s, x, w, b, r, packed, name in cases:
+        out = np.full(s.N * s.K * s.OH * s.OW, np.nan, np.float32)
+        jm.call(f"{name}_c", x.reshape(-1), *packed, *([r.reshape(-1)] if r is not None else []), out)
+        assert_close(out, conv_ref(s, x, w, b, r), repr(s))
+
+
+def test_dense_lanes_rule(monkeypatch):
+    """16 lanes for dense convs only with 32 vector registers on an AVX-512F/VL CPU, for ungrouped
+    convs whose rows are >= 64 pixels and a multiple of 16 (or flat 1x1 planes that are), not for the
+    channel-vectorised small planes, depthwise, or many-to-few 1x1 pixel blocks; WIDE_DENSE = False
+    turns it off."""
+    from lrc.codegen.kernels.conv import dense_lanes
+    from lrc.targets import aot
+
+    monkeypatch.setattr(aot, "cpu_flags", lambda: {"avx2", "fma", "avx512f", "avx512vl"})
+    monkeypatch.setattr(convk, "VECTOR_REGISTERS", 32)
+    monkeypatch.delenv("LRC_VECTOR_REGISTERS", raising=False)
+    c3 = lambda W, C=32, K=32, **kw: S(1, C, W, W, K, 3, padding=P1, **kw)  # noqa: E731
+    assert [dense_lanes(c3(W)) for W in (64, 112, 224, 56, 48, 32, 28, 7)] == [16, 16, 16, 8, 8, 8, 8, 8]
+    assert dense_lanes(S(1, 3, 224, 224, 32, 7, stride=(2, 2), padding=(3, 3, 3, 3))) == 16  # 112 wide
+    assert dense_lanes(S(1, 64, 112, 112, 64, 3, stride=(2, 2), padding=P1)) == 8  # 56 wide
+    assert dense_lanes(c3(112, groups=32)) == 8  # depthwise
+    assert [dense_lanes(S(1, 32, W, W, 128, 1)) for W in (56, 28, 7)] == [16, 16, 8]  # 3136 / 784 / cvec 49
+    assert dense_lanes(S(1, 128, 56, 56, 256, 1, stride=(2, 2))) == 16  # strided 1x1: 28x28 panel
+    assert dense_lanes(S(1, 192, 256, 256, 26, 1)) == 8  # pixel blocks, 192 -> 26
+    assert dense_lanes(S(1, 26, 256, 256, 192, 1)) == 16
+    assert dense_lanes(c3(64, vec=4)) == 4  # NEON stays
+    monkeypatch.setattr(convk, "WIDE_DENSE", False)
+    assert dense_lanes(c3(64)) == 8
+    monkeypatch.setattr(convk, "WIDE_DENSE", True)
+    monkeypatch.setattr(convk, "VECTOR_REGISTERS", 16)  # AVX2 artifact (-march=x86-64-v3)
+    assert dense_lanes(c3(64)) == 8
+    monkeypatch.setattr(convk, "VECTOR_REGISTERS", 32)
+    monkeypatch.setattr(aot, "cpu_flags", lambda: {"avx2", "fma"})
+    assert dense_lanes(c3(64)) == 8

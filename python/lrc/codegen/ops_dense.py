@@ -270,6 +270,11 @@ def _emit_conv2d(k: Kernel, op: LayerOp, spec, force_sparse: bool | None, units=
         packed = sparse.arrays()
         fn = emit_sparse_conv_func(sparse, k.name, units)
     else:
+        import dataclasses
+
+        from .kernels.conv import dense_lanes
+
+        spec = dataclasses.replace(spec, vec=dense_lanes(spec))
         packed = pack_conv_weights(spec, a["weight"], a["bias"])
         fn = emit_conv_func(spec, k.name, packed)
     args = [Arg("in", 0)] + [Arg("param", array=np.ascontiguousarray(p).reshape(-1)) for p in packed]

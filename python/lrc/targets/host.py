@@ -8,7 +8,9 @@ from ..runtime.arena import ThreadArenas, entry_arena_bytes
 from ..runtime.jit import JitModule
 from .llvm import openmp_library
 
-HOST_VEC = 8  # 8 f32 lanes (ymm); 16-lane zmm vectors were not faster on Zen 4 (docs/kernels.md)
+# 8 f32 lanes (ymm) by default; on AVX-512 hosts dense_lanes / sparse_lanes give 16 to the convs that
+# gain from them (docs/kernels.md, Round 7; docs/sparse.md).
+HOST_VEC = 8
 OPTIONS: dict = {"threads": 1}  # threads > 1: big convs split over output channels, run by libomp
 
 

@@ -190,6 +190,44 @@ def vector_registers(vec: int) -> int:
     return 32 if vec == 4 else 16
 
 
+# Dense convs may run on 16-lane (zmm) vectors where dense_lanes says so; False keeps every dense
+# conv at its spec's width (the A/B switch of docs/kernels.md, Round 7).
+WIDE_DENSE = True
+
+
+def dense_lanes(s: ConvSpec) -> int:
+    """f32 lanes for the dense kernel of `s`: 16 (zmm) where the x86 tiles may use 32 vector
+    registers (AVX-512VL: the host JIT there, AOT at -march=x86-64-v4) and the row tiles waste no
+    lanes, else `s.vec`.
+
+    Zen 4 executes a zmm FMA as two 256-bit halves, so 16 lanes do not add FLOPs; they double what
+    32 registers hold, halving the loads and instructions per FMA. Kernel alone, CPU time, 16 vs 8
+    lanes (docs/kernels.md, Round 7): rows of 64-256 pixels that are a multiple of 16 1-5 % faster
+    (3x3), the 7x7 stride-2 stem 5-11 %; flat 1x1 convs 3-10 %; rows of 56 (3.5 zmm) 9-12 % slower
+    and depthwise up to 18 % slower, so those keep 8. Flat 1x1 convs over pixel blocks that reduce
+    many input channels to few outputs (192->26 at 256x256: -5 %) keep 8 too, as do the small planes
+    of the channel-vectorised tiles, whose in-register transpose is written for 8 lanes.
+    """
+    from lrc.targets.aot import cpu_flags
+
+    if (not WIDE_DENSE or s.vec != 8 or vector_registers(8) < 32 or s.groups != 1
+            or not {"avx512f", "avx512vl"} <= cpu_flags()):
+        return s.vec
+    g = _geom_from_spec(s)
+    if _as_linear(s) is not None:
+        return s.vec
+    p8 = _plan(_subsample_geom(g) or g)
+    if p8.cvec:
+        return s.vec
+    if p8.mode == "flat":
+        if p8.cols % 16 or (p8.PT and g.Cg >= 4 * g.Kg):
+            return s.vec
+    elif s.OW % 16 or s.OW < 64:
+        return s.vec
+    g16 = replace(g, V=16)
+    return 16 if not _plan(_subsample_geom(g16) or g16).cvec else s.vec
+
+
 def _choose_tile(g: _Geom, cols: int, rows: int) -> tuple[int, int, int]:
     """(KB, WB, RB): output channels x vectors x rows per register tile.
 
