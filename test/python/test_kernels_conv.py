@@ -31,6 +31,30 @@ def run_specs(specs, seed=0, bias=True):
         assert_close(out, conv_ref(s, x, w, b, r), repr(s))
 
 
+def run_geoms(pairs, seed=0) -> list:
+    """JIT each (spec, geometry) pair, the geometry carrying forced choices (tiles, budgets, routes),
+    and check it against torch; returns each pair's plan."""
+    rng = np.random.default_rng(seed)
+    cases, emitters = [], []
+    for s, g in pairs:
+        ge = convk._subsample_geom(g) or g  # what _emit runs (strided 1x1 through the panel)
+        p = convk._plan(ge)
+        x = rng.standard_normal((s.N, s.C, s.H, s.W)).astype(np.float32)
+        w = rng.standard_normal((s.K, s.C // s.groups, s.KH, s.KW)).astype(np.float32)
+        b = rng.standard_normal(s.K).astype(np.float32)
+        r = rng.standard_normal((s.N, s.K, s.OH, s.OW)).astype(np.float32) if s.residual else None
+        packed = [convk._pack(ge, p, w), b]
+        name = f"c{len(cases)}"
+        cases.append((s, p, x, w, b, r, packed, name))
+        emitters.append((name, lambda n, g=g, packed=packed: convk._emit(g, n, packed)))
+    jm = jit_kernels(emitters)
+    for s, p, x, w, b, r, packed, name in cases:
+        out = np.full(s.N * s.K * s.OH * s.OW, np.nan, np.float32)
+        jm.call(f"{name}_c", x.reshape(-1), *packed, *([r.reshape(-1)] if r is not None else []), out)
+        assert_close(out, conv_ref(s, x, w, b, r), f"{s} PT={p.PT} BH={p.BH} cvec={p.cvec}")
+    return [c[1] for c in cases]
+
+
 def S(N, C, H, W, K, KH, KW=None, **kw):
     if "act" in kw and "act_params" not in kw:
         kw["act_params"] = ACT_PARAMS.get(kw["act"], ())
@@ -181,28 +205,12 @@ def test_cache_blocking():
              S(1, 6, 14, 10, 6, 3, padding=P1, groups=2), S(1, 4, 13, 13, 4, 3, padding=(3, 3, 3, 3), dilation=(2, 2)),
              S(1, 5, 9, 9, 4, 3, padding=(4, 1, 4, 1)), S(1, 9, 7, 12, 13, 1, act="relu", residual=True),
              S(1, 3, 15, 20, 7, 3, act="relu")]
-    rng = np.random.default_rng(3)
-    cases, emitters = [], []
-    for i, s in enumerate(specs):
-        for budget, cchunk in ((1, None), (600, None), (1500, None), (1, 4)):
-            g = dataclasses.replace(convk._geom_from_spec(s), block_bytes=budget, cchunk=cchunk)
-            p = convk._plan(g)
-            x = rng.standard_normal((s.N, s.C, s.H, s.W)).astype(np.float32)
-            w = rng.standard_normal((s.K, s.C // s.groups, s.KH, s.KW)).astype(np.float32)
-            b = rng.standard_normal(s.K).astype(np.float32)
-            r = rng.standard_normal((s.N, s.K, s.OH, s.OW)).astype(np.float32) if s.residual else None
-            packed = [convk._pack(g, p, w), b]
-            name = f"c{len(cases)}"
-            cases.append((s, p, x, w, b, r, packed, name))
-            emitters.append((name, lambda n, g=g, packed=packed: convk._emit(g, n, packed)))
+    budgets = ((1, None), (600, None), (1500, None), (1, 4))
+    plans = run_geoms([(s, dataclasses.replace(convk._geom_from_spec(s), block_bytes=bb, cchunk=cc))
+                       for s in specs for bb, cc in budgets], seed=3)
     # every spec really was blocked at the smallest budget, and 1x1 ones with C > 4 split the reduction
-    assert all(c[1].PT or c[1].BH for c in cases[::4]), [(c[0], c[1].mode) for c in cases[::4]]
-    assert sum(bool(c[1].c_bounds) for c in cases[3::4]) == 3
-    jm = jit_kernels(emitters)
-    for s, p, x, w, b, r, packed, name in cases:
-        out = np.full(s.N * s.K * s.OH * s.OW, np.nan, np.float32)
-        jm.call(f"{name}_c", x.reshape(-1), *packed, *([r.reshape(-1)] if r is not None else []), out)
-        assert_close(out, conv_ref(s, x, w, b, r), f"{s} PT={p.PT} BH={p.BH}")
+    assert all(p.PT or p.BH for p in plans[::4]), [(s, p.mode) for s, p in zip(specs, plans[::4])]
+    assert sum(bool(p.c_bounds) for p in plans[3::4]) == 3
 
 
 @pytest.mark.parametrize("regs", [16, 32])
@@ -221,24 +229,8 @@ def test_channel_vectorised_small_planes(monkeypatch, regs):
                                                                     padding=(1, 2, 1, 2), act="sigmoid"),
              S(1, 4, 8, 8, 16, 3), S(2, 6, 5, 5, 19, 1, residual=True, act="leaky_relu"),
              S(1, 3, 11, 11, 33, 5, stride=(3, 2), padding=(2, 1, 2, 1), residual=True, act="relu6")]
-    rng = np.random.default_rng(5)
-    cases, emitters = [], []
-    for i, s in enumerate(specs):
-        g = dataclasses.replace(convk._geom_from_spec(s), cvec=True)
-        p = convk._plan(g)
-        assert p.cvec, s
-        x = rng.standard_normal((s.N, s.C, s.H, s.W)).astype(np.float32)
-        w = rng.standard_normal((s.K, s.C // s.groups, s.KH, s.KW)).astype(np.float32)
-        b = rng.standard_normal(s.K).astype(np.float32)
-        r = rng.standard_normal((s.N, s.K, s.OH, s.OW)).astype(np.float32) if s.residual else None
-        packed = [convk._pack(g, p, w), b]
-        cases.append((s, x, w, b, r, packed))
-        emitters.append((f"c{i}", lambda n, g=g, packed=packed: convk._emit(g, n, packed)))
-    jm = jit_kernels(emitters)
-    for i, (s, x, w, b, r, packed) in enumerate(cases):
-        out = np.full(s.N * s.K * s.OH * s.OW, np.nan, np.float32)
-        jm.call(f"c{i}_c", x.reshape(-1), *packed, *([r.reshape(-1)] if r is not None else []), out)
-        assert_close(out, conv_ref(s, x, w, b, r), repr(s))
+    plans = run_geoms([(s, dataclasses.replace(convk._geom_from_spec(s), cvec=True)) for s in specs], seed=5)
+    assert all(p.cvec for p in plans)
     # default choice: on for a deep 7x7 layer, off for a wide plane or few output channels
     assert convk._plan(convk._geom_from_spec(S(1, 64, 7, 7, 64, 3, padding=P1))).cvec
     assert not convk._plan(convk._geom_from_spec(S(1, 64, 56, 56, 64, 3, padding=P1))).cvec
@@ -263,30 +255,11 @@ def test_strided_1x1_subsample(monkeypatch, regs):
              S(1, 16, 14, 14, 24, 1, stride=(2, 2), act="leaky_relu"), S(1, 3, 8, 8, 4, 1, stride=(2, 2), padding=(0, 0, 1, 1)),
              S(1, 3, 9, 9, 4, 1, stride=(2, 2), padding=(0, 0, 1, 1))]
     variants = [{"subsample": True}, {"subsample": True, "cvec": True}, {"subsample": True, "block_bytes": 1}]
-    rng = np.random.default_rng(11)
-    cases, emitters = [], []
-    for s in specs:
-        for extra in variants:
-            g = dataclasses.replace(convk._geom_from_spec(s), **extra)
-            gs = convk._subsample_geom(g)
-            assert (gs is None) == (s.H == 8), s  # 8x8 s2 with bottom/right pad 1 reads row/column 8
-            ge = gs or g
-            p = convk._plan(ge)
-            if extra.get("cvec") and s.groups == 1:
-                assert p.cvec, s
-            x = rng.standard_normal((s.N, s.C, s.H, s.W)).astype(np.float32)
-            w = rng.standard_normal((s.K, s.C // s.groups, s.KH, s.KW)).astype(np.float32)
-            b = rng.standard_normal(s.K).astype(np.float32)
-            r = rng.standard_normal((s.N, s.K, s.OH, s.OW)).astype(np.float32) if s.residual else None
-            packed = [convk._pack(ge, p, w), b]
-            name = f"c{len(cases)}"
-            cases.append((s, x, w, b, r, packed, name))
-            emitters.append((name, lambda n, g=g, packed=packed: convk._emit(g, n, packed)))
-    jm = jit_kernels(emitters)
-    for s, x, w, b, r, packed, name in cases:
-        out = np.full(s.N * s.K * s.OH * s.OW, np.nan, np.float32)
-        jm.call(f"{name}_c", x.reshape(-1), *packed, *([r.reshape(-1)] if r is not None else []), out)
-        assert_close(out, conv_ref(s, x, w, b, r), repr(s))
+    pairs = [(s, dataclasses.replace(convk._geom_from_spec(s), **extra)) for s in specs for extra in variants]
+    for s, g in pairs:
+        assert (convk._subsample_geom(g) is None) == (s.H == 8), s  # 8x8 s2 with bottom/right pad 1 reads row/column 8
+    plans = run_geoms(pairs, seed=11)
+    assert all(p.cvec for (s, g), p in zip(pairs, plans) if g.cvec and s.groups == 1)
     # default route: on for wide planes, off where the output plane goes to channel-vectorised tiles
     assert convk._subsample_geom(convk._geom_from_spec(S(1, 128, 56, 56, 256, 1, stride=(2, 2))))
     assert not convk._subsample_geom(convk._geom_from_spec(S(1, 512, 14, 14, 1024, 1, stride=(2, 2))))
@@ -317,27 +290,12 @@ def test_sixteen_lane_dense(monkeypatch):
              S(1, 9, 5, 8, 13, 1, vec=16, residual=True, act="relu6"), S(1, 6, 3, 7, 5, 1, vec=16),
              S(2, 5, 6, 45, 7, 3, vec=16, act="relu"), S(1, 4, 9, 23, 6, 3, padding=P1, vec=16, residual=True)]
     run_specs(specs, seed=16)
-    rng = np.random.default_rng(17)
-    cases, emitters = [], []
-    for s in (S(1, 9, 7, 32, 13, 1, vec=16, act="relu", residual=True), S(1, 4, 23, 48, 6, 3, padding=P1, vec=16),
-              S(1, 9, 5, 13, 13, 1, vec=16, residual=True), S(1, 4, 19, 40, 6, 3, padding=P1, vec=16, act="relu")):
-        for budget, cchunk in ((1, None), (1, 4), (3000, None)):
-            g = dataclasses.replace(convk._geom_from_spec(s), block_bytes=budget, cchunk=cchunk)
-            p = convk._plan(g)
-            assert p.PT or p.BH or budget > 1, s
-            x = rng.standard_normal((s.N, s.C, s.H, s.W)).astype(np.float32)
-            w = rng.standard_normal((s.K, s.C, s.KH, s.KW)).astype(np.float32)
-            b = rng.standard_normal(s.K).astype(np.float32)
-            r = rng.standard_normal((s.N, s.K, s.OH, s.OW)).astype(np.float32) if s.residual else None
-            packed = [convk._pack(g, p, w), b]
-            name = f"c{len(cases)}"
-            cases.append((s, x, w, b, r, packed, name))
-            emitters.append((name, lambda n, g=g, packed=packed: convk._emit(g, n, packed)))
-    jm = jit_kernels(emitters)
-    for s, x, w, b, r, packed, name in cases:
-        out = np.full(s.N * s.K * s.OH * s.OW, np.nan, np.float32)
-        jm.call(f"{name}_c", x.reshape(-1), *packed, *([r.reshape(-1)] if r is not None else []), out)
-        assert_close(out, conv_ref(s, x, w, b, r), repr(s))
+    blocked = (S(1, 9, 7, 32, 13, 1, vec=16, act="relu", residual=True), S(1, 4, 23, 48, 6, 3, padding=P1, vec=16),
+               S(1, 9, 5, 13, 13, 1, vec=16, residual=True), S(1, 4, 19, 40, 6, 3, padding=P1, vec=16, act="relu"))
+    budgets = ((1, None), (1, 4), (3000, None))
+    plans = run_geoms([(s, dataclasses.replace(convk._geom_from_spec(s), block_bytes=bb, cchunk=cc))
+                       for s in blocked for bb, cc in budgets], seed=17)
+    assert all(p.PT or p.BH for p in plans[::3])
 
 
 def test_dense_lanes_rule(monkeypatch):
