@@ -25,13 +25,14 @@ bench: setup
 	$(PY) bench/table1.py
 
 # Reproduce the shipped app checkpoints (dense training, then ADMM pruning + masked retraining, the
-# equal-steps dense references the quality report judges them against, and the distilled superres
-# variant of docs/apps.md) and the quality report. About two hours on one core; the demo and tests
-# need none of it.
+# equal-steps dense references the quality report judges them against, superres's seed-1 reference
+# for the two-seed rate sweep, and the distilled superres variant of docs/apps.md) and the quality
+# report. About two and a half hours on one core; the demo and tests need none of it.
 train: setup
 	for app in superres color style; do $(PY) -m lrapps.train $$app || exit 1; done
 	for app in superres color style; do $(PY) -m lrapps.prune $$app || exit 1; done
 	for app in superres color style; do $(PY) -m lrapps.prune $$app --reference || exit 1; done
+	$(PY) -m lrapps.prune superres --reference --seed 1 --out apps/checkpoints/superres_dense_equal_seed1.pt
 	$(PY) -m lrapps.prune superres --distill 16 --teacher apps/checkpoints/superres_dense_equal.pt \
 	    --out apps/checkpoints/superres_pruned_distill.pt
 	$(PY) -m lrapps.quality

@@ -55,6 +55,8 @@ __all__ = ["RECIPES", "Recipe", "SCHEMES", "prune", "prune_config", "admm_prune"
 
 # Names lrprune uses for its sparsity kinds.
 SCHEMES = ("filter", "channel", "column", "kernel", "pattern", "pattern+kernel", "irregular")
+# Schemes under which --rate-1x1 sets the 1x1 convs' kernel rate apart from --rate (prune_config).
+RATE_1X1_SCHEMES = ("pattern", "pattern+kernel", "kernel")
 
 
 @dataclass
@@ -160,6 +162,10 @@ def prune_config(app: str, model: nn.Module, scheme: str, rate: float, rate_1x1:
         one_by_one = tuple(m.weight.shape[2:]) == (1, 1)
         if one_by_one and scheme in ("pattern", "pattern+kernel"):
             layers[name] = None if rate_1x1 is None else ("kernel", rate_1x1)
+        elif one_by_one and scheme == "kernel" and rate_1x1 is not None:
+            # --rate-1x1 sets the 1x1 convs apart here too, so that e.g. connectivity pruning of
+            # the 1x1 convs alone (rate 0 on the 3x3 convs) can be asked for
+            layers[name] = ("kernel", rate_1x1)
         elif scheme == "pattern":
             layers[name] = ("pattern", None)
         else:
@@ -313,7 +319,8 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("pruning (defaults: lrapps.prune.RECIPES)")
     g.add_argument("--scheme", choices=SCHEMES)
     g.add_argument("--rate", type=float, help="main rate (column rate for style; 3x3 kernel rate otherwise)")
-    g.add_argument("--rate-1x1", type=float, help="kernel rate of the 1x1 convs (pattern schemes)")
+    g.add_argument("--rate-1x1", type=float,
+                   help="kernel rate of the 1x1 convs (pattern, pattern+kernel and kernel schemes)")
     g.add_argument("--admm-steps", type=int)
     g.add_argument("--retrain-steps", type=int)
     g.add_argument("--retrain-lr", type=float)
@@ -364,11 +371,11 @@ def main(argv=None) -> Dict:
         raise SystemExit(f"--distill must be a finite weight >= 0, got {recipe.distill}")
     if recipe.teacher and not recipe.distill:
         raise SystemExit("--teacher needs --distill W with W > 0")
-    if args.rate_1x1 is not None and recipe.scheme not in ("pattern", "pattern+kernel"):
-        # prune_config gives the 1x1 convs their own rate only under the pattern schemes; other
-        # schemes prune them at --rate, so the option would be silently ignored
-        raise SystemExit(f"--rate-1x1 applies to the pattern schemes only; --scheme {recipe.scheme} prunes "
-                         "the 1x1 convs at --rate")
+    if args.rate_1x1 is not None and recipe.scheme not in RATE_1X1_SCHEMES:
+        # prune_config gives the 1x1 convs their own rate only under these schemes; the others
+        # prune them at --rate, so the option would be silently ignored
+        raise SystemExit(f"--rate-1x1 applies to the {', '.join(RATE_1X1_SCHEMES)} schemes only; --scheme "
+                         f"{recipe.scheme} prunes the 1x1 convs at --rate")
     args.batch, args.crop, args.lr = recipe.batch, recipe.crop, recipe.lr
     args.steps = recipe.admm_steps + recipe.retrain_steps
 

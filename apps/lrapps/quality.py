@@ -312,7 +312,7 @@ def report(results: Dict, eval_size: int, seconds: float, crops: int = 1) -> str
          "Budget (issue 5): pruned super resolution within 0.2 dB Y-PSNR of dense; coloring PSNR and "
          "colourfulness, style-transfer style and content losses within 2 % of dense.", "",
          "Two references for \"dense\":", "",
-         "* **shipped dense** (`<app>_dense.pt`): the short dense run the pruned model starts from. The "
+         "* **shipped dense** (`<app>_dense.pt`): the dense run the pruned model starts from. The "
          "pruned model gets that model's training *plus* the pruning recipe's ADMM and masked-retraining "
          "steps, so this comparison mixes what pruning costs with what the extra training does.",
          "* **dense, equal steps** (`<app>_dense_equal.pt`, `python -m lrapps.prune APP --reference`): the "

@@ -12,9 +12,10 @@ checkpoint, and merges the results into ``bench/results/quality_sweep.json``
 and ``quality_sweep.md``: per app a table of rate, conv MAC reduction, each
 budget metric pruned vs dense and whether the budget is met, and the
 highest-compression rate that meets it (or that none tried does). Where
-``<app>_dense_equal.pt`` (``python -m lrapps.prune APP --reference``) is the
-twin of a run (same dense model, seed, steps, batch, crop, learning rates),
-each run is also judged against it: the fair test of what pruning costs.
+``<app>_dense_equal.pt`` (``python -m lrapps.prune APP --reference``; for
+seed N ``<app>_dense_equal_seedN.pt`` if present) is the twin of a run
+(same dense model, seed, steps, batch, crop, learning rates), each run is
+also judged against it: the fair test of what pruning costs.
 ``python -m lrapps.sweep --render`` re-judges the stored runs and rewrites
 both files without pruning anything (the reference is measured once).
 
@@ -168,28 +169,32 @@ def run_sweep(app: str, rates: List[float], rates_1x1: Optional[List[Optional[fl
 def add_reference(data: Dict, ref_dir: Path, log=print) -> Dict:
     """Judge every stored run also against the dense, equal-steps reference
     (``<ref_dir>/<app>_dense_equal.pt``, made by ``python -m lrapps.prune APP
-    --reference``) where that reference is the run's twin: same dense model,
-    seed, steps, batch, crop and learning rates (the rate may differ: that is
-    what is being judged). The reference is measured once per app and eval
-    size; the metrics are deterministic, so merging them into the stored ones
-    gives what a joint evaluation would. In place; returns ``data``."""
+    --reference``; for a run of seed N, ``<app>_dense_equal_seedN.pt`` if
+    present, made with ``--seed N``) where that reference is the run's twin:
+    same dense model, seed, steps, batch, crop and learning rates (the rate may
+    differ: that is what is being judged). Each reference is measured once per
+    eval size; the metrics are deterministic, so merging them into the stored
+    ones gives what a joint evaluation would. In place; returns ``data``."""
     cache: Dict = {}
     for e in data.get("runs", []):
         for k in ("terms_equal", "within_budget_equal", "reference", "reference_mismatch"):
             e.pop(k, None)
-        ref_file = ref_dir / f"{e['app']}_dense_equal.pt"
+        # a seed's own crop sequence needs its own reference; the plain name is the recipe's seed
+        ref_file = ref_dir / f"{e['app']}_dense_equal_seed{e['seed']}.pt"
+        if not ref_file.is_file():
+            ref_file = ref_dir / f"{e['app']}_dense_equal.pt"
         if not ref_file.is_file():
             continue
-        if e["app"] not in cache:
-            cache[e["app"]] = models.load(ref_file)
-        ref = cache[e["app"]]
+        if ref_file not in cache:
+            cache[ref_file] = models.load(ref_file)
+        ref = cache[ref_file]
         why = Q.reference_mismatch(ref.checkpoint_meta,
                                    {"recipe": e["recipe"], "seed": e["seed"], "from": e["from"]}, e["from"])
         e["reference"] = _shown(ref_file)
         if why:
             e["reference_mismatch"] = why
             continue
-        key = (e["app"], e["eval_size"])
+        key = (ref_file, e["eval_size"])
         if key not in cache:
             log(f"{e['app']}: measuring the equal-steps reference {_shown(ref_file)} (eval size {e['eval_size']})")
             cache[key] = Q.evaluate_models(e["app"], {"equal": ref}, e["eval_size"])[0]
@@ -243,13 +248,14 @@ def render_markdown(data: Dict) -> str:
          "better). Budget (issue 5): super resolution Y-PSNR within 0.2 dB of dense; every other metric "
          "within 2 % of dense in the direction that matters. MACs: convs and linears at the benchmark "
          "input size. Times: wall seconds of ADMM + retraining on the shared 2-core box.", "",
-         "Two verdicts per run. *vs shipped dense*: against `apps/checkpoints/<app>_dense.pt`, the short "
+         "Two verdicts per run. *vs shipped dense*: against `apps/checkpoints/<app>_dense.pt`, the "
          "dense run every pruned model starts from; the pruned model has had the recipe's ADMM + "
          "retraining steps on top, so this mixes pruning with extra training. *vs dense, equal steps "
          "(fair)*: against `apps/checkpoints/<app>_dense_equal.pt` (`python -m lrapps.prune APP "
          "--reference`), the same dense model trained for the same extra steps with the same schedule, "
          "seed and crops, nothing pruned: the two differ only by pruning. That verdict is given only for "
-         "runs whose seed, steps, batch, crop and learning rates match the reference's (n/a otherwise).", ""]
+         "runs whose seed, steps, batch, crop and learning rates match the reference's (n/a otherwise); a run "
+         "of seed N is judged against `<app>_dense_equal_seedN.pt` (`--reference --seed N`) where present.", ""]
     by_app: Dict[str, List[Dict]] = {}
     for e in data["runs"]:
         by_app.setdefault(e["app"], []).append(e)
@@ -318,7 +324,7 @@ def _verdict(app: str, runs: List[Dict]) -> str:
     else:
         r1 = "" if best["rate_1x1"] is None else f" / rate_1x1 {best['rate_1x1']:g}"
         seeds = sorted({e["seed"] for e in runs if e["recipe"] == best["recipe"]})
-        r1 += f", seeds {', '.join(map(str, seeds))}" if len(seeds) > 1 else ""
+        r1 += f", seeds {', '.join(map(str, seeds))}" if len(seeds) > 1 else f", seed {seeds[0]} only"
         text = (f"**{app}: best rate meeting the budget: {_rate(best)}{r1} ({best['mac_reduction']:.2f}x "
                 f"fewer conv MACs{', shipped' if best['kind'] == 'shipped' else ''})** (highest compression "
                 f"among the {tried}).")
@@ -338,6 +344,8 @@ def _verdict(app: str, runs: List[Dict]) -> str:
                      f"({lo['mac_reduction']:.2f}x).")
         else:
             r1 = "" if fair["rate_1x1"] is None else f" / rate_1x1 {fair['rate_1x1']:g}"
+            seeds = sorted({e["seed"] for e in judged if e["recipe"] == fair["recipe"]})
+            r1 += f", seeds {', '.join(map(str, seeds))}" if len(seeds) > 1 else f", seed {seeds[0]} only"
             text += (f" **Against the dense, equal-steps reference (the fair test): best rate meeting the "
                      f"budget: {_rate(fair)}{r1} ({fair['mac_reduction']:.2f}x fewer conv MACs"
                      f"{', shipped' if fair['kind'] == 'shipped' else ''})** (of {n_fair} rates judged).")

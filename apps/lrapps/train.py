@@ -1,6 +1,6 @@
 """Train the apps: ``python -m lrapps.train {style,color,superres} [options]``.
 
-Defaults are a brief CPU run (a few minutes on one thread) that produces
+Defaults are a CPU run (minutes on one thread; superres about 15) that produces
 ``apps/checkpoints/<app>_dense.pt``; raise ``--steps``/``--crop``/
 ``--threads`` for real quality. Everything is seeded (``--seed``), so a
 rerun with the same arguments and thread count gives the same checkpoint.
@@ -115,7 +115,7 @@ def _mean_dicts(ds: List[Dict[str, float]]) -> Dict[str, float]:
 
 class SuperResTask(Task):
     app = "superres"
-    defaults = {"steps": 1200, "batch": 8, "crop": 64, "lr": 1e-3}
+    defaults = {"steps": 10000, "batch": 8, "crop": 64, "lr": 1e-3}
 
     def __init__(self, args):
         super().__init__(args)

@@ -189,10 +189,58 @@ def test_sweep_adds_the_fair_verdict_and_renders_without_pruning(tmp_path, monke
     with pytest.raises(SystemExit, match="--render takes no app"):
         sweep.main(["color", "--render", "--out-dir", str(res)])
 
+    # With a reference of its own seed (`--reference --seed 1`), the seed-1 run is judged too, against
+    # that one, and the seed-0 run still against the plain reference.
+    monkeypatch.undo()
+    prune.main(["color", "--reference", "--seed", "1", "--from", str(dense),
+                "--out", str(refs / "color_dense_equal_seed1.pt"), *FAST])
+    monkeypatch.setattr(sweep.P, "main", no_pruning)
+    assert sweep.main(["--render", "--out-dir", str(res), "--ref-dir", str(refs)]) == 0
+    by_seed = {e["seed"]: e for e in json.loads((res / "quality_sweep.json").read_text())["runs"]}
+    assert by_seed[1]["reference"] == str(refs / "color_dense_equal_seed1.pt")
+    assert by_seed[0]["reference"] == str(refs / "color_dense_equal.pt")
+    assert "reference_mismatch" not in by_seed[1] and by_seed[1]["terms_equal"]
+    rows1, _ = quality.evaluate_models("color", {"equal": models.load(refs / "color_dense_equal_seed1.pt")}, 32)
+    for t in by_seed[1]["terms_equal"]:
+        assert t["dense"] == pytest.approx(quality.mean_row(rows1)[f"equal_{t['metric']}"])
+    md = (res / "quality_sweep.md").read_text()
+    assert "n/a (seed 0 vs the pruned run's 1)" not in md
+    # one recipe, two seeds: the fair verdict counts it only if both met the budget, and says so
+    both = by_seed[0]["within_budget_equal"] and by_seed[1]["within_budget_equal"]
+    assert ("best rate meeting the budget: 0.3 / rate_1x1 0.5, seeds 0, 1" in md) == both
+    assert ("none of the 1 rates judged meets the budget" in md) == (not both)
 
-@pytest.mark.parametrize("scheme", ["kernel", "column", "irregular"])
+
+@pytest.mark.parametrize("scheme", ["column", "filter", "channel", "irregular"])
 def test_rate_1x1_is_refused_where_it_would_be_ignored(tmp_path, scheme):
-    with pytest.raises(SystemExit, match="--rate-1x1 applies to the pattern schemes only"):
+    with pytest.raises(SystemExit, match="--rate-1x1 applies to the pattern, pattern\\+kernel, kernel schemes only"):
         prune.main(["superres", "--scheme", scheme, "--rate", "0.3", "--rate-1x1", "0.5",
                     "--out", str(tmp_path / "x.pt"), "--no-progress"])
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_kernel_scheme_honours_rate_1x1(tmp_path):
+    """Connectivity pruning of the 1x1 convs alone (--scheme kernel --rate 0 --rate-1x1 R) can be asked
+    for: the 1x1 convs get R, the 3x3 convs --rate; without --rate-1x1 every conv gets --rate."""
+    import lrprune
+
+    model = models.build("superres", **TINY_SR)
+    one = {n for n, m in lrprune.prunable_layers(model) if tuple(m.weight.shape[2:]) == (1, 1)}
+    cfg = prune.prune_config("superres", model, "kernel", 0.2, 0.5).layers
+    assert one and {n: cfg[n] for n in one} == {n: ("kernel", 0.5) for n in one}
+    assert {v for n, v in cfg.items() if n not in one and v is not None} == {("kernel", 0.2)}
+    plain = prune.prune_config("superres", model, "kernel", 0.2, None).layers
+    assert {plain[n] for n in one} == {("kernel", 0.2)}
+
+    dense = save_dense(tmp_path / "superres_dense.pt", "superres", TINY_SR)
+    meta = prune.main(["superres", "--from", str(dense), "--scheme", "kernel", "--rate", "0", "--rate-1x1",
+                       "0.5", "--out", str(tmp_path / "k.pt"), *FAST])
+    assert meta["recipe"]["scheme"] == "kernel" and meta["recipe"]["rate_1x1"] == 0.5
+    pruned = models.load(tmp_path / "k.pt")
+    mods = dict(pruned.named_modules())
+    for name in one:  # half of each 1x1 conv's kernels (connections) are gone
+        w = mods[name].weight.detach()
+        assert float((w == 0).float().mean()) == pytest.approx(0.5, abs=1 / w[:, :, 0, 0].numel())
+    for name, a in lrprune.structure_of(pruned).items():
+        if name not in one:  # rate 0: the 3x3 convs keep every kernel
+            assert (mods[name].weight.detach().flatten(2).abs().sum(2) != 0).all(), name
