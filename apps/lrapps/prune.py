@@ -390,6 +390,7 @@ def main(argv=None) -> Dict:
     model = models.load(src)
     if model.checkpoint_meta.get("app", args.app) != args.app:
         raise SystemExit(f"{src} is not a {args.app} checkpoint")
+    from_fingerprint = models.fingerprint(model)
     tag = "_dense_equal" if args.reference else "_pruned"
     out = Path(args.out) if args.out else src.with_name(src.name.replace("_dense", tag)
                                                          if "_dense" in src.name else f"{args.app}{tag}.pt")
@@ -415,7 +416,8 @@ def main(argv=None) -> Dict:
 
     root = Path(__file__).resolve().parents[2]
     shown = src.resolve().relative_to(root) if src.resolve().is_relative_to(root) else src
-    meta = {"app": args.app, "from": str(shown), "prune": None if args.reference else recipe.scheme,
+    meta = {"app": args.app, "from": str(shown), "from_fingerprint": from_fingerprint,
+            "prune": None if args.reference else recipe.scheme,
             "recipe": recipe_meta(recipe), "seed": args.seed, "threads": args.threads,
             "data": args.data or "builtin", **log, **macs,
             "heldout": [n for n, _ in task.heldout_images], "dense_metrics": dense_metrics,

@@ -419,6 +419,11 @@ def reference_mismatch(ref_meta: Dict, pruned_meta: Dict, dense_from: str) -> Li
             why.append(f"{k} {ref_meta.get(k)!r} vs the pruned run's {pruned_meta.get(k)!r}")
     if pruned_meta.get("from") is not None and pruned_meta.get("from") != dense_from:
         why.append(f"the pruned model starts from {pruned_meta.get('from')}, not {dense_from}")
+    # the same path may have held other weights (a dense model retrained in place); checkpoints from
+    # before prune recorded fingerprints have none, and only their paths can be compared
+    fr, fp = ref_meta.get("from_fingerprint"), pruned_meta.get("from_fingerprint")
+    if fr and fp and fr != fp:
+        why.append(f"made from other weights at {ref_meta.get('from')} (fingerprint {fr} vs the pruned run's {fp})")
     return why
 
 
@@ -458,6 +463,14 @@ def main(argv=None) -> int:
                 note = (f"**{app}: `{ref_file.name}` is not the equal-steps twin of the pruned run** ("
                         + "; ".join(why) + "); its verdict is shown but is not the fair test.")
                 print(f"{app}: warning: " + "; ".join(why))
+        pfp = pruned.checkpoint_meta.get("from_fingerprint")
+        if pfp and pfp != models.fingerprint(dense):
+            # same path, other weights: the dense model was retrained after the pruned one was made
+            warn = (f"**{app}: the pruned model was made from other weights than `{dense_file.name}` holds "
+                    f"now** (retrained since? rerun `python -m lrapps.prune {app}`); the comparison below is "
+                    "not of a model with its own pruned version.")
+            print(f"{app}: warning: the pruned model was made from other dense weights than {dense_file}")
+            note = warn + (" " + note if note else "")
         rows, grid = evaluate(app, dense, pruned, a.eval_size, reference=ref, crops=a.crops)
         mean = mean_row(rows)
         budget = {"dense": budget_check(app, mean, "dense")}

@@ -20,7 +20,7 @@ also judged against it: the fair test of what pruning costs.
 both files without pruning anything (the reference is measured once).
 
 A checkpoint already in ``--ckpt-dir`` made by the same recipe, seed and dense
-checkpoint is reused instead of pruned again (a run takes 10-15 minutes on one
+checkpoint (path and weight fingerprint) is reused instead of pruned again (a run takes 10-15 minutes on one
 thread), so an interrupted sweep resumes. Options that
 ``python -m lrapps.prune`` knows and this command does not (``--admm-steps``,
 ``--crop``, ...) are passed through to it.
@@ -77,8 +77,10 @@ def _ckpt_name(app: str, recipe: P.Recipe, seed: int, src: Path, default_src: bo
     return name + ".pt"
 
 
-def _made_by(path: Path, recipe: P.Recipe, seed: int, src: Path) -> bool:
-    """Whether the checkpoint at ``path`` came from this recipe, seed and dense model."""
+def _made_by(path: Path, recipe: P.Recipe, seed: int, src: Path, src_fingerprint: str) -> bool:
+    """Whether the checkpoint at ``path`` came from this recipe, seed and dense model: the same
+    path *and* the same weights (a dense model retrained in place keeps its path), so a checkpoint
+    without the parent's fingerprint (made before prune recorded it) is remade."""
     if not path.is_file():
         return False
     try:
@@ -86,7 +88,7 @@ def _made_by(path: Path, recipe: P.Recipe, seed: int, src: Path) -> bool:
     except Exception:  # a truncated or foreign file is simply remade
         return False
     return (meta.get("recipe") == P.recipe_meta(recipe) and meta.get("seed") == seed
-            and meta.get("from") == _shown(src))
+            and meta.get("from") == _shown(src) and meta.get("from_fingerprint") == src_fingerprint)
 
 
 def _measure(app: str, dense, pruned, eval_size: int) -> Dict:
@@ -102,7 +104,8 @@ def _entry(app: str, kind: str, ckpt: Path, dense, eval_size: int, cpu_s: Option
     rec = m.get("recipe") or {}
     macs = P.conv_macs(pruned, app)
     return {"app": app, "kind": kind, "rate": rec.get("rate"), "rate_1x1": rec.get("rate_1x1"),
-            "seed": m.get("seed"), "recipe": rec, "from": m.get("from"), "checkpoint": _shown(ckpt),
+            "seed": m.get("seed"), "recipe": rec, "from": m.get("from"),
+            "from_fingerprint": m.get("from_fingerprint"), "checkpoint": _shown(ckpt),
             **macs, "admm_seconds": m.get("admm_seconds"), "retrain_seconds": m.get("retrain_seconds"),
             "prune_cpu_seconds": cpu_s, "eval_size": eval_size, **_measure(app, dense, pruned, eval_size)}
 
@@ -125,6 +128,7 @@ def run_sweep(app: str, rates: List[float], rates_1x1: Optional[List[Optional[fl
     if not src.is_file():
         raise SystemExit(f"{src}: no dense checkpoint to prune (python -m lrapps.train {app})")
     dense = models.load(src)
+    src_fp = models.fingerprint(dense)
     vgg = str(dense.checkpoint_meta.get("vgg", ""))
     if app == "style" and vgg.startswith("random(") and "--vgg-weights" not in extra:
         # --seed also seeds the random loss network: another seed would prune
@@ -137,7 +141,8 @@ def run_sweep(app: str, rates: List[float], rates_1x1: Optional[List[Optional[fl
     entries = []
     if shipped:
         ship = ROOT / "apps" / "checkpoints" / f"{app}_pruned.pt"
-        if ship.is_file() and models.load(ship).checkpoint_meta.get("from") == _shown(src):
+        ship_meta = models.load(ship).checkpoint_meta if ship.is_file() else {}
+        if ship_meta.get("from") == _shown(src) and ship_meta.get("from_fingerprint") in (None, src_fp):
             entries.append(_entry(app, "shipped", ship, dense, eval_size, None))
             log(f"{app} shipped rate {entries[-1]['rate']}: within budget {entries[-1]['within_budget']}")
     for seed in seeds:
@@ -150,7 +155,7 @@ def run_sweep(app: str, rates: List[float], rates_1x1: Optional[List[Optional[fl
             ckpt = ckpt_dir / _ckpt_name(app, recipe, seed, src, from_ckpt is None)
             argv += ["--out", str(ckpt)]
             cpu_s = None
-            if _made_by(ckpt, recipe, seed, src):
+            if _made_by(ckpt, recipe, seed, src, src_fp):
                 log(f"{app} rate {rate} / {recipe.rate_1x1} seed {seed}: reusing {_shown(ckpt)}")
             else:
                 log(f"{app} rate {rate} / {recipe.rate_1x1} seed {seed}: pruning -> {_shown(ckpt)}")
@@ -189,7 +194,8 @@ def add_reference(data: Dict, ref_dir: Path, log=print) -> Dict:
             cache[ref_file] = models.load(ref_file)
         ref = cache[ref_file]
         why = Q.reference_mismatch(ref.checkpoint_meta,
-                                   {"recipe": e["recipe"], "seed": e["seed"], "from": e["from"]}, e["from"])
+                                   {"recipe": e["recipe"], "seed": e["seed"], "from": e["from"],
+                                    "from_fingerprint": e.get("from_fingerprint")}, e["from"])
         e["reference"] = _shown(ref_file)
         if why:
             e["reference_mismatch"] = why

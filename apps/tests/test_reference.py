@@ -244,3 +244,33 @@ def test_kernel_scheme_honours_rate_1x1(tmp_path):
     for name, a in lrprune.structure_of(pruned).items():
         if name not in one:  # rate 0: the 3x3 convs keep every kernel
             assert (mods[name].weight.detach().flatten(2).abs().sum(2) != 0).all(), name
+
+
+def test_a_dense_model_retrained_in_place_is_not_mistaken_for_the_old_one(tmp_path, monkeypatch):
+    """Pruned runs record their dense parent's weight fingerprint: a sweep remakes (not reuses) a
+    checkpoint whose parent was retrained at the same path, the twin check rejects a reference made
+    from the old weights, and the quality report warns about a pruned model made from them."""
+    dense = save_dense(tmp_path / "superres_dense.pt", "superres", TINY_SR)
+    ref = tmp_path / "superres_dense_equal.pt"
+    meta = prune.main(["superres", "--from", str(dense), *FAST])
+    prune.main(["superres", "--reference", "--from", str(dense), "--out", str(ref), *FAST])
+    fp = models.fingerprint(models.load(dense))
+    assert meta["from_fingerprint"] == fp == models.load(ref).checkpoint_meta["from_fingerprint"]
+    recipe = prune.recipe_from_args(prune.build_parser().parse_args(["superres", "--from", str(dense), *FAST]))
+    pruned = tmp_path / "superres_pruned.pt"
+    assert sweep._made_by(pruned, recipe, 0, dense, fp)
+
+    save_dense(dense, "superres", TINY_SR, seed=1)  # retrained in place: same path, other weights
+    fp1 = models.fingerprint(models.load(dense))
+    assert fp1 != fp and not sweep._made_by(pruned, recipe, 0, dense, fp1)
+    meta1 = prune.main(["superres", "--from", str(dense), "--out", str(tmp_path / "new_pruned.pt"), *FAST])
+    why = quality.reference_mismatch(models.load(ref).checkpoint_meta, meta1, meta1["from"])
+    assert len(why) == 1 and "made from other weights" in why[0], why
+
+    # the report's own check, through quality.main on this folder
+    monkeypatch.setattr(inference, "checkpoint_path",
+                        lambda app, dense: tmp_path / f"superres_{'dense' if dense else 'pruned'}.pt")
+    monkeypatch.setattr(quality, "reference_path", lambda app: ref)
+    assert quality.main(["--apps", "superres", "--eval-size", "32", "--out-dir", str(tmp_path / "res")]) == 0
+    text = (tmp_path / "res" / "quality.md").read_text()
+    assert "the pruned model was made from other weights than `superres_dense.pt` holds now" in text

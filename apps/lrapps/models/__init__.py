@@ -19,6 +19,7 @@ module carries ``module.lr_sparsity`` exactly as after ``hard_prune()``.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -117,6 +118,18 @@ def save(path, model: nn.Module, app: str, meta: Optional[Dict[str, Any]] = None
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def fingerprint(model: nn.Module) -> str:
+    """A short hash of a model's weights (names, shapes, dtypes and values). Pruned checkpoints
+    record their dense parent's, so that a checkpoint made from an earlier model at the same path is
+    never taken for one made from the current model (lrapps.sweep reuse, quality's twin check)."""
+    h = hashlib.sha256()
+    for k, v in sorted(model.state_dict().items()):
+        t = v.detach().cpu().contiguous()
+        h.update(f"{k}:{tuple(t.shape)}:{t.dtype};".encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def load(path, map_location="cpu") -> nn.Module:
