@@ -4,6 +4,8 @@
     .venv/bin/python bench/profile_layers.py superres --checkpoint apps/checkpoints/superres_pruned.pt
     .venv/bin/python bench/profile_layers.py vgg16 --table1        (the pruned model of a Table 1 row:
                                                                     vgg16, color:hard, style:hard, ...)
+    .venv/bin/python bench/profile_layers.py resnet_basic --in-model   (each layer timed inside the
+                                                                    whole model too, next to alone)
 
 Shows where a model's time goes, with GFLOP/s for conv/linear layers, so kernel work is aimed at
 the layers that matter.
@@ -137,6 +139,74 @@ def profile(model, x, repeats=5, chain=True):
     return rows
 
 
+def describe(layer) -> str:
+    """A lowered layer (codegen.emit.LayerOp) in the words `profile` uses."""
+    a = layer.attrs
+    if layer.name == "conv2d":
+        k, cg, kh, kw = a["weight"].shape
+        c, h, w = layer.in_shapes[0][1:]
+        d = f"conv {kh}x{kw} s{a['stride'][0]} g{a['groups']} {c}->{k} @{h}x{w}"
+        if "pointwise_chain" in a:
+            d += " (+1x1 chain)"
+        return d
+    return layer.name
+
+
+def profile_in_model(model, x, repeats=21):
+    """Each layer's CPU time inside the whole compiled model: the entry function calls back into
+    Python after every layer (lower.LAYER_MARKS), which reads the thread's CPU clock. Differences from
+    `profile` (each layer compiled and timed alone, its data hot) show what a layer loses to the
+    model around it: inputs and weights coming from L3 or DRAM, the previous layer's write-backs.
+    Returns (rows, whole-model ms with marks, without marks)."""
+    import ctypes
+
+    from lrc.codegen import lower as L
+    from lrc.codegen.lower import arena_entry
+    from lrc.runtime.arena import entry_arena_bytes
+    from lrc.transforms import DEFAULT_OPT_PIPELINE
+
+    jits = {}
+    for marked in (True, False):
+        mod = lrc.import_model(model, (x,))
+        lrc.optimize(mod, DEFAULT_OPT_PIPELINE)
+        marks = [] if marked else None
+        L.LAYER_MARKS = marks
+        try:
+            kernels = lower_to_kernels(mod)
+        finally:
+            L.LAYER_MARKS = None
+        jits[marked] = (JitModule(kernels), entry_arena_bytes(kernels, "forward"), marks)
+    stamps: list = []
+    cb = ctypes.CFUNCTYPE(None, ctypes.c_int64)(lambda t: stamps.append((t, time.thread_time_ns())))
+    jits[True][0].engine.register_runtime(L.MARK_FN, cb)
+    xin = x.numpy() if hasattr(x, "numpy") else np.asarray(x)
+    out = np.empty(tuple(model(x).shape), np.float32)
+    runs = {True: [], False: []}
+    per_layer: dict = {}
+    for r in range(repeats + 2):
+        for marked in ((True, False) if r % 2 else (False, True)):
+            jit, nbytes, _ = jits[marked]
+            arena = np.empty(max(nbytes, 1), np.uint8)
+            args = [xin, out] + ([arena] if nbytes else [])
+            entry = arena_entry("forward") if nbytes else "forward"
+            jit.call(entry, *args)  # the arena's pages faulted in, as a kept arena's are
+            stamps.clear()
+            t0 = time.thread_time_ns()
+            jit.call(entry, *args)
+            t1 = time.thread_time_ns()
+            if r < 2:
+                continue
+            runs[marked].append((t1 - t0) / 1e6)
+            if marked:
+                prev = t0
+                for t, ts in stamps:
+                    per_layer.setdefault(t, []).append((ts - prev) / 1e6)
+                    prev = ts
+    fname, layers = jits[True][2][0]
+    rows = [{"i": t, "layer": describe(layers[t]), "ms": statistics.median(v)} for t, v in sorted(per_layer.items())]
+    return rows, statistics.median(runs[True]), statistics.median(runs[False])
+
+
 def main(argv=None):
     import zoo
 
@@ -150,6 +220,9 @@ def main(argv=None):
     p.add_argument("--table1", action="store_true", help="the model argument names a bench/table1.py row "
                    "(vgg16, color:hard, style:hard, ...): profile its pruned model")
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--in-model", action="store_true",
+                   help="also time every layer inside the whole compiled model (profile_in_model) and show "
+                        "both columns")
     a = p.parse_args(argv)
     # Same tiles as the host target builds (32 vector registers on AVX-512VL CPUs).
     from lrc.codegen.kernels import conv as convk
@@ -168,6 +241,8 @@ def main(argv=None):
         model, x = models.load(a.checkpoint), models.example_input(a.model)
     else:
         model, x = zoo.ZOO[a.model](a.size)
+    if a.in_model:
+        return print_in_model(a, model.eval(), x)
     rows = profile(model.eval(), x, repeats=a.repeats, chain=not a.no_chain)
     total = sum(r["ms"] for r in rows)
     print(f"{a.model}: {len(rows)} layers, sum {total:.1f} ms")
@@ -183,6 +258,24 @@ def main(argv=None):
     for r in sorted(rows, key=lambda r: -r["ms"])[:a.top]:
         nz = f"  {r['nz_gflops']:6.1f} non-zero ({r['macs'] / max(1, r['nz_macs']):.2f}x fewer)" if r["nz_macs"] else ""
         print(f"  #{r['i']:<4d} {r['layer']:45s} {r['kind']:6s} {r['ms']:8.2f} ms  {r['gflops']:6.1f} GFLOP/s{nz}")
+
+
+def print_in_model(a, model, x):
+    inm, with_marks, without = profile_in_model(model, x, repeats=max(a.repeats, 11))
+    alone = {r["layer"]: [] for r in inm}
+    for r in profile(model, x, repeats=a.repeats, chain=not a.no_chain):
+        alone.setdefault(r["layer"], []).append(r["ms"])
+    total = sum(r["ms"] for r in inm)
+    print(f"{a.model}: whole model {without:.2f} ms (CPU time; {with_marks:.2f} with the per-layer callbacks), "
+          f"sum in model {total:.2f} ms, sum alone {sum(sum(v) for v in alone.values()):.2f} ms")
+    print(f"  {'#':>4s} {'layer':45s} {'in model':>9s} {'alone':>8s} {'ratio':>6s}")
+    seen: dict = {}
+    for r in inm:
+        k = seen.get(r["layer"], 0)
+        seen[r["layer"]] = k + 1
+        lone = alone.get(r["layer"], [])
+        al = lone[k] if k < len(lone) else float("nan")
+        print(f"  {r['i']:4d} {r['layer']:45s} {r['ms']:8.3f}  {al:8.3f} {r['ms'] / al:6.2f}")
 
 
 if __name__ == "__main__":

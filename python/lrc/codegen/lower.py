@@ -42,6 +42,13 @@ EMITTERS = {
 
 ALIGN = 64  # bytes; every arena buffer starts on a cache line
 
+# Per-layer timing inside a whole model (bench/profile_layers.py --in-model): a list makes the lowering
+# record each lowered function's layers in it, as (function, [LayerOp, ...]), and call the external
+# @lrc_layer_mark(t) after layer t in the entry functions (the caller registers it with the
+# ExecutionEngine). None, the default, emits neither: compiled models carry no hooks.
+LAYER_MARKS: list | None = None
+MARK_FN = "lrc_layer_mark"
+
 # Layers that treat every channel on its own: with N = 1 a channel range of the input and of the
 # output is one contiguous slice each, so a part is the same kernel over fewer channels.
 CHANNELWISE = {"instance_norm", "pad", "upsample", "max_pool2d", "avg_pool2d", "prelu"} | ACTIVATIONS
@@ -373,6 +380,13 @@ def _lower_func(f, out_module: ir.Module, vec: int, threads: int = 1):
     # on every call: ~10 % of a 256x256 super-resolution net.
     in_types = [ir.MemRefType.get(list(_shape(a)), ir.F32Type.get()) for a in block.arguments]
     out_types = [ir.MemRefType.get(list(_shape(v)), ir.F32Type.get()) for v in returned]
+    if LAYER_MARKS is not None:
+        LAYER_MARKS.append((fname, layers))
+        if not any(ir.StringAttr(o.attributes["sym_name"]).value == MARK_FN for o in out_module.body.operations
+                   if o.operation.name == "func.func"):
+            with ir.InsertionPoint(out_module.body), ir.Location.unknown():
+                mark = func.FuncOp(MARK_FN, ([ir.IndexType.get()], []), visibility="private")
+                mark.attributes["llvm.emit_c_interface"] = ir.UnitAttr.get()
     for name, caller_arena in ((fname, False), (arena_entry(fname), True)):
         if caller_arena and not arena.size:
             continue
@@ -559,6 +573,10 @@ def _emit_entry_body(eb, f, block, returned, layer_ops, sigs, buf, root, operand
                     operands.append(memref.GetGlobalOp(ty, a._global).result)
             return operands
 
+        def _mark(t):
+            if LAYER_MARKS is not None:
+                func.CallOp([], ir.FlatSymbolRefAttr.get(MARK_FN), [arith.ConstantOp(ir.IndexType.get(), t).result])
+
         for t, op in enumerate(layer_ops):
             sig = sigs[t]
             if sig is None:
@@ -577,10 +595,12 @@ def _emit_entry_body(eb, f, block, returned, layer_ops, sigs, buf, root, operand
                     with ir.InsertionPoint(body):
                         func.CallOp([], ir.FlatSymbolRefAttr.get(sig.dispatch), [body.arguments[0]] + operands)
                         scf.ReduceOp([], 0)
+                    _mark(t)
                 continue
             with op.location:
                 func.CallOp([], ir.FlatSymbolRefAttr.get(f"{fname}_l{t}_{op.operation.name[3:]}"),
                             operands_for(op, sig))
+                _mark(t)
         for j, v in copy_out:
             src = value_of(buf[root(v)])
             _emit_copy(src, out_flat[j], _numel(_shape(v)))
