@@ -80,6 +80,7 @@ def _map(idx, size, mode):
 
 # Unpadded pools read their input in place (switch for A/B runs; see emit_pool).
 POOL_IN_PLACE = True
+PADDED_POOL_IN_PLACE = True  # A/B switch of the padded in-place route (docs/kernels.md, Round 7)
 
 
 def emit_pool(k: Kernel, op: LayerOp):
@@ -126,12 +127,19 @@ def emit_pool(k: Kernel, op: LayerOp):
     # in VGG ran at half ORT's speed with it). Only the row tail's loads are masked then.
     direct = (POOL_IN_PLACE and vectorized and not (ph or pw) and (oh - 1) * sh + (kh - 1) * dh < h
               and (ow - 1) * sw + (kw - 1) * dw < w)
+    # Padded pools (the ResNet stem's 3x3 / 2 / pad 1) read the input in place too: rows in the padding
+    # are left out of a window, columns in it filled with the padding value (see _pool_row_padded).
+    padded_direct = POOL_IN_PLACE and PADDED_POOL_IN_PLACE and vectorized and bool(ph or pw) and pw < V
 
     def body(kb, a):
         if is_max:
             x, y = a
         else:
             x, rdv, cdv, y = a
+        if padded_direct:
+            _pool_padded_in_place(kb, x, y, None if is_max else (rdv, cdv), n * c, h, w, oh, ow, V, kh, kw, sh, sw,
+                                  dh, dw, ph, pw, kb.fmax if is_max else kb.fadd, fillv)
+            return
         scratch = None
         if not direct:
             scratch = kb.alloc(hp * wp)
@@ -220,6 +228,115 @@ def _pool_row_vec(kb, scratch, rbase, orow, y, ow, V, kh, kw, sw, dh, dw, wp, co
         step(loop_n * V, V, masked=True)
     if ow % V:
         step(nfull * V, ow % V, masked=masked_tail)
+
+
+def _pool_padded_in_place(kb, x, y, avg, planes, h, w, oh, ow, V, kh, kw, sh, sw, dh, dw, ph, pw, combine, fill):
+    """A padded pool read straight from the input. Output rows whose windows reach into the top or
+    bottom padding are emitted on their own, without those rows (their terms are the padding value:
+    -max or 0, which max / a padded-count average ignore); the rows in between loop. Along a row see
+    _pool_row_padded."""
+    r_lo = min(oh, -(-ph // sh))  # first output row whose window starts inside the input
+    r_hi = max(r_lo, min(oh, (h - 1 + ph - (kh - 1) * dh) // sh + 1))  # first row past the bottom
+
+    def row(nc, r, taps):
+        ibase = kb.mul(nc, h * w)
+        orow = kb.add(kb.mul(nc, oh * ow), kb.mul(r, ow))
+        rbase = kb.add(ibase, kb.mul(kb.add(kb.mul(r, sh), -ph), w))  # input row of tap i = 0
+        rd = None if avg is None else kb.load(avg[0], r)
+        _pool_row_padded(kb, x, rbase, taps, orow, y, ow, w, V, kw, sw, dw, pw, combine, fill,
+                         None if avg is None else (rd, avg[1]))
+
+    with kb.loop(0, planes) as nc:
+        for r in list(range(r_lo)) + list(range(r_hi, oh)):
+            taps = [i * dh * w for i in range(kh) if 0 <= r * sh - ph + i * dh < h]
+            row(nc, r, taps)
+        if r_hi > r_lo:
+            with kb.loop(r_lo, r_hi) as r:
+                row(nc, r, [i * dh * w for i in range(kh)])
+
+
+def _pool_row_padded(kb, x, rbase, taps, orow, y, ow, w, V, kw, sw, dw, pw, combine, fill, avg):
+    """One output row of a padded pool, V outputs per vector (column stride 1 or 2), from the input row
+    at `rbase` (+ each of `taps`, the window rows inside the input). Lane l of output vector q reads
+    input column (q+l)*sw - pw + j*dw for window column j. Vectors whose every load stays inside the
+    row loop with plain loads; the others are emitted one by one: a load that would start left of the
+    row loads from column 0 and moves its lanes right (the padding value shifted in), one that would
+    end right of it is masked with the padding value as pass-through. No load leaves the row."""
+    f32t = ir.F32Type.get()
+    vt1, vt2 = ir.VectorType.get([V], f32t), ir.VectorType.get([2 * V], f32t)
+    nvec = -(-ow // V)
+    fill1, fill2 = kb.fv(fill, V), kb.fv(fill, 2 * V)
+
+    def span(q0):  # (first, last) input column any load of output vector q0 touches (interior form)
+        lo = q0 * sw - pw
+        par = [((j * dw - pw) % 2) if sw == 2 else 0 for j in range(kw)]
+        first = min(q0 * sw - pw + j * dw - par[j] for j in range(kw))
+        last = max(q0 * sw - pw + j * dw - par[j] + (2 * V if sw == 2 else V) - 1 for j in range(kw))
+        return min(first, lo), last
+
+    interior = [q for q in range(nvec) if span(q * V)[0] >= 0 and span(q * V)[1] <= w - 1 and q * V + V <= ow]
+    lo_v = interior[0] if interior else nvec
+    hi_v = interior[-1] + 1 if interior else nvec
+
+    def masked(vt, at, used, passthru):
+        mt = ir.VectorType.get(vt.shape, ir.IntegerType.get_signless(1))
+        return vector.maskedload(vt, x, [kb.idx(at)], vector.constant_mask(mt, [used]), passthru)
+
+    def cols(row, q, j, static):
+        """Lanes l = input column (q+l)*sw - pw + j*dw of the row starting at `row`."""
+        e = j * dw - pw  # column of lane 0 relative to q*sw
+        if not static:  # interior: every column inside the row
+            if sw == 1:
+                return vector.LoadOp(vt1, x, [kb.idx(kb.add(row, kb.add(q, e)))]).result
+            par = e % 2
+            v2 = vector.LoadOp(vt2, x, [kb.idx(kb.add(row, kb.add(kb.mul(q, 2), e - par)))]).result
+            return vector.deinterleave(v2)[par]
+        c0 = q * sw + e
+        if sw == 1:
+            shift = max(0, -c0)
+            start = c0 + shift
+            used = max(0, min(V, w - start))
+            v = masked(vt1, kb.add(row, start), used, fill1) if used < V else \
+                vector.LoadOp(vt1, x, [kb.idx(kb.add(row, start))]).result
+        else:
+            shift = max(0, -(-(-c0) // 2))  # lanes whose column is left of the row
+            first = c0 + 2 * shift  # column of the first lane inside (0 or 1 when shifted)
+            par = first % 2
+            start = first - par
+            used = max(0, min(2 * V, w - start))
+            v2 = masked(vt2, kb.add(row, start), used, fill2) if used < 2 * V else \
+                vector.LoadOp(vt2, x, [kb.idx(kb.add(row, start))]).result
+            v = vector.deinterleave(v2)[par]
+        if shift:
+            v = vector.shuffle(fill1, v, [0] * shift + [V + l for l in range(V - shift)])
+        return v
+
+    def out_vec(q, lanes, static):
+        acc = None
+        for t in taps:
+            row = kb.add(rbase, t)
+            for j in range(kw):
+                v = cols(row, q, j, static)
+                acc = v if acc is None else combine(acc, v)
+        if acc is None:  # the whole window in the padding (ceil mode)
+            acc = fill1
+        if avg is not None:
+            rd, cdv = avg
+            acc = kb.fmul(acc, kb.fmul(kb.splat(rd), kb.vload(cdv, q)))
+        dst = kb.add(orow, q)
+        if lanes == V:
+            kb.vstore(acc, y, dst)
+        else:
+            mt = ir.VectorType.get([V], ir.IntegerType.get_signless(1))
+            vector.maskedstore(y, [kb.idx(dst)], vector.constant_mask(mt, [lanes]), acc)
+
+    for qv in range(lo_v):
+        out_vec(qv * V, min(V, ow - qv * V), True)
+    if hi_v > lo_v:
+        with kb.loop(lo_v * V, hi_v * V, V) as q:
+            out_vec(q, V, False)
+    for qv in range(hi_v, nvec):
+        out_vec(qv * V, min(V, ow - qv * V), True)
 
 
 def emit_adaptive_avg_pool(k: Kernel, op: LayerOp):
