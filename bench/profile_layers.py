@@ -204,7 +204,7 @@ def profile_in_model(model, x, repeats=21):
                     prev = ts
     fname, layers = jits[True][2][0]
     rows = [{"i": t, "layer": describe(layers[t]), "ms": statistics.median(v)} for t, v in sorted(per_layer.items())]
-    return rows, statistics.median(runs[True]), statistics.median(runs[False])
+    return rows, statistics.median(runs[True]), statistics.median(runs[False]), layers
 
 
 def main(argv=None):
@@ -223,6 +223,8 @@ def main(argv=None):
     p.add_argument("--in-model", action="store_true",
                    help="also time every layer inside the whole compiled model (profile_in_model) and show "
                         "both columns")
+    p.add_argument("--ort", action="store_true", help="with --in-model: ONNX Runtime's own per-node times "
+                   "(its profiler, 1 thread) for the same layers, matched by kind and output shape")
     a = p.parse_args(argv)
     # Same tiles as the host target builds (32 vector registers on AVX-512VL CPUs).
     from lrc.codegen.kernels import conv as convk
@@ -260,22 +262,86 @@ def main(argv=None):
         print(f"  #{r['i']:<4d} {r['layer']:45s} {r['kind']:6s} {r['ms']:8.2f} ms  {r['gflops']:6.1f} GFLOP/s{nz}")
 
 
+ORT_KINDS = {"conv2d": ("Conv", "FusedConv", "NchwcConv"), "max_pool2d": ("MaxPool", "NchwcMaxPool"),
+             "avg_pool2d": ("AveragePool", "NchwcAveragePool"), "linear": ("Gemm", "FusedGemm", "MatMul"),
+             "adaptive_avg_pool2d": ("GlobalAveragePool", "NchwcGlobalAveragePool", "AveragePool")}
+
+
+def ort_node_times(model, x, repeats=25):
+    """ONNX Runtime's own per-node times for the model (1 thread, `SessionOptions.enable_profiling`):
+    [(op type, output shape, median ms)] in execution order, for the nodes after ORT's graph rewrites
+    (its convs run in NCHWc, fused with their activation and residual add)."""
+    import io
+    import json
+    import tempfile
+    import warnings
+
+    import onnxruntime as ort
+
+    f = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (x,), f, dynamo=False, opset_version=17)
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = so.inter_op_num_threads = 1
+    so.enable_profiling = True
+    so.profile_file_prefix = os.path.join(tempfile.mkdtemp(), "ort")
+    sess = ort.InferenceSession(f.getvalue(), so, providers=["CPUExecutionProvider"])
+    feed = {sess.get_inputs()[0].name: x.numpy()}
+    for _ in range(repeats):
+        sess.run(None, feed)
+    with open(sess.end_profiling()) as fh:
+        events = json.load(fh)
+    order, times = [], {}
+    for e in events:
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+            if e["name"] not in times:
+                order.append((e["name"], e["args"].get("op_name", "?"),
+                              tuple(next(iter(e["args"]["output_type_shape"][0].values())))))
+            times.setdefault(e["name"], []).append(e["dur"] / 1e3)
+    return [(op, shape, statistics.median(times[n][3:] or times[n])) for n, op, shape in order]
+
+
+def match_ort(layers, nodes):
+    """For each lowered layer, the ORT node computing the same output (same kind, output shape), taken
+    in order; None where ORT has no such node (it fused the layer away or runs it differently)."""
+    out, pos = [], 0
+    for layer in layers:
+        kinds = ORT_KINDS.get(layer.name, ())
+        shape = tuple(layer.out_shape)
+        hit = None
+        for j in range(pos, len(nodes)):
+            op, oshape, ms = nodes[j]
+            if op in kinds and (oshape == shape or oshape[:1] + oshape[2:] == shape[:1] + shape[2:] and
+                                len(oshape) == len(shape) and oshape[1] >= shape[1]):
+                hit, pos = ms, j + 1
+                break
+        out.append(hit)
+    return out
+
+
 def print_in_model(a, model, x):
-    inm, with_marks, without = profile_in_model(model, x, repeats=max(a.repeats, 11))
+    inm, with_marks, without, layers = profile_in_model(model, x, repeats=max(a.repeats, 11))
+    ort_ms = match_ort(layers, ort_node_times(model, x)) if a.ort else [None] * len(layers)
     alone = {r["layer"]: [] for r in inm}
     for r in profile(model, x, repeats=a.repeats, chain=not a.no_chain):
         alone.setdefault(r["layer"], []).append(r["ms"])
     total = sum(r["ms"] for r in inm)
     print(f"{a.model}: whole model {without:.2f} ms (CPU time; {with_marks:.2f} with the per-layer callbacks), "
           f"sum in model {total:.2f} ms, sum alone {sum(sum(v) for v in alone.values()):.2f} ms")
-    print(f"  {'#':>4s} {'layer':45s} {'in model':>9s} {'alone':>8s} {'ratio':>6s}")
+    if a.ort:
+        both = [(r["ms"], o) for r, o in zip(inm, ort_ms) if o is not None]
+        print(f"  ORT (its own profile, in its model): {sum(o for _, o in both):.2f} ms over the {len(both)} "
+              f"matched layers, lrc {sum(m for m, _ in both):.2f} ms over the same")
+    print(f"  {'#':>4s} {'layer':45s} {'in model':>9s} {'alone':>8s} {'ratio':>6s}" + ("   ORT  lrc/ORT" if a.ort else ""))
     seen: dict = {}
-    for r in inm:
+    for r, o in zip(inm, ort_ms):
         k = seen.get(r["layer"], 0)
         seen[r["layer"]] = k + 1
         lone = alone.get(r["layer"], [])
         al = lone[k] if k < len(lone) else float("nan")
-        print(f"  {r['i']:4d} {r['layer']:45s} {r['ms']:8.3f}  {al:8.3f} {r['ms'] / al:6.2f}")
+        extra = "" if not a.ort else (f" {o:7.3f} {r['ms'] / o:6.2f}" if o else "       -      -")
+        print(f"  {r['i']:4d} {r['layer']:45s} {r['ms']:8.3f}  {al:8.3f} {r['ms'] / al:6.2f}{extra}")
 
 
 if __name__ == "__main__":

@@ -17,8 +17,8 @@ from .builder import KernelBuilder
 
 @dataclass
 class Arg:
-    kind: str  # "in" | "param" | "out"
-    index: int = 0
+    kind: str  # "in" | "param" | "out" | "scratch"
+    index: int = 0  # in: operand position; scratch: bytes (a view of the arena's scratch region)
     array: np.ndarray | None = None  # for params (float32 or int32)
 
 

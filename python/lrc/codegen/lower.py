@@ -373,6 +373,24 @@ def _lower_func(f, out_module: ir.Module, vec: int, threads: int = 1):
                     parts.append(sig)
                 sigs.append(_PartedSig(parts, splits[t], _emit_dispatch(f"{fname}_l{t}_{opname}", parts)))
 
+    # Kernel scratch (ops_dense.ARENA_SCRATCH): one region after the activations that every layer
+    # reuses, sized for the hungriest layer; the parts of a split layer run at once, so each has its own.
+    scratch_at: dict = {}  # id(KernelSig) -> byte offset in the arena
+    need = 0
+    for sig in sigs:
+        parts = sig.parts if isinstance(sig, _PartedSig) else [sig] if sig is not None else []
+        off = 0
+        for part in parts:
+            nbytes = sum(a.index for a in part.args if a.kind == "scratch")
+            if nbytes:
+                scratch_at[id(part)] = off
+                off += -(-nbytes // ALIGN) * ALIGN
+        need = max(need, off)
+    if need:
+        base = -(-arena.size // ALIGN) * ALIGN
+        scratch_at = {k: base + v for k, v in scratch_at.items()}
+        arena.size = base + need
+
     # 5. the entry functions: `fname` allocates the arena per call (the C API, AOT artifacts);
     # `lrc_arena_<fname>` takes it as a last argument so that a caller can keep one buffer across
     # calls (a prefix, not a suffix, so that no symbol starts with the name of the other).
@@ -398,7 +416,7 @@ def _lower_func(f, out_module: ir.Module, vec: int, threads: int = 1):
                 entry.attributes[ARENA_ATTR] = ir.IntegerAttr.get(ir.IntegerType.get_signless(64), arena.size)
             eb = entry.add_entry_block()
         _emit_entry_body(eb, f, block, returned, layer_ops, sigs, buf, root, operands_of, copy_out, make_global,
-                         fname, arena.size, eb.arguments[-1] if caller_arena else None)
+                         fname, arena.size, eb.arguments[-1] if caller_arena else None, scratch_at)
 
 
 ARENA_ATTR = "lrc.arena_bytes"
@@ -517,7 +535,7 @@ def arena_entry(entry: str) -> str:
 
 
 def _emit_entry_body(eb, f, block, returned, layer_ops, sigs, buf, root, operands_of, copy_out, make_global,
-                     fname, arena_size, arena_arg):
+                     fname, arena_size, arena_arg, scratch_at):
     nin = len(block.arguments)
     with ir.InsertionPoint(eb), f.location:
         def flat(v: ir.Value, n: int) -> ir.Value:
@@ -564,6 +582,9 @@ def _emit_entry_body(eb, f, block, returned, layer_ops, sigs, buf, root, operand
                         # a residual (input 1) of a channel part is the same slice as its output
                         operands.append(slice_of(b, k0 * plane, (k1 - k0) * plane) if k0 is not None and a.index
                                         else value_of(b))
+                elif a.kind == "scratch":
+                    shift = arith.ConstantOp(ir.IndexType.get(), scratch_at[id(sig)]).result
+                    operands.append(memref.ViewOp(ty, arena_v, shift, []).result)
                 elif a.kind == "out":
                     b = buf[op.results[0]]
                     operands.append(slice_of(b, k0 * plane, (k1 - k0) * plane) if k0 is not None else value_of(b))

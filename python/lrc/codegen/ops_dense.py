@@ -4,8 +4,14 @@ from __future__ import annotations
 import os
 
 import numpy as np
+from torch_mlir import ir
 
 from .emit import Arg, Kernel, KernelSig, LayerOp
+from .kernels.conv import SCRATCH_ATTR
+
+# Conv kernels take their scratch from the arena (lower.py places it) rather than malloc'ing it per
+# call; False is the A/B switch (docs/kernels.md, Round 7).
+ARENA_SCRATCH = True
 
 
 def _act(a):
@@ -264,11 +270,13 @@ def _emit_conv2d(k: Kernel, op: LayerOp, spec, force_sparse: bool | None, units=
                                   library=lib)
     else:
         sparse = _sparse_pack(spec, a)
+    # Scratch buffers (padded input copies, panels) come from the model's arena, one region every
+    # conv reuses: malloc'ed per call they came back at other addresses, cold (docs/kernels.md, Round 7).
     if sparse is not None:
         from .kernels.sparse_conv import emit_sparse_conv_func
 
         packed = sparse.arrays()
-        fn = emit_sparse_conv_func(sparse, k.name, units)
+        fn = emit_sparse_conv_func(sparse, k.name, units, external_scratch=ARENA_SCRATCH)
     else:
         import dataclasses
 
@@ -276,11 +284,13 @@ def _emit_conv2d(k: Kernel, op: LayerOp, spec, force_sparse: bool | None, units=
 
         spec = dataclasses.replace(spec, vec=dense_lanes(spec))
         packed = pack_conv_weights(spec, a["weight"], a["bias"])
-        fn = emit_conv_func(spec, k.name, packed)
+        fn = emit_conv_func(spec, k.name, packed, external_scratch=ARENA_SCRATCH)
     args = [Arg("in", 0)] + [Arg("param", array=np.ascontiguousarray(p).reshape(-1)) for p in packed]
     if spec.residual:
         args.append(Arg("in", 1))
     args.append(Arg("out"))
+    if SCRATCH_ATTR in fn.attributes:
+        args.append(Arg("scratch", ir.IntegerAttr(fn.attributes[SCRATCH_ATTR]).value))
     return KernelSig(args=args, types=list(fn.type.inputs))
 
 

@@ -30,6 +30,41 @@ def flat_memref(n: int) -> ir.MemRefType:
     return ir.MemRefType.get([n], ir.F32Type.get())
 
 
+SCRATCH_ALIGN = 64  # bytes
+
+
+def scratch_bytes(sizes) -> int:
+    """Bytes of the scratch argument that holds buffers of these many floats, one after another."""
+    return sum(-(-n * 4 // SCRATCH_ALIGN) * SCRATCH_ALIGN for n in sizes)
+
+
+class Scratch:
+    """Where a kernel's temporary buffers come from: malloc'ed and freed on every call (buf None), or
+    views into `buf`, an i8 memref argument the caller passes (`lrc.compile` passes a slice of the
+    model's arena that every layer reuses, so the buffers stay in cache from layer to layer instead
+    of coming fresh, and cold, from the heap at whatever address it hands out). Buffers are laid out
+    in allocation order; `scratch_bytes` of their sizes is the argument's size."""
+
+    def __init__(self, buf=None):
+        self.buf, self.top = buf, 0
+
+    def alloc(self, nfloats: int) -> ir.Value:
+        if self.buf is None:
+            return memref.alloc(flat_memref(nfloats), [], [], alignment=SCRATCH_ALIGN)
+        at = arith.ConstantOp(ir.IndexType.get(), self.top).result
+        self.top += scratch_bytes([nfloats])
+        assert self.top <= ir.MemRefType(self.buf.type).shape[0], "scratch argument too small"
+        return memref.ViewOp(flat_memref(nfloats), self.buf, at, []).result
+
+    def free(self, v: ir.Value) -> None:
+        if self.buf is None:
+            memref.dealloc(v)
+
+
+def scratch_arg_type(nbytes: int) -> ir.MemRefType:
+    return ir.MemRefType.get([nbytes], ir.IntegerType.get_signless(8))
+
+
 class KernelBuilder:
     """Index folding, hoisted constants and vector helpers for one function body."""
 

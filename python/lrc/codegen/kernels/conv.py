@@ -32,7 +32,7 @@ import numpy as np
 from torch_mlir import ir
 from torch_mlir.dialects import arith, func, memref, vector
 
-from ._builder import KernelBuilder, check_act, flat_memref
+from ._builder import KernelBuilder, Scratch, check_act, flat_memref, scratch_arg_type, scratch_bytes
 
 # Weight bytes of one group above which the output channels are processed in chunks, so that the
 # weights a row of tiles touches stay in L2 (Zen 1: 512 KiB per core).
@@ -548,17 +548,34 @@ def pack_conv_weights(spec: ConvSpec, weight: np.ndarray, bias: np.ndarray | Non
 # Emission
 
 
-def emit_conv_func(spec: ConvSpec, name: str, packed: Sequence[np.ndarray]) -> func.FuncOp:
+# Attribute of a kernel function that takes a scratch argument (its last): the argument's bytes.
+SCRATCH_ATTR = "lrc.scratch_bytes"
+
+
+def emit_conv_func(spec: ConvSpec, name: str, packed: Sequence[np.ndarray],
+                   external_scratch: bool = False) -> func.FuncOp:
+    """Private func `(in, weights, [bias], [residual], out)`. With `external_scratch`, a kernel that
+    needs temporary buffers (padded input, pixel blocks, strided-1x1 panel) takes them as one more,
+    last argument, an i8 memref of fn.attributes[SCRATCH_ATTR] bytes, instead of malloc'ing them."""
     g = _geom_from_spec(spec)
     lin = _as_linear(spec)
     if lin is not None:
         from .linear import _emit_linear
 
         return _emit_linear(lin, name, packed, residual=spec.residual)
-    return _emit(g, name, packed)
+    return _emit(g, name, packed, external_scratch)
 
 
-def _emit(g: _Geom, name: str, packed: Sequence[np.ndarray]) -> func.FuncOp:
+def _scratch_sizes(g: _Geom, gs: _Geom | None, p: _Plan) -> list[int]:
+    """Floats of each temporary buffer the kernel allocates, in allocation order."""
+    sizes = [g.N * g.C * g.OH * g.OW] if gs is not None else []  # the strided-1x1 panel
+    e = gs or g
+    if p.mode == "prep" or p.PT:
+        sizes.append(e.Cg * p.CS)
+    return sizes
+
+
+def _emit(g: _Geom, name: str, packed: Sequence[np.ndarray], external_scratch: bool = False) -> func.FuncOp:
     gs = _subsample_geom(g)
     p = _plan(gs or g)
     has_bias = len(packed) == 2
@@ -571,29 +588,36 @@ def _emit(g: _Geom, name: str, packed: Sequence[np.ndarray]) -> func.FuncOp:
     if g.residual:
         arg_types.append(flat_memref(out_size))
     arg_types.append(flat_memref(out_size))
+    nscratch = scratch_bytes(_scratch_sizes(g, gs, p)) if external_scratch else 0
+    if nscratch:
+        arg_types.append(scratch_arg_type(nscratch))
     fn = func.FuncOp(name, (arg_types, []), visibility="private")
+    if nscratch:
+        fn.attributes[SCRATCH_ATTR] = ir.IntegerAttr.get(ir.IntegerType.get_signless(64), nscratch)
     fn.add_entry_block()
     with ir.InsertionPoint(fn.entry_block):
         args = list(fn.arguments)
+        scratch = Scratch(args.pop() if nscratch else None)
         x, wts = args[0], args[1]
         bias = args[2] if has_bias else None
         res = args[-2] if g.residual else None
         out = args[-1]
         b = KernelBuilder(fn, g.V)
         if gs is None:
-            _ConvEmitter(g, p, x, wts, bias, res, out, b).run()
+            _ConvEmitter(g, p, x, wts, bias, res, out, b, scratch).run()
         else:
-            sub = memref.alloc(flat_memref(g.N * g.C * g.OH * g.OW), [], [], alignment=64)
+            sub = scratch.alloc(g.N * g.C * g.OH * g.OW)
             _subsample(b, g, x, sub)
-            _ConvEmitter(gs, p, sub, wts, bias, res, out, b).run()
-            memref.dealloc(sub)
+            _ConvEmitter(gs, p, sub, wts, bias, res, out, b, scratch).run()
+            scratch.free(sub)
         func.ReturnOp([])
     return fn
 
 
 class _ConvEmitter:
-    def __init__(self, g: _Geom, p: _Plan, x, wts, bias, res, out, b: KernelBuilder):
+    def __init__(self, g: _Geom, p: _Plan, x, wts, bias, res, out, b: KernelBuilder, scratch: Scratch | None = None):
         self.g, self.p, self.b = g, p, b
+        self.scratch = scratch or Scratch()
         self.x, self.wts, self.bias, self.res, self.out = x, wts, bias, res, out
         self.T = g.KH * g.KW
         self.OHW = g.OH * g.OW
@@ -604,7 +628,7 @@ class _ConvEmitter:
         scratch = None
         if p.mode == "prep" or p.PT:
             size = g.Cg * p.CS
-            scratch = memref.alloc(flat_memref(size), [], [], alignment=64)
+            scratch = self.scratch.alloc(size)
             if p.mode == "prep" and not p.border_zero:
                 b.zero_fill(scratch, size)
         self.src = scratch if scratch is not None else self.x
@@ -627,7 +651,7 @@ class _ConvEmitter:
 
         b.loop(0, g.N, 1, per_image)
         if scratch is not None:
-            memref.dealloc(scratch)
+            self.scratch.free(scratch)
 
     def pixel_blocks(self, n, gi, out_img):
         """Flat 1x1 conv, one packed block of PT pixels x Cg channels at a time."""

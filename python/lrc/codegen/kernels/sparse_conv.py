@@ -36,7 +36,7 @@ import numpy as np
 from torch_mlir import ir
 from torch_mlir.dialects import arith, func, memref, vector
 
-from ._builder import KernelBuilder, check_act, flat_memref
+from ._builder import KernelBuilder, Scratch, check_act, flat_memref, scratch_arg_type, scratch_bytes
 from .conv import ConvSpec, prefetch_epilogue
 from .sparse_conv_tail import HalfTail
 
@@ -404,9 +404,10 @@ def storage_stats(pack: SparsePack, weight: np.ndarray, library=None) -> dict:
 # Emission
 
 
-def packed_kernel_func(name: str, in_size: int, arrays, out_size: int, residual: bool) -> func.FuncOp:
-    """Private func `(in, <arrays: i32 or f32 memrefs>, [residual], out)` over flat buffers, with its
-    entry block: the signature every packed sparse kernel shares."""
+def packed_kernel_func(name: str, in_size: int, arrays, out_size: int, residual: bool,
+                       scratch_nbytes: int = 0) -> func.FuncOp:
+    """Private func `(in, <arrays: i32 or f32 memrefs>, [residual], out, [scratch])` over flat
+    buffers, with its entry block: the signature every packed sparse kernel shares."""
     i32 = ir.IntegerType.get_signless(32)
     types = [flat_memref(in_size)]
     for a in arrays:
@@ -414,6 +415,8 @@ def packed_kernel_func(name: str, in_size: int, arrays, out_size: int, residual:
     if residual:
         types.append(flat_memref(out_size))
     types.append(flat_memref(out_size))
+    if scratch_nbytes:
+        types.append(scratch_arg_type(scratch_nbytes))
     fn = func.FuncOp(name, (types, []), visibility="private")
     fn.add_entry_block()
     return fn
@@ -434,23 +437,39 @@ def pixel_units(pack: SparsePack) -> int:
     return 0
 
 
-def emit_sparse_conv_func(pack: SparsePack, name: str, units: tuple[int, int] | None = None) -> func.FuncOp:
+def scratch_floats(pack: SparsePack) -> int:
+    """Floats of the input copy (padded rows, sliding window or pixel panels) the kernel works from."""
+    s = pack.spec
+    nch = int(pack.chans.size) if pack.tile.FB > 1 else s.C // s.groups
+    return -(-(max(1, nch) * _geometry(s, pack.tile).CS) // s.vec) * s.vec
+
+
+def emit_sparse_conv_func(pack: SparsePack, name: str, units: tuple[int, int] | None = None,
+                          external_scratch: bool = False) -> func.FuncOp:
     """Private func `(in, weights, [bias], kstart, wadj, koff, ooff, [residual], out)`. `units` =
-    [u0, u1): only those panels / row blocks (pixel_units) of the output, a thread's share."""
+    [u0, u1): only those panels / row blocks (pixel_units) of the output, a thread's share. With
+    `external_scratch` the input copy is a last i8 argument of fn.attributes[SCRATCH_ATTR] bytes
+    (conv.emit_conv_func) instead of a buffer malloc'ed per call."""
+    from .conv import SCRATCH_ATTR
+
     s = pack.spec
     if units is not None and not 0 <= units[0] < units[1] <= pixel_units(pack):
         raise ValueError(f"{name}: pixel units {units} outside the {pixel_units(pack)} of this sparse conv ({s})")
     arrays = pack.arrays()
-    fn = packed_kernel_func(name, s.N * s.C * s.H * s.W, arrays, s.N * s.K * s.OH * s.OW, s.residual)
+    nscratch = scratch_bytes([scratch_floats(pack)]) if external_scratch else 0
+    fn = packed_kernel_func(name, s.N * s.C * s.H * s.W, arrays, s.N * s.K * s.OH * s.OW, s.residual, nscratch)
+    if nscratch:
+        fn.attributes[SCRATCH_ATTR] = ir.IntegerAttr.get(ir.IntegerType.get_signless(64), nscratch)
     with ir.InsertionPoint(fn.entry_block):
         args = list(fn.arguments)
+        scratch = Scratch(args.pop() if nscratch else None)
         has_bias = pack.bias is not None
         x, wts = args[0], args[1]
         bias = args[2] if has_bias else None
         tabs = args[2 + has_bias: 6 + has_bias]
         res = args[-2] if s.residual else None
         em = _SparseEmitter(pack, x, wts, bias, tabs, res, args[-1], KernelBuilder(fn, s.vec))
-        em.units = units
+        em.units, em.scratch = units, scratch
         em.run()
         func.ReturnOp([])
     return fn
@@ -472,6 +491,7 @@ class _SparseEmitter:
     def __init__(self, pack: SparsePack, x, wts, bias, tabs, res, out, b: KernelBuilder):
         self.pk, self.s, self.b = pack, pack.spec, b
         self.units = None  # [u0, u1) of pixel_units(pack): a part's panels / row blocks
+        self.scratch = Scratch()  # malloc per call unless emit_sparse_conv_func is given one
         self.x, self.wts, self.bias, self.res, self.out = x, wts, bias, res, out
         self.geo = _geometry(self.s, pack.tile)
         self.OHW = self.s.OH * self.s.OW
@@ -513,8 +533,8 @@ class _SparseEmitter:
         s, g, b = self.s, self.geo, self.b
         G = s.groups
         scratch = None
-        size = -(-(max(1, self.nch) * g.CS) // s.vec) * s.vec
-        scratch = memref.alloc(flat_memref(size), [], [], alignment=64)
+        size = scratch_floats(self.pk)
+        scratch = self.scratch.alloc(size)
         # Column stride 1: prep() writes every row whole (left padding, data, right padding and slack)
         # and zeroes the padding rows, so the scratch is written once. A whole-buffer zero fill first
         # was a second pass over it: 13 MB per call on a 64-channel 224x224 layer, ~10 % of its time.
@@ -536,7 +556,7 @@ class _SparseEmitter:
             b.loop(0, G, 1, per_group)
 
         b.loop(0, s.N, 1, per_image)
-        memref.dealloc(scratch)
+        self.scratch.free(scratch)
 
     def group(self, n, gi, in_base):
         s, g, b, t = self.s, self.geo, self.b, self.pk.tile
