@@ -242,12 +242,19 @@ def _emit_pointwise_chain(k: Kernel, op: LayerOp, panels: tuple[int, int] | None
     from .kernels.pointwise_chain import emit_pointwise_chain_func
 
     chain = op.attrs["pointwise_chain"]
-    fn = emit_pointwise_chain_func(chain, k.name, panels)
+    fn = emit_pointwise_chain_func(chain, k.name, panels, external_scratch=ARENA_SCRATCH)
     args = [Arg("in", 0)] + [Arg("param", array=np.ascontiguousarray(p).reshape(-1)) for p in chain.arrays()]
     if chain.second.spec.residual:
         args.append(Arg("in", 1))
     args.append(Arg("out"))
-    return KernelSig(args=args, types=list(fn.type.inputs))
+    return _with_scratch(KernelSig(args=args, types=list(fn.type.inputs)), fn)
+
+
+def _with_scratch(sig: KernelSig, fn) -> KernelSig:
+    """The kernel's scratch argument (the arena region lower.py places), when it takes one."""
+    if SCRATCH_ATTR in fn.attributes:
+        sig.args.append(Arg("scratch", ir.IntegerAttr(fn.attributes[SCRATCH_ATTR]).value))
+    return sig
 
 
 def _emit_conv2d(k: Kernel, op: LayerOp, spec, force_sparse: bool | None, units=None, pack=None) -> KernelSig:
@@ -289,9 +296,7 @@ def _emit_conv2d(k: Kernel, op: LayerOp, spec, force_sparse: bool | None, units=
     if spec.residual:
         args.append(Arg("in", 1))
     args.append(Arg("out"))
-    if SCRATCH_ATTR in fn.attributes:
-        args.append(Arg("scratch", ir.IntegerAttr(fn.attributes[SCRATCH_ATTR]).value))
-    return KernelSig(args=args, types=list(fn.type.inputs))
+    return _with_scratch(KernelSig(args=args, types=list(fn.type.inputs)), fn)
 
 
 def emit_linear(k: Kernel, op: LayerOp) -> KernelSig:

@@ -25,9 +25,9 @@ from typing import Sequence
 
 import numpy as np
 from torch_mlir import ir
-from torch_mlir.dialects import func, memref
+from torch_mlir.dialects import func
 
-from ._builder import KernelBuilder, flat_memref
+from ._builder import KernelBuilder, Scratch, flat_memref, scratch_bytes
 from .conv import ConvSpec
 from .sparse_conv import SparsePack, _segments, _SparseEmitter, choose_tile, pack_sparse_conv, packed_kernel_func
 
@@ -109,22 +109,31 @@ def chain_panels(chain: ChainPack) -> int:
     return -(-(chain.first.spec.H * chain.first.spec.W) // chain.PB)
 
 
-def emit_pointwise_chain_func(chain: ChainPack, name: str, panels: tuple[int, int] | None = None) -> func.FuncOp:
-    """Private func `(x, <first's arrays>, <second's arrays>, [residual], out)`. `panels` = [q0, q1):
-    only those panels of every image (a thread's share; each part has its own scratch panels)."""
+def emit_pointwise_chain_func(chain: ChainPack, name: str, panels: tuple[int, int] | None = None,
+                              external_scratch: bool = False) -> func.FuncOp:
+    """Private func `(x, <first's arrays>, <second's arrays>, [residual], out, [scratch])`. `panels` =
+    [q0, q1): only those panels of every image (a thread's share; each part has its own scratch
+    panels). With `external_scratch` the two panels are a last i8 argument of
+    fn.attributes[SCRATCH_ATTR] bytes (conv.emit_conv_func) instead of buffers malloc'ed per call."""
+    from .conv import SCRATCH_ATTR
+
     p1, p2 = chain.first, chain.second
     s1, s2 = p1.spec, p2.spec
     a1, a2 = p1.arrays(), p2.arrays()
     out_size = s2.N * s2.K * s2.H * s2.W
-    fn = packed_kernel_func(name, s1.N * s1.C * s1.H * s1.W, a1 + a2, out_size, s2.residual)
+    V, PB = s1.vec, chain.PB
+    HP = PB + V
+    nch1 = int(p1.chans.size) if p1.tile.FB > 1 else s1.C
+    sizes = [max(1, nch1) * HP, s1.K * HP]  # the input panel, the intermediate panel
+    nscratch = scratch_bytes(sizes) if external_scratch else 0
+    fn = packed_kernel_func(name, s1.N * s1.C * s1.H * s1.W, a1 + a2, out_size, s2.residual, nscratch)
+    if nscratch:
+        fn.attributes[SCRATCH_ATTR] = ir.IntegerAttr.get(ir.IntegerType.get_signless(64), nscratch)
     with ir.InsertionPoint(fn.entry_block):
         args = list(fn.arguments)
+        scratch = Scratch(args.pop() if nscratch else None)
         b = KernelBuilder(fn, s1.vec)
-        V, PB = s1.vec, chain.PB
-        HP = PB + V
-        nch1 = int(p1.chans.size) if p1.tile.FB > 1 else s1.C
-        xs = memref.alloc(flat_memref(max(1, nch1) * HP), [], [], alignment=64)
-        hs = memref.alloc(flat_memref(s1.K * HP), [], [], alignment=64)
+        xs, hs = (scratch.alloc(n) for n in sizes)
         # Lanes past the plane in the last panel are computed but never stored by stage 2; zero
         # them once so that they hold no stale NaNs or denormals.
         b.zero_fill(hs, s1.K * HP)
@@ -171,7 +180,7 @@ def emit_pointwise_chain_func(chain: ChainPack, name: str, panels: tuple[int, in
                 panel(npan * PB, rem)
 
         b.loop(0, s1.N, 1, image)
-        memref.dealloc(xs)
-        memref.dealloc(hs)
+        scratch.free(xs)
+        scratch.free(hs)
         func.ReturnOp([])
     return fn
