@@ -265,17 +265,21 @@ def _guarded_array(shape, side="end"):
 def test_unpadded_pool_reads_input_in_place(pool, hw):
     """Unpadded pools whose windows lie inside the input read it in place (no padded copy); the input
     sits right before a PROT_NONE page, so one float read past it would fault."""
-    shape = (1, 3) + hw
-    x = _guarded_array(shape)
-    x[...] = np.random.default_rng(1).standard_normal(shape, dtype=np.float32)
-    model = nn.Sequential(pool).eval()
+    x = _guarded_array((1, 3) + hw)
+    x[...] = np.random.default_rng(1).standard_normal(x.shape, dtype=np.float32)
+    _check_pool_in_place(pool, x)
+
+
+def _check_pool_in_place(pool, x):
+    """`pool` compiles without a scratch buffer and matches torch on the (guarded) array x."""
     from lrc.codegen.lower import lower_to_kernels
 
+    model = nn.Sequential(pool).eval()
     assert "memref.alloc" not in str(lower_to_kernels(lrc.import_model(model, (torch.from_numpy(x.copy()),))))
     cm = lrc.compile(model, (torch.from_numpy(x.copy()),))
     with torch.no_grad():
         ref = pool(torch.from_numpy(x.copy()))
-    assert_matches(ref, cm(x), f"{pool} {hw}")
+    assert_matches(ref, cm(x), f"{pool} {tuple(x.shape[2:])}")
 
 
 PADDED_POOLS = [
@@ -300,14 +304,6 @@ def test_padded_pool_reads_input_in_place(pool, hw, side):
     """Padded pools read the input in place as well (rows in the padding left out of a window, columns
     in it filled): no scratch copy, and nothing read before or after the input, which sits right
     after / before a PROT_NONE page. Negative inputs check that the max's padding never wins."""
-    shape = (2, 3) + hw
-    x = _guarded_array(shape, side)
-    x[...] = np.random.default_rng(2).standard_normal(shape, dtype=np.float32) - 3.0
-    model = nn.Sequential(pool).eval()
-    from lrc.codegen.lower import lower_to_kernels
-
-    assert "memref.alloc" not in str(lower_to_kernels(lrc.import_model(model, (torch.from_numpy(x.copy()),))))
-    cm = lrc.compile(model, (torch.from_numpy(x.copy()),))
-    with torch.no_grad():
-        ref = pool(torch.from_numpy(x.copy()))
-    assert_matches(ref, cm(x), f"{pool} {hw}")
+    x = _guarded_array((2, 3) + hw, side)
+    x[...] = np.random.default_rng(2).standard_normal(x.shape, dtype=np.float32) - 3.0
+    _check_pool_in_place(pool, x)

@@ -206,15 +206,7 @@ def _pool_row_vec(kb, scratch, rbase, orow, y, ow, V, kh, kw, sw, dh, dw, wp, co
                     v2 = load(vt2, kb.add(base, off - par), 2 * lanes - 1 + par if masked else 2 * V)
                     v = vector.deinterleave(v2)[par]
                 acc = v if acc is None else combine(acc, v)
-        if avg is not None:
-            rd, cdv = avg
-            acc = kb.fmul(acc, kb.fmul(kb.splat(rd), kb.vload(cdv, q)))
-        dst = kb.add(orow, q)
-        if lanes == V:
-            kb.vstore(acc, y, dst)
-        else:
-            mt = ir.VectorType.get([V], ir.IntegerType.get_signless(1))
-            vector.maskedstore(y, [kb.idx(dst)], vector.constant_mask(mt, [lanes]), acc)
+        _store_pooled(kb, acc, avg, y, orow, q, lanes, V)
 
     # In place, a row's last full vector at column stride 2 may load one column past the row (the
     # odd lane after its last even one): mask it too.
@@ -228,6 +220,20 @@ def _pool_row_vec(kb, scratch, rbase, orow, y, ow, V, kh, kw, sw, dh, dw, wp, co
         step(loop_n * V, V, masked=True)
     if ow % V:
         step(nfull * V, ow % V, masked=masked_tail)
+
+
+def _store_pooled(kb, acc, avg, y, orow, q, lanes, V):
+    """Output vector q of a pooled row: averages scaled by their row x column divisors, stored
+    (masked to `lanes`)."""
+    if avg is not None:
+        rd, cdv = avg
+        acc = kb.fmul(acc, kb.fmul(kb.splat(rd), kb.vload(cdv, q)))
+    dst = kb.add(orow, q)
+    if lanes == V:
+        kb.vstore(acc, y, dst)
+    else:
+        mt = ir.VectorType.get([V], ir.IntegerType.get_signless(1))
+        vector.maskedstore(y, [kb.idx(dst)], vector.constant_mask(mt, [lanes]), acc)
 
 
 def _pool_padded_in_place(kb, x, y, avg, planes, h, w, oh, ow, V, kh, kw, sh, sw, dh, dw, ph, pw, combine, fill):
@@ -320,15 +326,7 @@ def _pool_row_padded(kb, x, rbase, taps, orow, y, ow, w, V, kw, sw, dw, pw, comb
                 acc = v if acc is None else combine(acc, v)
         if acc is None:  # the whole window in the padding (ceil mode)
             acc = fill1
-        if avg is not None:
-            rd, cdv = avg
-            acc = kb.fmul(acc, kb.fmul(kb.splat(rd), kb.vload(cdv, q)))
-        dst = kb.add(orow, q)
-        if lanes == V:
-            kb.vstore(acc, y, dst)
-        else:
-            mt = ir.VectorType.get([V], ir.IntegerType.get_signless(1))
-            vector.maskedstore(y, [kb.idx(dst)], vector.constant_mask(mt, [lanes]), acc)
+        _store_pooled(kb, acc, avg, y, orow, q, lanes, V)
 
     for qv in range(lo_v):
         out_vec(qv * V, min(V, ow - qv * V), True)
