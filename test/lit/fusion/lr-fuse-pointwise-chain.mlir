@@ -10,12 +10,17 @@
 // CHECK-NOT: lr.pointwise_chain
 // CHECK: return %[[Y]]
 // Both convs are sparse enough for the sparse kernels: one fused kernel reads the block's input and
-// walks two int32-indexed stages; the entry calls one conv kernel and allocates no arena.
+// walks two int32-indexed stages through two panels, views of its scratch argument; the entry calls
+// one conv kernel, and its arena holds only that scratch (no intermediate activation).
 // KERNELS-LABEL: func.func private @expand_reduce_l0_conv2d
-// KERNELS-COUNT-2: memref.alloc()
+// KERNELS-SAME: %[[S:arg[0-9]+]]: memref<[[N:[0-9]+]]xi8>) attributes {lrc.scratch_bytes = [[N]] : i64}
+// KERNELS-NOT: memref.alloc
+// KERNELS-COUNT-2: memref.view %[[S]]
+// KERNELS-NOT: memref.alloc
 // KERNELS-NOT: func.func private @expand_reduce_l1
 // KERNELS-LABEL: func.func @expand_reduce
-// KERNELS-NOT: memref.alloc
+// KERNELS-SAME: lrc.arena_bytes = [[N]] : i64
+// KERNELS: memref.alloc() {alignment = 64 : i64} : memref<[[N]]xi8>
 // KERNELS: call @expand_reduce_l0_conv2d
 // KERNELS-NOT: call
 // KERNELS: return

@@ -2,12 +2,18 @@
 // RUN: lr-opt %s --split-input-file --lr-lower-to-kernels=vec=4 | FileCheck %s --check-prefix=NEON
 
 // A 3x3 conv becomes a register-blocked vector kernel; the entry point keeps the model's signature
-// in destination-passing style with the C interface.
-// CHECK: func.func private @forward_l0_conv2d
+// in destination-passing style with the C interface. The kernel's padded input copy is a view of
+// its scratch argument, which the entry passes from the arena (here the arena's only content).
+// CHECK: func.func private @forward_l0_conv2d({{.*}}, %[[S:arg[0-9]+]]: memref<[[N:[0-9]+]]xi8>) attributes {lrc.scratch_bytes = [[N]] : i64}
+// CHECK-NOT: memref.alloc
+// CHECK: memref.view %[[S]]
 // CHECK: vector.fma
-// CHECK-LABEL: func.func @forward(%arg0: memref<1x8x16x16xf32>, %arg1: memref<1x8x16x16xf32>) attributes {llvm.emit_c_interface}
+// CHECK-LABEL: func.func @forward(%arg0: memref<1x8x16x16xf32>, %arg1: memref<1x8x16x16xf32>) attributes {llvm.emit_c_interface,
+// CHECK-SAME: lrc.arena_bytes = [[N]] : i64}
 // CHECK: memref.reinterpret_cast %arg0
-// CHECK: call @forward_l0_conv2d
+// CHECK: %[[A:.*]] = memref.alloc() {alignment = 64 : i64} : memref<[[N]]xi8>
+// CHECK: %[[V:.*]] = memref.view %[[A]]{{.*}} to memref<[[N]]xi8>
+// CHECK: call @forward_l0_conv2d({{.*}}, %[[V]])
 // NEON: vector<4xf32>
 func.func @forward(%x: tensor<1x8x16x16xf32>) -> tensor<1x8x16x16xf32> {
   %0 = "lr.conv2d"(%x) {weight = dense<0.5> : tensor<8x8x3x3xf32>, padding = array<i64: 1, 1, 1, 1>, act = "relu"} : (tensor<1x8x16x16xf32>) -> tensor<1x8x16x16xf32>
