@@ -122,12 +122,11 @@ def profile(model, x, repeats=5, chain=True):
         desc = name
         if name == "conv2d":
             k, cg, kh, kw = attrs["weight"].shape
-            desc = (f"conv {kh}x{kw} s{attrs['stride'][0]} g{attrs['groups']} {in_types[0].shape[1]}->{k} "
-                    f"@{in_types[0].shape[2]}x{in_types[0].shape[3]}")
+            desc = conv_desc(kh, kw, attrs["stride"][0], attrs["groups"], k, tuple(in_types[0].shape))
         if user is not None:
             a2 = lr.attrs_of(user)
             macs += layer_macs("conv2d", a2, [tuple(op.results[0].type.shape)], tuple(user.results[0].type.shape))
-            desc = f"{desc}+1x1 ->{a2['weight'].shape[0]} (chain)"
+            desc = chain_desc(desc, a2["weight"].shape[0])
         nz = nz_macs(name, attrs, tuple(op.results[0].type.shape))
         kind = "chain" if user is not None else kernel_kind(name, attrs, tuple(in_types[0].shape),
                                                             tuple(op.results[0].type.shape))
@@ -139,17 +138,27 @@ def profile(model, x, repeats=5, chain=True):
     return rows
 
 
+def conv_desc(kh, kw, stride, groups, k, in_shape) -> str:
+    """How both profiles name a conv layer (print_in_model matches the two by these names)."""
+    return f"conv {kh}x{kw} s{stride} g{groups} {in_shape[1]}->{k} @{in_shape[2]}x{in_shape[3]}"
+
+
+def chain_desc(first: str, k2: int) -> str:
+    return f"{first}+1x1 ->{k2} (chain)"
+
+
 def describe(layer) -> str:
     """A lowered layer (codegen.emit.LayerOp) in the words `profile` uses."""
     a = layer.attrs
-    if layer.name == "conv2d":
-        k, cg, kh, kw = a["weight"].shape
-        c, h, w = layer.in_shapes[0][1:]
-        d = f"conv {kh}x{kw} s{a['stride'][0]} g{a['groups']} {c}->{k} @{h}x{w}"
-        if "pointwise_chain" in a:
-            d += " (+1x1 chain)"
-        return d
-    return layer.name
+    if layer.name != "conv2d":
+        return layer.name
+    chain = a.get("pointwise_chain")
+    if chain is not None:  # the fused pair, named after its first conv as profile() names it
+        s1 = chain.first.spec
+        return chain_desc(conv_desc(s1.KH, s1.KW, s1.stride[0], s1.groups, s1.K, (s1.N, s1.C, s1.H, s1.W)),
+                          chain.second.spec.K)
+    k, cg, kh, kw = a["weight"].shape
+    return conv_desc(kh, kw, a["stride"][0], a["groups"], k, layer.in_shapes[0])
 
 
 def profile_in_model(model, x, repeats=21):
