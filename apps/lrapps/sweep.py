@@ -20,8 +20,8 @@ also judged against it: the fair test of what pruning costs.
 both files without pruning anything (the reference is measured once).
 
 A checkpoint already in ``--ckpt-dir`` made by the same recipe, seed and dense
-checkpoint (path and weight fingerprint) is reused instead of pruned again (a run takes 10-15 minutes on one
-thread), so an interrupted sweep resumes. Options that
+checkpoint (path and weight fingerprint) is reused instead of pruned again (a
+run takes 10-15 minutes on one thread), so an interrupted sweep resumes. Options that
 ``python -m lrapps.prune`` knows and this command does not (``--admm-steps``,
 ``--crop``, ...) are passed through to it.
 """

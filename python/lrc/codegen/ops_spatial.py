@@ -84,9 +84,11 @@ PADDED_POOL_IN_PLACE = True  # A/B switch of the padded in-place route (docs/ker
 
 
 def emit_pool(k: Kernel, op: LayerOp):
-    """Max / average pooling: padded (or ceil-mode) pools copy the input into a padded scratch plane
-    per (n, c) so that window loads need no bounds checks; unpadded ones whose windows lie inside the
-    input read it in place, masking only loads that would leave a row at its end. Avg divisors are
+    """Max / average pooling, reading the input in place where the row is vectorised: unpadded pools
+    whose windows lie inside the input mask only loads that would leave a row at its end; padded ones
+    leave rows in the padding out of a window and fill edge columns (_pool_padded_in_place). The rest
+    (unpadded ceil-mode overhang, column strides above 2, left padding of a vector or more) copy the input into a padded scratch plane
+    per (n, c) so that window loads need no bounds checks. Avg divisors are
     per-row x per-column tables (torch's divisor is separable in both count_include_pad modes).
 
     Column strides 1 and 2 are vectorised along the output row (stride 2 splits 2V-lane loads into

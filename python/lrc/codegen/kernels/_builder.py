@@ -65,6 +65,16 @@ def scratch_arg_type(nbytes: int) -> ir.MemRefType:
     return ir.MemRefType.get([nbytes], ir.IntegerType.get_signless(8))
 
 
+# Attribute of a kernel function that takes a scratch argument (its last): the argument's bytes.
+SCRATCH_ATTR = "lrc.scratch_bytes"
+
+
+def mark_scratch(fn: func.FuncOp, nbytes: int) -> None:
+    """Record on `fn` that its last argument is a scratch buffer of `nbytes` (none when 0)."""
+    if nbytes:
+        fn.attributes[SCRATCH_ATTR] = ir.IntegerAttr.get(ir.IntegerType.get_signless(64), nbytes)
+
+
 class KernelBuilder:
     """Index folding, hoisted constants and vector helpers for one function body."""
 

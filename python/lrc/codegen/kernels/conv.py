@@ -32,7 +32,8 @@ import numpy as np
 from torch_mlir import ir
 from torch_mlir.dialects import arith, func, memref, vector
 
-from ._builder import KernelBuilder, Scratch, check_act, flat_memref, scratch_arg_type, scratch_bytes
+from ._builder import (SCRATCH_ATTR, KernelBuilder, Scratch, check_act, flat_memref, mark_scratch,  # noqa: F401
+                       scratch_arg_type, scratch_bytes)
 
 # Weight bytes of one group above which the output channels are processed in chunks, so that the
 # weights a row of tiles touches stay in L2 (Zen 1: 512 KiB per core).
@@ -548,10 +549,6 @@ def pack_conv_weights(spec: ConvSpec, weight: np.ndarray, bias: np.ndarray | Non
 # Emission
 
 
-# Attribute of a kernel function that takes a scratch argument (its last): the argument's bytes.
-SCRATCH_ATTR = "lrc.scratch_bytes"
-
-
 def emit_conv_func(spec: ConvSpec, name: str, packed: Sequence[np.ndarray],
                    external_scratch: bool = False) -> func.FuncOp:
     """Private func `(in, weights, [bias], [residual], out)`. With `external_scratch`, a kernel that
@@ -592,8 +589,7 @@ def _emit(g: _Geom, name: str, packed: Sequence[np.ndarray], external_scratch: b
     if nscratch:
         arg_types.append(scratch_arg_type(nscratch))
     fn = func.FuncOp(name, (arg_types, []), visibility="private")
-    if nscratch:
-        fn.attributes[SCRATCH_ATTR] = ir.IntegerAttr.get(ir.IntegerType.get_signless(64), nscratch)
+    mark_scratch(fn, nscratch)
     fn.add_entry_block()
     with ir.InsertionPoint(fn.entry_block):
         args = list(fn.arguments)

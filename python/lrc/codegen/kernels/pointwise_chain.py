@@ -115,8 +115,6 @@ def emit_pointwise_chain_func(chain: ChainPack, name: str, panels: tuple[int, in
     [q0, q1): only those panels of every image (a thread's share; each part has its own scratch
     panels). With `external_scratch` the two panels are a last i8 argument of
     fn.attributes[SCRATCH_ATTR] bytes (conv.emit_conv_func) instead of buffers malloc'ed per call."""
-    from .conv import SCRATCH_ATTR
-
     p1, p2 = chain.first, chain.second
     s1, s2 = p1.spec, p2.spec
     a1, a2 = p1.arrays(), p2.arrays()
@@ -127,8 +125,6 @@ def emit_pointwise_chain_func(chain: ChainPack, name: str, panels: tuple[int, in
     sizes = [max(1, nch1) * HP, s1.K * HP]  # the input panel, the intermediate panel
     nscratch = scratch_bytes(sizes) if external_scratch else 0
     fn = packed_kernel_func(name, s1.N * s1.C * s1.H * s1.W, a1 + a2, out_size, s2.residual, nscratch)
-    if nscratch:
-        fn.attributes[SCRATCH_ATTR] = ir.IntegerAttr.get(ir.IntegerType.get_signless(64), nscratch)
     with ir.InsertionPoint(fn.entry_block):
         args = list(fn.arguments)
         scratch = Scratch(args.pop() if nscratch else None)

@@ -36,7 +36,7 @@ import numpy as np
 from torch_mlir import ir
 from torch_mlir.dialects import arith, func, memref, vector
 
-from ._builder import KernelBuilder, Scratch, check_act, flat_memref, scratch_arg_type, scratch_bytes
+from ._builder import KernelBuilder, Scratch, check_act, flat_memref, mark_scratch, scratch_arg_type, scratch_bytes
 from .conv import ConvSpec, prefetch_epilogue
 from .sparse_conv_tail import HalfTail
 
@@ -407,7 +407,8 @@ def storage_stats(pack: SparsePack, weight: np.ndarray, library=None) -> dict:
 def packed_kernel_func(name: str, in_size: int, arrays, out_size: int, residual: bool,
                        scratch_nbytes: int = 0) -> func.FuncOp:
     """Private func `(in, <arrays: i32 or f32 memrefs>, [residual], out, [scratch])` over flat
-    buffers, with its entry block: the signature every packed sparse kernel shares."""
+    buffers, with its entry block: the signature every packed sparse kernel shares (a scratch
+    argument is recorded in SCRATCH_ATTR, see conv.emit_conv_func)."""
     i32 = ir.IntegerType.get_signless(32)
     types = [flat_memref(in_size)]
     for a in arrays:
@@ -418,6 +419,7 @@ def packed_kernel_func(name: str, in_size: int, arrays, out_size: int, residual:
     if scratch_nbytes:
         types.append(scratch_arg_type(scratch_nbytes))
     fn = func.FuncOp(name, (types, []), visibility="private")
+    mark_scratch(fn, scratch_nbytes)
     fn.add_entry_block()
     return fn
 
@@ -450,16 +452,12 @@ def emit_sparse_conv_func(pack: SparsePack, name: str, units: tuple[int, int] | 
     [u0, u1): only those panels / row blocks (pixel_units) of the output, a thread's share. With
     `external_scratch` the input copy is a last i8 argument of fn.attributes[SCRATCH_ATTR] bytes
     (conv.emit_conv_func) instead of a buffer malloc'ed per call."""
-    from .conv import SCRATCH_ATTR
-
     s = pack.spec
     if units is not None and not 0 <= units[0] < units[1] <= pixel_units(pack):
         raise ValueError(f"{name}: pixel units {units} outside the {pixel_units(pack)} of this sparse conv ({s})")
     arrays = pack.arrays()
     nscratch = scratch_bytes([scratch_floats(pack)]) if external_scratch else 0
     fn = packed_kernel_func(name, s.N * s.C * s.H * s.W, arrays, s.N * s.K * s.OH * s.OW, s.residual, nscratch)
-    if nscratch:
-        fn.attributes[SCRATCH_ATTR] = ir.IntegerAttr.get(ir.IntegerType.get_signless(64), nscratch)
     with ir.InsertionPoint(fn.entry_block):
         args = list(fn.arguments)
         scratch = Scratch(args.pop() if nscratch else None)
