@@ -158,7 +158,8 @@ def describe(layer) -> str:
         return chain_desc(conv_desc(s1.KH, s1.KW, s1.stride[0], s1.groups, s1.K, (s1.N, s1.C, s1.H, s1.W)),
                           chain.second.spec.K)
     k, cg, kh, kw = a["weight"].shape
-    return conv_desc(kh, kw, a["stride"][0], a["groups"], k, layer.in_shapes[0])
+    desc = conv_desc(kh, kw, a["stride"][0], a["groups"], k, layer.in_shapes[0])
+    return desc + " + max_pool2d (fused)" if a.get("pool") else desc
 
 
 def profile_in_model(model, x, repeats=21):

@@ -224,6 +224,9 @@ def _lower_func(f, out_module: ir.Module, vec: int, threads: int = 1):
     # A 1x1 conv marked by lr-fuse-pointwise-chain runs inside its consumer's kernel (where the cost
     # model takes the sparse kernels for both): the consumer reads the producer's input instead.
     chain_of = _pointwise_chains(body_ops, vec, absorbed, leaves_of)
+    # A conv marked by lr-fuse-conv-pool runs inside its max pool's layer: one dense conv kernel that
+    # writes the pooled plane (the pool reads the conv's input instead).
+    pool_of = _conv_pools(body_ops, vec, absorbed, leaves_of, chain_of)
 
     def operands_of(op):
         return leaves_of.get(op, list(op.operands))
@@ -262,6 +265,8 @@ def _lower_func(f, out_module: ir.Module, vec: int, threads: int = 1):
         if op in chain_of:
             attrs = {**attrs, "pointwise_chain": chain_of[op]}
         name = op.operation.name[3:]
+        if op in pool_of:
+            name, attrs = "conv2d", {**pool_of[op], "pool": 2}
         if op in fused_norm:
             act, params = activation_of(name, attrs)
             name, attrs = "instance_norm", {**lr.attrs_of(fused_norm[op]), "act": act, "act_params": params}
@@ -335,11 +340,12 @@ def _lower_func(f, out_module: ir.Module, vec: int, threads: int = 1):
         if chan_splits[t] and buf[root(ins[0])].kind != "arena":
             chan_splits[t] = None
 
-    # 4. kernels
+    # 4. kernels, named after their op (a fused conv + pool after both)
+    kernel_names = ["conv2d_max_pool2d" if op in pool_of else op.operation.name[3:] for op in layer_ops]
     sigs = []
     with ir.InsertionPoint(out_module.body):
         for t, op in enumerate(layer_ops):
-            opname = op.operation.name[3:]
+            opname = kernel_names[t]
             if op.results[0] in inplace:
                 sigs.append(None)  # its inputs were written in place
                 continue
@@ -416,7 +422,7 @@ def _lower_func(f, out_module: ir.Module, vec: int, threads: int = 1):
                 entry.attributes[ARENA_ATTR] = ir.IntegerAttr.get(ir.IntegerType.get_signless(64), arena.size)
             eb = entry.add_entry_block()
         _emit_entry_body(eb, f, block, returned, layer_ops, sigs, buf, root, operands_of, copy_out, make_global,
-                         fname, arena.size, eb.arguments[-1] if caller_arena else None, scratch_at)
+                         fname, arena.size, eb.arguments[-1] if caller_arena else None, scratch_at, kernel_names)
 
 
 ARENA_ATTR = "lrc.arena_bytes"
@@ -496,6 +502,34 @@ def _pointwise_chains(body_ops, vec: int, absorbed: set, leaves_of: dict) -> dic
     return chains
 
 
+def _conv_pools(body_ops, vec: int, absorbed: set, leaves_of: dict, chain_of: dict) -> dict:
+    """{max pool: its conv's attrs} for the marked conv + pool pairs the dense kernel fuses; the convs
+    go into `absorbed` and the pools read the convs' inputs (`leaves_of`)."""
+    from lrc.transforms.conv_pool import POOL_ATTR, pool_consumer
+
+    from .ops_dense import conv_pool_fusable
+
+    pools = {}
+    for op in body_ops:
+        op = op.operation
+        if op.name != "lr.conv2d" or POOL_ATTR not in op.attributes or op in absorbed or op in chain_of:
+            continue
+        user = pool_consumer(op)  # the mark is a hint: legality is checked again here
+        if user is None or user in absorbed:
+            continue
+        try:
+            conv = LayerOp("conv2d", lr.attrs_of(op), [_shape(v) for v in op.operands], _shape(op.results[0]),
+                           op.location)
+        except lr.ShapeError as e:
+            raise LoweringError(f"'lr.conv2d': {e}", op.location) from None
+        if not conv_pool_fusable(conv, vec):
+            continue
+        absorbed.add(op)
+        pools[user] = conv.attrs
+        leaves_of[user] = [op.operands[0]]
+    return pools
+
+
 @dataclass
 class _PartedSig:
     parts: list  # KernelSig per part
@@ -535,7 +569,7 @@ def arena_entry(entry: str) -> str:
 
 
 def _emit_entry_body(eb, f, block, returned, layer_ops, sigs, buf, root, operands_of, copy_out, make_global,
-                     fname, arena_size, arena_arg, scratch_at):
+                     fname, arena_size, arena_arg, scratch_at, kernel_names):
     nin = len(block.arguments)
     with ir.InsertionPoint(eb), f.location:
         def flat(v: ir.Value, n: int) -> ir.Value:
@@ -619,7 +653,7 @@ def _emit_entry_body(eb, f, block, returned, layer_ops, sigs, buf, root, operand
                     _mark(t)
                 continue
             with op.location:
-                func.CallOp([], ir.FlatSymbolRefAttr.get(f"{fname}_l{t}_{op.operation.name[3:]}"),
+                func.CallOp([], ir.FlatSymbolRefAttr.get(f"{fname}_l{t}_{kernel_names[t]}"),
                             operands_for(op, sig))
                 _mark(t)
         for j, v in copy_out:

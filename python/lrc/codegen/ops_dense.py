@@ -57,7 +57,20 @@ def _conv_spec(k: Kernel, op: LayerOp):
     act, params = _act(a)
     return ConvSpec(N=n, C=c, H=h, W=w, K=kk, KH=kh, KW=kw, stride=tuple(a["stride"]),
                     padding=tuple(a["padding"]), dilation=tuple(a["dilation"]), groups=a["groups"], act=act,
-                    act_params=params, residual=len(op.in_shapes) == 2, vec=k.vec)
+                    act_params=params, residual=len(op.in_shapes) == 2, vec=k.vec, pool=a.get("pool", 0))
+
+
+def conv_pool_fusable(conv: LayerOp, vec: int) -> bool:
+    """Whether `conv` (a conv2d layer feeding only a 2x2 / stride-2 max pool) gets the dense kernel
+    and that kernel can write the pooled plane (kernels.conv.pool_supported)."""
+    import dataclasses
+
+    from .kernels.conv import dense_lanes, pool_supported
+
+    spec = _conv_spec(Kernel("", vec), conv)
+    if _sparse_pack(spec, conv.attrs) is not None:
+        return False
+    return pool_supported(dataclasses.replace(spec, vec=dense_lanes(spec), pool=2))
 
 
 # A part smaller than this many MACs is not worth a fork/join (a few microseconds with libomp).
@@ -86,6 +99,8 @@ def conv_channel_split(op: LayerOp, threads: int) -> list[tuple[int, int]] | Non
     if n != 1 or a["groups"] != 1 or kk < 2 * CHANNEL_GRAIN:
         return None
     oh, ow = op.out_shape[2], op.out_shape[3]
+    if a.get("pool"):  # a fused pool: the conv computes the unpooled plane
+        oh, ow = oh * a["pool"], ow * a["pool"]
     work = np.count_nonzero(np.asarray(a["weight"]).reshape(kk, -1), axis=1).astype(np.float64)
     if work.sum() * oh * ow < MIN_PART_MACS * 2:
         return None
@@ -277,6 +292,9 @@ def _emit_conv2d(k: Kernel, op: LayerOp, spec, force_sparse: bool | None, units=
                                   library=lib)
     else:
         sparse = _sparse_pack(spec, a)
+    if sparse is not None and spec.pool:
+        raise NotImplementedError(f"'lr.conv2d' with a fused max pool on the sparse kernels ({spec}); "
+                                  "the lowering fuses only convs that get the dense kernel")
     # Scratch buffers (padded input copies, panels) come from the model's arena, one region every
     # conv reuses: malloc'ed per call they came back at other addresses, cold (docs/kernels.md, Round 7).
     if sparse is not None:

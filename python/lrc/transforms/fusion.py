@@ -32,6 +32,25 @@ def single_use(v: ir.Value) -> bool:
     return len(list(v.uses)) == 1
 
 
+def sole_input_user(op):
+    """The op that reads `op`'s result as its operand #0, when that is the result's only use and both
+    are in one block; else None (the marking fusions' shared legality core)."""
+    uses = list(op.results[0].uses)
+    if len(uses) != 1 or uses[0].operand_number != 0:
+        return None
+    user = uses[0].owner
+    user = user.operation if hasattr(user, "operation") else user
+    return user if user.block == op.block else None
+
+
+def strip_marks(module: ir.Module, attr: str) -> None:
+    """Remove a discardable fusion mark from every conv: marking passes re-derive them, since an
+    earlier mark may no longer be legal."""
+    for op in lr_ops(module, "lr.conv2d"):
+        if attr in op.attributes:
+            del op.attributes[attr]
+
+
 def producer(v: ir.Value):
     owner = v.owner
     return owner.operation if isinstance(owner, (ir.Operation, ir.OpView)) else None

@@ -18,7 +18,7 @@ from torch_mlir import ir
 from lrc.dialects import lr
 
 from .base import Pass, register
-from .fusion import lr_ops
+from .fusion import lr_ops, sole_input_user, strip_marks
 
 CHAIN_ATTR = "lr.pointwise_chain"
 
@@ -43,14 +43,8 @@ def chain_consumer(op):
     op = op.operation if hasattr(op, "operation") else op
     if not _pointwise(op) or len(op.operands) != 1:
         return None
-    uses = list(op.results[0].uses)
-    if len(uses) != 1 or uses[0].operand_number != 0:
-        return None
-    user = uses[0].owner
-    user = user.operation if hasattr(user, "operation") else user
-    if not _pointwise(user) or user.block != op.block:
-        return None
-    return user
+    user = sole_input_user(op)
+    return user if _pointwise(user) else None
 
 
 @register
@@ -62,9 +56,7 @@ class FusePointwiseChain(Pass):
 
     def run(self, module):
         taken = set()  # ops already in a pair: pairs are disjoint (no three-conv chains)
-        for op in lr_ops(module, "lr.conv2d"):
-            if CHAIN_ATTR in op.attributes:
-                del op.attributes[CHAIN_ATTR]  # re-derived: an earlier mark may no longer be legal
+        strip_marks(module, CHAIN_ATTR)
         for op in lr_ops(module, "lr.conv2d"):
             if op in taken:
                 continue

@@ -57,6 +57,9 @@ class ConvSpec:
     act_params: tuple[float, ...] = ()
     residual: bool = False
     vec: int = 8
+    # 2: the kernel also applies a 2x2 / stride-2 max pool (floor mode) to its activated output and
+    # writes only the pooled plane (lr-fuse-conv-pool); 0: none.
+    pool: int = 0
 
     @property
     def OH(self) -> int:
@@ -67,6 +70,13 @@ class ConvSpec:
     def OW(self) -> int:
         _, pl, _, pr = self.padding
         return (self.W + pl + pr - self.dilation[1] * (self.KW - 1) - 1) // self.stride[1] + 1
+
+    @property
+    def out_hw(self) -> tuple[int, int]:
+        """The written plane: the conv's, or the pooled one."""
+        if self.pool:
+            return self.OH // self.pool, self.OW // self.pool
+        return self.OH, self.OW
 
     @property
     def flops(self) -> int:
@@ -111,6 +121,15 @@ class _Geom:
     cchunk: int | None = None  # most input channels per reduction chunk (pixel blocks only)
     cvec: bool | None = None  # force the channel-vectorised small-plane kernel on / off
     subsample: bool | None = None  # force the strided-1x1 "subsample, then plain 1x1" route on / off
+    pool: int = 0  # ConvSpec.pool
+
+    @property
+    def PH(self) -> int:
+        return self.OH // self.pool if self.pool else self.OH
+
+    @property
+    def PW(self) -> int:
+        return self.OW // self.pool if self.pool else self.OW
 
     @property
     def Cg(self) -> int:
@@ -130,8 +149,12 @@ def _geom_from_spec(s: ConvSpec) -> _Geom:
     if s.OH < 1 or s.OW < 1:
         raise ValueError(f"empty output for {s}")
     check_act(s.act, s.act_params)
+    if s.pool not in (0, 2):
+        raise ValueError(f"fused pool factor {s.pool} (only 2x2 / stride 2 is fused)")
+    if s.pool and (s.residual or s.OH < 2 or s.OW < 2):
+        raise ValueError(f"a fused pool needs no residual and a conv output of at least 2x2: {s}")
     return _Geom(s.N, s.C, s.H, s.W, s.K, s.KH, s.KW, s.OH, s.OW, s.stride[0], s.stride[1], s.dilation[0],
-                 s.dilation[1], pt, pl, 1, 1, s.groups, s.act, tuple(s.act_params), s.residual, s.vec)
+                 s.dilation[1], pt, pl, 1, 1, s.groups, s.act, tuple(s.act_params), s.residual, s.vec, pool=s.pool)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -295,7 +318,12 @@ def _plan(g: _Geom) -> _Plan:
         p = _Plan("prep", 0, 0, rows=g.OH, cols=g.OW, RS=g.sw * Wq, CS=Hs * g.sw * Wq, Hs=Hs, Ws=Ws, Wq=Wq)
         p.border_zero = g.lh == 1 and g.lw == 1
     p.KB, p.WB, p.RB = _choose_tile(g, p.cols, p.rows)
-    if _use_cvec(g, p):
+    if g.pool:
+        # Pairs of output rows are pooled in registers: every tile holds two rows, and an odd last
+        # conv row (floor mode) is never computed.
+        p.rows = g.OH // 2 * 2
+        p.KB, p.WB, p.RB = _pool_tile(g, p.cols)
+    elif _use_cvec(g, p):
         p.cvec = True
         if p.mode == "flat":  # read in place, one "row" per output row
             p.mode, p.rows, p.cols, p.RS = "direct", g.OH, g.OW, g.W
@@ -322,9 +350,34 @@ def _plan(g: _Geom) -> _Plan:
     p.cunroll = 4 if T == 1 else 2 if T <= 4 else 1
     if g.cunroll:
         p.cunroll = g.cunroll
-    if g.rows_per_tile:
+    if g.rows_per_tile and not g.pool:
         p.RB = min(g.rows_per_tile, p.rows)
     return p
+
+
+def _pool_tile(g: _Geom, cols: int) -> tuple[int, int, int]:
+    """(KB, WB, 2): the register tile of a conv with a fused 2x2 pool, two output rows high.
+
+    4 channels x 2 vectors x 2 rows with 32 registers, 2x2x2 with 16. Bigger tiles lose: the two rows
+    use the same broadcast weights, and LLVM, keeping them live for both, spills a 4x3x2 tile at 16
+    lanes (16->16 at 224x224 6 % slower than the unfused conv alone). 4x2x2 was within -1.2..+0.3 % of
+    the unfused conv's own 6x3x1 on every VGG / U-Net layer tried (docs/kernels.md, Round 8)."""
+    if g.tile:
+        return g.tile[0], g.tile[1], 2
+    kb = min(g.Kg, 4 if vector_registers(g.V) >= 32 else 2)
+    return kb, min(2, -(-cols // g.V)), 2
+
+
+def pool_supported(s: ConvSpec) -> bool:
+    """Whether the dense kernel can fuse a 2x2 / stride-2 max pool into this conv: its row-tiled
+    modes (padded copy or in place) can, the flat 1x1 GEMM, the strided-1x1 panel route and the
+    channel-vectorised small-plane tiles cannot, nor a conv with a residual."""
+    if s.residual or s.OH < 2 or s.OW < 2 or s.vec % 2:
+        return False
+    g0 = _geom_from_spec(replace(s, pool=0))
+    if _subsample_geom(g0) is not None or _as_linear(s) is not None or _plan(g0).cvec:
+        return False
+    return _plan(replace(g0, pool=2)).mode in ("direct", "prep")
 
 
 def _subsample_geom(g: _Geom) -> _Geom | None:
@@ -471,7 +524,7 @@ def _plan_blocking(g: _Geom, p: _Plan) -> None:
             fit = bb // (g.Cg * p.RS * 4)
             bh = max(1, (fit - halo) // g.sh + 1) if fit > halo else 1
             bh = max(p.RB, bh // p.RB * p.RB)
-            if bh < g.OH:
+            if bh < p.rows:
                 p.BH = bh
                 p.BR = (bh - 1) * g.sh + halo
                 p.CS = p.BR * p.RS
@@ -580,7 +633,9 @@ def _emit(g: _Geom, name: str, packed: Sequence[np.ndarray], external_scratch: b
     if packed[0].size != wsize:
         raise ValueError(f"packed weight size {packed[0].size} != {wsize} (packed for another spec?)")
     in_size = g.N * g.C * g.H * g.W
-    out_size = g.N * g.K * g.OH * g.OW
+    out_size = g.N * g.K * g.PH * g.PW
+    if g.pool and (gs is not None or p.mode not in ("direct", "prep") or p.cvec):
+        raise NotImplementedError(f"a 2x2 max pool fused into a conv that runs as a {p.mode} kernel: {g}")
     arg_types = [flat_memref(in_size)] + [flat_memref(a.size) for a in packed]
     if g.residual:
         arg_types.append(flat_memref(out_size))
@@ -616,7 +671,7 @@ class _ConvEmitter:
         self.scratch = scratch or Scratch()
         self.x, self.wts, self.bias, self.res, self.out = x, wts, bias, res, out
         self.T = g.KH * g.KW
-        self.OHW = g.OH * g.OW
+        self.OHW = g.PH * g.PW  # the written plane (pooled when a pool is fused)
 
     # ---- top level ---------------------------------------------------------------------------
     def run(self):
@@ -671,12 +726,12 @@ class _ConvEmitter:
     def row_bands(self, n, gi, out_img):
         """Padded conv, one scratch band of BH output rows (plus halo) at a time."""
         g, p, b = self.g, self.p, self.b
-        nfull = g.OH // p.BH
-        tail = g.OH - nfull * p.BH
+        nfull = p.rows // p.BH
+        tail = p.rows - nfull * p.BH
 
         def band(oh0, rows):
             self.prep(n, gi, oh0, rows)
-            self.group(gi, 0, b.add(out_img, b.mul(oh0, g.OW)), rows, g.OW)
+            self.group(gi, 0, b.add(out_img, self.out_row(oh0)), rows, g.OW)
 
         b.loop(0, nfull, 1, lambda bi, _: band(b.mul(bi, p.BH), p.BH))
         if tail:
@@ -814,7 +869,7 @@ class _ConvEmitter:
 
         def rows(oh, rb):
             row_in = b.add(in_row0, b.mul(oh, g.sh * p.RS))
-            row_out = b.add(out_row0, b.mul(oh, g.OW))
+            row_out = b.add(out_row0, self.out_row(oh))
 
             def walk_width(each):
                 start = 0
@@ -840,6 +895,15 @@ class _ConvEmitter:
         if nrows % RB:
             rows(main, nrows % RB)
 
+    def out_row(self, oh):
+        """Offset of conv output row `oh` (even when a pool is fused) in the written plane."""
+        g, b = self.g, self.b
+        if not g.pool:
+            return b.mul(oh, g.OW)
+        if isinstance(oh, int):
+            return oh // 2 * g.PW
+        return b.mul(arith.shrui(oh, b.c(1)), g.PW)
+
     # ---- register tile -----------------------------------------------------------------------
     def tile(self, gi, kblk, kb, row_in, row_out, ow0, nv, last, rb, cr=None):
         """kb output channels x rb output rows x nv vectors; the last vector has `last` valid lanes.
@@ -863,7 +927,12 @@ class _ConvEmitter:
         for kw in range(g.KW):
             cw = kw * g.dw
             colofs.append((cw % g.sw) * p.Wq + cw // g.sw)
-        ob = b.add(row_out, ow0, b.mul(kblk, KB * self.OHW))
+        if g.pool:
+            assert rb == 2 and first and final and self.res is None, "a fused pool pools whole row pairs"
+            pcol = ow0 // 2 if isinstance(ow0, int) else arith.shrui(ow0, b.c(1))
+            ob = b.add(row_out, pcol, b.mul(kblk, KB * self.OHW))
+        else:
+            ob = b.add(row_out, ow0, b.mul(kblk, KB * self.OHW))
 
         def out_idx(k, i, v):
             return b.add(ob, k * self.OHW + i * g.OW + v * V)
@@ -876,7 +945,10 @@ class _ConvEmitter:
         else:
             init = [b.splat(0.0)] * (kb * rb * nv)
         base = b.add(row_in, ow0)
-        if final:
+        if g.pool:
+            prefetch_epilogue(b, None, self.out, [b.add(ob, k * self.OHW) for k in range(kb)],
+                              ((nv - 1) * V + last) // 2)
+        elif final:
             prefetch_epilogue(b, self.res, self.out, [out_idx(k, i, 0) for k in range(kb) for i in range(rb)],
                               (nv - 1) * V + last)
 
@@ -911,6 +983,13 @@ class _ConvEmitter:
         accs = b.loop(c_lo, cmain, U, cbody_unrolled, init)
         for c in range(cmain, c_hi):
             accs = cbody(c, accs)
+        if g.pool:
+            for k in range(kb):
+                rows_v = [[b.activation(accs[acc_i(k, i, v)], g.act, g.act_params) for v in range(nv)]
+                          for i in range(rb)]
+                self.store_pooled([arith.maximumf(x, y) for x, y in zip(*rows_v)], b.add(ob, k * self.OHW),
+                                  nv, last)
+            return
         for k in range(kb):
             for i in range(rb):
                 for v in range(nv):
@@ -922,6 +1001,27 @@ class _ConvEmitter:
                             val = arith.addf(val, b.load(self.res, idx, lanes))
                         val = b.activation(val, g.act, g.act_params)
                     b.store(val, self.out, idx, lanes)
+
+    def store_pooled(self, m, at, nv, last):
+        """Store the column-pair maxima of one row of vectors `m` (already the maxima of two conv rows):
+        vectors 2j and 2j+1 give V pooled columns (even lanes against odd lanes of the pair), an
+        unpaired last vector V/2. A pair ending in an odd column drops it (floor mode)."""
+        b, V = self.b, self.g.V
+        ev = list(range(0, 2 * V, 2))
+        od = list(range(1, 2 * V, 2))
+        for j in range(0, nv, 2):
+            if j + 1 < nv:
+                lo, hi = m[j], m[j + 1]
+                valid = V + (last if j + 1 == nv - 1 else V)
+                pooled = arith.maximumf(vector.shuffle(lo, hi, ev), vector.shuffle(lo, hi, od))
+            else:
+                valid = last if j == nv - 1 else V
+                x = m[j]
+                half = V // 2
+                pooled = arith.maximumf(vector.shuffle(x, x, ev[:half] + [0] * half),
+                                        vector.shuffle(x, x, od[:half] + [1] * half))
+            if valid // 2:
+                b.store(pooled, self.out, b.add(at, j * V // 2), valid // 2)
 
     # ---- padded / phase-split input copy -------------------------------------------------------
     def prep(self, n, gi, oh0=None, nrows=None):
