@@ -238,6 +238,47 @@ def test_channel_vectorised_small_planes(monkeypatch, regs):
     run_specs([S(1, 64, 7, 7, 40, 3, padding=P1, act="relu"), S(1, 32, 7, 7, 48, 1, residual=True)])
 
 
+def test_cvec_for_long_1x1_reductions_and_weight_prefetch(monkeypatch):
+    """Flat 1x1 convs on planes of <= 256 pixels whose input strip (Cg x WB*V floats) passes 16 KiB
+    take the channel-vectorised tiles (8 lanes only); channel-vectorised tiles on planes of <= 100
+    pixels prefetch the next channel block's weights, which changes no numbers."""
+    import dataclasses
+
+    monkeypatch.setattr(convk, "VECTOR_REGISTERS", 32)
+    monkeypatch.delenv("LRC_VECTOR_REGISTERS", raising=False)
+    plan = lambda s: convk._plan(convk._geom_from_spec(s))  # noqa: E731
+    assert plan(S(1, 512, 14, 14, 128, 1)).cvec and plan(S(1, 256, 14, 14, 256, 1)).cvec
+    assert not plan(S(1, 128, 14, 14, 512, 1)).cvec  # a 16 KiB strip: the flat GEMM
+    assert not plan(S(1, 256, 28, 28, 128, 1)).cvec  # 784 pixels
+    assert not plan(S(1, 512, 14, 14, 128, 1, vec=4)).cvec  # measured for 8 lanes only
+    monkeypatch.setattr(convk, "_CVEC_FLAT_PIXELS", 0)
+    assert not plan(S(1, 512, 14, 14, 128, 1)).cvec
+    monkeypatch.setattr(convk, "_CVEC_FLAT_PIXELS", 256)
+    run_specs([S(1, 512, 14, 14, 128, 1, act="relu"), S(1, 264, 12, 13, 40, 1, residual=True)], seed=21)
+
+    def prefetches(s):
+        packed = pack_conv_weights(s, np.ones((s.K, s.C, s.KH, s.KW), np.float32), None)
+        jm_text = []
+
+        def emit(name):
+            fn = emit_conv_func(s, name, packed)
+            jm_text.append(str(fn))
+            return fn
+
+        jit_kernels([("k", emit)])
+        return jm_text[0].count("memref.prefetch")
+
+    deep7 = S(1, 64, 7, 7, 64, 3, padding=P1, act="relu")
+    deep14 = dataclasses.replace(deep7, H=14, W=14)  # 196 pixels: no weight prefetch
+    assert plan(deep7).cvec and plan(deep14).cvec
+    on = prefetches(deep7), prefetches(deep14)
+    monkeypatch.setattr(convk, "CVEC_WPREFETCH", 0)
+    off = prefetches(deep7), prefetches(deep14)
+    assert on[0] > off[0] and on[1] == off[1]
+    monkeypatch.setattr(convk, "CVEC_WPREFETCH", 2)
+    run_specs([deep7, S(2, 40, 9, 9, 48, 3, padding=P1, residual=True)], seed=22)
+
+
 @pytest.mark.parametrize("regs", [16, 32])
 def test_strided_1x1_subsample(monkeypatch, regs):
     """Strided 1x1 convs without padding gather the used pixels into a dense panel, then run a plain

@@ -451,8 +451,30 @@ def _use_cvec(g: _Geom, p: _Plan) -> bool:
     cols = g.OH * g.OW if p.mode == "flat" else g.OW
     row_eff = cols / (-(-cols // V) * V)
     ch_eff = g.Kg / (-(-g.Kg // V) * V)
-    return (g.OH * g.OW <= 1024 and row_eff < 0.95 and ch_eff >= 0.95 and g.Kg >= 2 * V
-            and g.Cg * g.KH * g.KW >= 64)
+    fits = ch_eff >= 0.95 and g.Kg >= 2 * V and g.Cg * g.KH * g.KW >= 64
+    if (p.mode == "flat" and V == 8 and g.OH * g.OW <= _CVEC_FLAT_PIXELS and not g.tile
+            and g.Cg * p.WB * V * 4 > _CVEC_FLAT_STRIP):
+        # 1x1 on 14x14 planes with long reductions: a flat tile's input strip (Cg channels x WB*V
+        # pixels) overflows half of L1 and is re-read from L2 for every channel block, while the
+        # channel-vectorised tile broadcasts single pixels (1x1 at 14x14, 8 lanes: 512->128 /
+        # 576->96 / 384->96 / 256->256 / 1024->256 0.94 / 0.91 / 0.92 / 0.96 / 0.93 of the flat
+        # kernel's time; 128->512, a 16 KiB strip, 1.00; at 28x28 it loses: 256->128 1.06).
+        return fits
+    return g.OH * g.OW <= 1024 and row_eff < 0.95 and fits
+
+
+# The flat 1x1 planes (pixels) and input-strip bytes above which _use_cvec prefers the channel-
+# vectorised tiles (docs/kernels.md, Round 8).
+_CVEC_FLAT_PIXELS = 256
+# Channel-vectorised tiles on planes of at most CVEC_WPREFETCH_PIXELS prefetch the next channel
+# block's weights (same input channel and tap) while they use this block's, into L2 (locality 2);
+# 0 turns it off. In a whole model the big weights of the last stages (1 MiB for a 1x1 1024->256)
+# are not in cache when their layer starts, and with few pixel tiles per channel block a block's
+# first tile waited for them (docs/kernels.md, Round 8). Every pixel tile repeats the prefetches,
+# so larger planes (more tiles per block) skip them.
+CVEC_WPREFETCH = 2
+CVEC_WPREFETCH_PIXELS = 100
+_CVEC_FLAT_STRIP = 16 * 1024
 
 
 def _cvec_tile(g: _Geom) -> tuple[int, int]:
@@ -795,6 +817,10 @@ class _ConvEmitter:
                     t = kh * g.KW + kw
                     off = kh * g.dh * p.RS + colofs[kw]
                     ws = [b.load(self.wts, b.add(wb, t * KB + kv * V)) for kv in range(KV)]
+                    if CVEC_WPREFETCH and g.OH * g.OW <= CVEC_WPREFETCH_PIXELS:
+                        for o in range(0, KB, 16):
+                            memref.prefetch(self.wts, [b.v(b.add(wb, g.Cg * T * KB + t * KB + o))], False,
+                                            CVEC_WPREFETCH, True)
                     for j in range(count):
                         xv = b.bcast(self.src, b.add(ib, pix[j], off))
                         for kv in range(KV):
