@@ -24,13 +24,14 @@ needs_avx512 = pytest.mark.skipif(not {"avx512f", "avx512vl"} <= __import__("lrc
 
 
 def _pooled_ref(s, x, w, b):
-    y = conv_ref(dataclasses.replace(s, pool=0), x, w, b)
+    y = conv_ref(dataclasses.replace(s, pool=0, pool_keep=False), x, w, b)
     return F.max_pool2d(torch.from_numpy(y), 2, 2).numpy()
 
 
 def run_pooled(specs, block_bytes=None, seed=0):
     """JIT every spec with its fused pool (optionally with a forced row-band budget) and check it
-    against conv -> activation -> max_pool2d(2, 2) in torch; returns the plans."""
+    against conv -> activation -> max_pool2d(2, 2) in torch (with pool_keep also the conv's own
+    plane, the first output); returns the plans."""
     rng = np.random.default_rng(seed)
     cases, emitters = [], []
     for s in specs:
@@ -46,10 +47,16 @@ def run_pooled(specs, block_bytes=None, seed=0):
     jm = jit_kernels(emitters)
     plans = []
     for s, g, x, w, b, packed, name in cases:
-        ph, pw = s.out_hw
-        out = np.full(s.N * s.K * ph * pw, np.nan, np.float32)  # every pooled element must be written
-        jm.call(f"{name}_c", x.reshape(-1), *packed, out)
-        assert_close(out.reshape(s.N, s.K, ph, pw), _pooled_ref(s, x, w, b), f"{s} block_bytes={block_bytes}")
+        ph, pw = s.pooled_hw
+        pooled = np.full(s.N * s.K * ph * pw, np.nan, np.float32)  # every element must be written
+        outs = [pooled]
+        if s.pool_keep:
+            outs.insert(0, np.full(s.N * s.K * s.OH * s.OW, np.nan, np.float32))
+        jm.call(f"{name}_c", x.reshape(-1), *packed, *outs)
+        assert_close(pooled.reshape(s.N, s.K, ph, pw), _pooled_ref(s, x, w, b), f"{s} block_bytes={block_bytes}")
+        if s.pool_keep:
+            full = conv_ref(dataclasses.replace(s, pool=0, pool_keep=False), x, w, b)
+            assert_close(outs[0].reshape(full.shape), full, f"conv plane of {s} block_bytes={block_bytes}")
         plans.append(convk._plan(g))
     return plans
 
@@ -79,6 +86,17 @@ def test_kernel_fused_pool(monkeypatch, regs):
     assert {p.mode for p in plans} == {"prep", "direct"}
     banded = run_pooled([s for s in SPECS if s.padding == P1], block_bytes=2048, seed=1)
     assert any(p.BH for p in banded), "row bands exercised"
+
+
+@pytest.mark.parametrize("regs", [16, 32])
+def test_kernel_fused_pool_keeping_the_conv_plane(monkeypatch, regs):
+    """pool_keep: both planes written; odd conv rows are computed (the last one unpooled)."""
+    monkeypatch.setattr(convk, "VECTOR_REGISTERS", regs)
+    monkeypatch.delenv("LRC_VECTOR_REGISTERS", raising=False)
+    keep = [dataclasses.replace(s, pool_keep=True) for s in SPECS]
+    plans = run_pooled(keep, seed=5)
+    assert any(p.rows % 2 for p in plans), "an odd conv row count"
+    run_pooled([s for s in keep if s.padding == P1], block_bytes=2048, seed=6)
 
 
 def test_kernel_fused_pool_neon_width(monkeypatch):
@@ -111,6 +129,8 @@ def test_pool_supported_and_rejected():
         convk._geom_from_spec(S(1, 8, 16, 16, 8, 3, padding=P1, residual=True))
     with pytest.raises(ValueError, match="pool factor 3"):
         convk._geom_from_spec(S(1, 8, 16, 16, 8, 3, padding=P1, pool=3))
+    with pytest.raises(ValueError, match="pool_keep without a fused pool"):
+        convk._geom_from_spec(S(1, 8, 16, 16, 8, 3, padding=P1, pool=0, pool_keep=True))
     flat = S(1, 16, 56, 56, 16, 1)
     with pytest.raises(NotImplementedError, match="max pool fused into a conv that runs as a flat kernel"):
         emit_conv_func(flat, "k", pack_conv_weights(flat, np.ones((16, 16, 1, 1), np.float32), None))
@@ -168,9 +188,50 @@ def test_threads_two(check):
     check(Stages().eval(), torch.rand(1, 3, 96, 132), threads=2)
 
 
+def test_skip_connection_keeps_the_conv_plane(check):
+    """U-Net encoder stages: the conv's result feeds the pool and, later, the decoder (a concat,
+    written in place): one kernel writes both planes; batch 2, odd planes, threads."""
+
+    class Encoder(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 16, 3, padding=1)
+            self.up = nn.ConvTranspose2d(16, 8, 2, stride=2)
+            self.c = nn.Conv2d(16, 4, 3, padding=1)
+
+        def forward(self, x):
+            s = torch.relu(self.a(x))
+            y = torch.relu(self.b(F.max_pool2d(s, 2)))
+            y = self.up(y)
+            return self.c(torch.cat([y, s], 1))
+
+    torch.manual_seed(5)
+    model = Encoder().eval()
+    x = torch.rand(1, 3, 40, 132)
+    lr_text, kir = _lowered(model, x)
+    assert lr_text.count("lr.pool_epilogue") == 1
+    assert (_kernels(kir, "conv2d_max_pool2d"), _kernels(kir, "max_pool2d")) == (1, 1)
+    check(model, x)
+    check(model, torch.rand(2, 3, 40, 132))
+    check(model, x, threads=2)
+
+    class Returned(nn.Module):  # the conv plane returned beside the pooled branch
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 4, 3, padding=1)
+
+        def forward(self, x):
+            s = torch.relu(self.a(x))
+            return self.b(F.max_pool2d(s, 2)), s
+
+    xo = torch.rand(1, 3, 41, 133)  # the odd last conv row is computed, not pooled
+    assert _kernels(_lowered(Returned().eval(), xo)[1], "conv2d_max_pool2d") == 1
+    check(Returned().eval(), xo)
+
+
 def test_not_fused(check):
-    """A conv whose result is used twice (a U-Net skip), a ceil-mode pool with a partial window, a
-    3x3 or padded pool, and a conv with a residual keep separate kernels, and match torch."""
+    """A ceil-mode pool with a partial window, a 3x3 or padded pool, and a conv with a residual keep
+    separate kernels, and match torch."""
 
     class Unfusable(nn.Module):
         def __init__(self):
@@ -179,7 +240,7 @@ def test_not_fused(check):
             self.c, self.d = nn.Conv2d(8, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1)
 
         def forward(self, x):
-            s = torch.relu(self.a(x))  # skip: also used below
+            s = torch.relu(self.a(x))  # also returned: fused, keeping the conv plane
             y = F.max_pool2d(s, 2)
             y = F.max_pool2d(self.b(y), 2, ceil_mode=True)  # 17x17 conv output: a partial window
             y = F.max_pool2d(self.c(y), 3, 2, padding=1)
@@ -190,8 +251,8 @@ def test_not_fused(check):
     model = Unfusable().eval()
     x = torch.rand(1, 3, 34, 34)
     lr_text, kir = _lowered(model, x)
-    assert "lr.pool_epilogue" not in lr_text
-    assert _kernels(kir, "max_pool2d") == 4 and _kernels(kir, "conv2d_max_pool2d") == 0
+    assert lr_text.count("lr.pool_epilogue") == 1  # only the first conv
+    assert (_kernels(kir, "conv2d_max_pool2d"), _kernels(kir, "max_pool2d")) == (1, 4)
     check(model, x)
 
 

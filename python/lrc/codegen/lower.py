@@ -225,8 +225,11 @@ def _lower_func(f, out_module: ir.Module, vec: int, threads: int = 1):
     # model takes the sparse kernels for both): the consumer reads the producer's input instead.
     chain_of = _pointwise_chains(body_ops, vec, absorbed, leaves_of)
     # A conv marked by lr-fuse-conv-pool runs inside its max pool's layer: one dense conv kernel that
-    # writes the pooled plane (the pool reads the conv's input instead).
-    pool_of = _conv_pools(body_ops, vec, absorbed, leaves_of, chain_of)
+    # writes the pooled plane (the pool reads the conv's input instead). When the conv's result has
+    # other users, the pool runs inside the conv's layer instead, whose kernel writes both planes
+    # (`extra_out`: the pool's result, the layer's second output).
+    pool_of, keep_of = _conv_pools(body_ops, vec, absorbed, leaves_of, chain_of)
+    extra_out = {conv: pool.results[0] for conv, (pool, _) in keep_of.items()}
 
     def operands_of(op):
         return leaves_of.get(op, list(op.operands))
@@ -267,6 +270,8 @@ def _lower_func(f, out_module: ir.Module, vec: int, threads: int = 1):
         name = op.operation.name[3:]
         if op in pool_of:
             name, attrs = "conv2d", {**pool_of[op], "pool": 2}
+        elif op in keep_of:
+            attrs = {**attrs, "pool": 2, "pool_keep": True}
         if op in fused_norm:
             act, params = activation_of(name, attrs)
             name, attrs = "instance_norm", {**lr.attrs_of(fused_norm[op]), "act": act, "act_params": params}
@@ -330,6 +335,11 @@ def _lower_func(f, out_module: ir.Module, vec: int, threads: int = 1):
             n = _numel(_shape(r))
             buf[r] = Buf("arena", arena.alloc(n * 4), n)
             live.append(r)
+        pr = extra_out.get(op)
+        if pr is not None and pr not in buf:
+            n = _numel(_shape(pr))
+            buf[pr] = Buf("arena", arena.alloc(n * 4), n)
+            live.append(pr)
 
     # a fused residual is sliced like the output: it must be an arena buffer too (a model input or
     # a returned value as residual keeps its layer whole)
@@ -341,7 +351,8 @@ def _lower_func(f, out_module: ir.Module, vec: int, threads: int = 1):
             chan_splits[t] = None
 
     # 4. kernels, named after their op (a fused conv + pool after both)
-    kernel_names = ["conv2d_max_pool2d" if op in pool_of else op.operation.name[3:] for op in layer_ops]
+    kernel_names = ["conv2d_max_pool2d" if "pool" in layer.attrs else op.operation.name[3:]
+                    for op, layer in zip(layer_ops, layers)]
     sigs = []
     with ir.InsertionPoint(out_module.body):
         for t, op in enumerate(layer_ops):
@@ -422,7 +433,8 @@ def _lower_func(f, out_module: ir.Module, vec: int, threads: int = 1):
                 entry.attributes[ARENA_ATTR] = ir.IntegerAttr.get(ir.IntegerType.get_signless(64), arena.size)
             eb = entry.add_entry_block()
         _emit_entry_body(eb, f, block, returned, layer_ops, sigs, buf, root, operands_of, copy_out, make_global,
-                         fname, arena.size, eb.arguments[-1] if caller_arena else None, scratch_at, kernel_names)
+                         fname, arena.size, eb.arguments[-1] if caller_arena else None, scratch_at, kernel_names,
+                         extra_out)
 
 
 ARENA_ATTR = "lrc.arena_bytes"
@@ -502,14 +514,16 @@ def _pointwise_chains(body_ops, vec: int, absorbed: set, leaves_of: dict) -> dic
     return chains
 
 
-def _conv_pools(body_ops, vec: int, absorbed: set, leaves_of: dict, chain_of: dict) -> dict:
-    """{max pool: its conv's attrs} for the marked conv + pool pairs the dense kernel fuses; the convs
-    go into `absorbed` and the pools read the convs' inputs (`leaves_of`)."""
-    from lrc.transforms.conv_pool import POOL_ATTR, pool_consumer
+def _conv_pools(body_ops, vec: int, absorbed: set, leaves_of: dict, chain_of: dict) -> tuple[dict, dict]:
+    """The marked conv + pool pairs the dense kernel fuses: ({max pool: its conv's attrs} where the
+    pool is the conv's only user: the convs go into `absorbed` and the pools read the convs' inputs
+    (`leaves_of`); {conv: (max pool, attrs)} where the conv's result has other users: the pools go
+    into `absorbed`, their results become the convs' second outputs)."""
+    from lrc.transforms.conv_pool import POOL_ATTR, conv_pool_keeps, pool_consumer
 
     from .ops_dense import conv_pool_fusable
 
-    pools = {}
+    pools, keeps = {}, {}
     for op in body_ops:
         op = op.operation
         if op.name != "lr.conv2d" or POOL_ATTR not in op.attributes or op in absorbed or op in chain_of:
@@ -517,17 +531,22 @@ def _conv_pools(body_ops, vec: int, absorbed: set, leaves_of: dict, chain_of: di
         user = pool_consumer(op)  # the mark is a hint: legality is checked again here
         if user is None or user in absorbed:
             continue
+        keep = conv_pool_keeps(op)
         try:
             conv = LayerOp("conv2d", lr.attrs_of(op), [_shape(v) for v in op.operands], _shape(op.results[0]),
                            op.location)
         except lr.ShapeError as e:
             raise LoweringError(f"'lr.conv2d': {e}", op.location) from None
-        if not conv_pool_fusable(conv, vec):
+        if not conv_pool_fusable(conv, vec, keep):
             continue
-        absorbed.add(op)
-        pools[user] = conv.attrs
-        leaves_of[user] = [op.operands[0]]
-    return pools
+        if keep:
+            absorbed.add(user)
+            keeps[op] = (user, conv.attrs)
+        else:
+            absorbed.add(op)
+            pools[user] = conv.attrs
+            leaves_of[user] = [op.operands[0]]
+    return pools, keeps
 
 
 @dataclass
@@ -569,7 +588,7 @@ def arena_entry(entry: str) -> str:
 
 
 def _emit_entry_body(eb, f, block, returned, layer_ops, sigs, buf, root, operands_of, copy_out, make_global,
-                     fname, arena_size, arena_arg, scratch_at, kernel_names):
+                     fname, arena_size, arena_arg, scratch_at, kernel_names, extra_out):
     nin = len(block.arguments)
     with ir.InsertionPoint(eb), f.location:
         def flat(v: ir.Value, n: int) -> ir.Value:
@@ -620,7 +639,7 @@ def _emit_entry_body(eb, f, block, returned, layer_ops, sigs, buf, root, operand
                     shift = arith.ConstantOp(ir.IndexType.get(), scratch_at[id(sig)]).result
                     operands.append(memref.ViewOp(ty, arena_v, shift, []).result)
                 elif a.kind == "out":
-                    b = buf[op.results[0]]
+                    b = buf[op.results[0] if a.index == 0 else extra_out[op]]
                     operands.append(slice_of(b, k0 * plane, (k1 - k0) * plane) if k0 is not None else value_of(b))
                 else:
                     if a.array is not None and not hasattr(a, "_global"):

@@ -57,12 +57,13 @@ def _conv_spec(k: Kernel, op: LayerOp):
     act, params = _act(a)
     return ConvSpec(N=n, C=c, H=h, W=w, K=kk, KH=kh, KW=kw, stride=tuple(a["stride"]),
                     padding=tuple(a["padding"]), dilation=tuple(a["dilation"]), groups=a["groups"], act=act,
-                    act_params=params, residual=len(op.in_shapes) == 2, vec=k.vec, pool=a.get("pool", 0))
+                    act_params=params, residual=len(op.in_shapes) == 2, vec=k.vec, pool=a.get("pool", 0),
+                    pool_keep=a.get("pool_keep", False))
 
 
-def conv_pool_fusable(conv: LayerOp, vec: int) -> bool:
-    """Whether `conv` (a conv2d layer feeding only a 2x2 / stride-2 max pool) gets the dense kernel
-    and that kernel can write the pooled plane (kernels.conv.pool_supported)."""
+def conv_pool_fusable(conv: LayerOp, vec: int, keep: bool = False) -> bool:
+    """Whether `conv` (a conv2d layer feeding a 2x2 / stride-2 max pool) gets the dense kernel and
+    that kernel can write the pooled plane (`keep`: and the conv's; kernels.conv.pool_supported)."""
     import dataclasses
 
     from .kernels.conv import dense_lanes, pool_supported
@@ -70,7 +71,7 @@ def conv_pool_fusable(conv: LayerOp, vec: int) -> bool:
     spec = _conv_spec(Kernel("", vec), conv)
     if _sparse_pack(spec, conv.attrs) is not None:
         return False
-    return pool_supported(dataclasses.replace(spec, vec=dense_lanes(spec), pool=2))
+    return pool_supported(dataclasses.replace(spec, vec=dense_lanes(spec), pool=2, pool_keep=keep))
 
 
 # A part smaller than this many MACs is not worth a fork/join (a few microseconds with libomp).
@@ -91,8 +92,9 @@ def conv_channel_split(op: LayerOp, threads: int) -> list[tuple[int, int]] | Non
     slice. Boundaries balance non-zero weights, not filter counts: a pruned layer's filters carry
     very different amounts of work (the sparse packer sorts filters by pattern inside each part).
     """
-    if threads <= 1 or op.name != "conv2d" or "pointwise_chain" in op.attrs:
-        return None  # a fused 1x1 pair would recompute its intermediate in every part
+    if threads <= 1 or op.name != "conv2d" or "pointwise_chain" in op.attrs or op.attrs.get("pool_keep"):
+        return None  # a fused 1x1 pair would recompute its intermediate in every part; (a conv that
+        # also writes its pooled plane keeps one kernel: parts would need slices of both outputs)
     a = op.attrs
     n = op.in_shapes[0][0]
     kk = a["weight"].shape[0]
@@ -314,6 +316,8 @@ def _emit_conv2d(k: Kernel, op: LayerOp, spec, force_sparse: bool | None, units=
     if spec.residual:
         args.append(Arg("in", 1))
     args.append(Arg("out"))
+    if spec.pool_keep:
+        args.append(Arg("out", 1))  # the pooled plane: the layer's second output (lower.extra_out)
     return _with_scratch(KernelSig(args=args, types=list(fn.type.inputs)), fn)
 
 

@@ -1,10 +1,11 @@
-"""`lr-fuse-conv-pool`: mark convs whose only user is a 2x2 / stride-2 max pool.
+"""`lr-fuse-conv-pool`: mark convs that feed a 2x2 / stride-2 max pool.
 
 VGG and U-Net encoders end every stage with conv + ReLU + 2x2 max pool. Unfused, the conv writes a
 plane four times the pool's output (3.2 MB at 16x224x224) and the pool reads it back: in a whole
 model that plane has usually left the caches, and VGG's first pool took 2-3x its stand-alone time.
 The dense conv kernel can instead pool each pair of output rows in registers and write only the
-pooled plane (codegen/kernels/conv.py, `ConvSpec.pool`).
+pooled plane (codegen/kernels/conv.py, `ConvSpec.pool`); where the conv's result has other users too
+(a U-Net encoder's skip connection), it writes both planes and the pool never reads its input back.
 
 The pass only marks the conv with the discardable unit attribute `lr.pool_epilogue`; the IR's
 meaning is unchanged, so a backend that does not fuse (the GPU targets) ignores it. The lowering
@@ -18,42 +19,56 @@ from torch_mlir import ir
 from lrc.dialects import lr
 
 from .base import Pass, register
-from .fusion import lr_ops, sole_input_user, strip_marks
+from .fusion import lr_ops, strip_marks
 
 POOL_ATTR = "lr.pool_epilogue"
+
+
+def _pools_whole_windows(pool, h: int, w: int) -> bool:
+    """A max pool with a 2x2 window, stride 2, no padding and no dilation whose windows over an
+    h x w input are all whole (floor mode, or even sizes)."""
+    try:
+        a = lr.attrs_of(pool)
+    except lr.ShapeError:
+        return False
+    if (tuple(a["kernel"]) != (2, 2) or tuple(a["stride"]) != (2, 2) or any(a["padding"])
+            or tuple(a["dilation"]) != (1, 1)):
+        return False
+    return not (a["ceil_mode"] and (h % 2 or w % 2))  # ceil mode: no last, partial window
 
 
 def pool_consumer(op):
     """The lr.max_pool2d that `op`'s result can be fused into, or None.
 
-    Legal when `op` is an lr.conv2d without a residual whose result has exactly one use, the input
-    of a max pool with a 2x2 window, stride 2, no padding and no dilation that pools whole windows
-    only (floor mode, or even conv output sizes) in the same block."""
+    Legal when `op` is an lr.conv2d without a residual whose result is the input of a max pool with
+    a 2x2 window, stride 2, no padding and no dilation that pools whole windows only (floor mode, or
+    even conv output sizes) in the same block. The result may have other users: the fused kernel then
+    writes the conv's plane too (`conv_pool_keeps`)."""
     op = op.operation if hasattr(op, "operation") else op
     if op.name != "lr.conv2d" or len(op.operands) != 1 or len(op.operands[0].type.shape) != 4:
         return None
-    user = sole_input_user(op)
-    if user is None or user.name != "lr.max_pool2d":
-        return None
-    try:
-        a = lr.attrs_of(user)
-    except lr.ShapeError:
-        return None
-    if (tuple(a["kernel"]) != (2, 2) or tuple(a["stride"]) != (2, 2) or any(a["padding"])
-            or tuple(a["dilation"]) != (1, 1)):
-        return None
     h, w = op.results[0].type.shape[2:]
-    if a["ceil_mode"] and (h % 2 or w % 2):
-        return None  # a last, partial window
-    return user
+    for use in op.results[0].uses:
+        user = use.owner
+        user = user.operation if hasattr(user, "operation") else user
+        if (use.operand_number == 0 and user.name == "lr.max_pool2d" and user.block == op.block
+                and _pools_whole_windows(user, h, w)):
+            return user
+    return None
+
+
+def conv_pool_keeps(op) -> bool:
+    """Whether the fused kernel of `op` and its pool must store the conv's plane too (other users)."""
+    op = op.operation if hasattr(op, "operation") else op
+    return len(list(op.results[0].uses)) > 1
 
 
 @register
 class FuseConvPool(Pass):
-    """Mark convs feeding only a 2x2 / stride-2 max pool, for one kernel that writes the pooled plane."""
+    """Mark convs feeding a 2x2 / stride-2 max pool, for one kernel that writes the pooled plane."""
 
     argument = "lr-fuse-conv-pool"
-    summary = "mark convs whose only user is a 2x2 / stride-2 max pool, for one kernel writing the pooled plane"
+    summary = "mark convs feeding a 2x2 / stride-2 max pool, for one kernel that also writes the pooled plane"
 
     def run(self, module):
         strip_marks(module, POOL_ATTR)

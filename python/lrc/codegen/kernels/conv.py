@@ -58,8 +58,10 @@ class ConvSpec:
     residual: bool = False
     vec: int = 8
     # 2: the kernel also applies a 2x2 / stride-2 max pool (floor mode) to its activated output and
-    # writes only the pooled plane (lr-fuse-conv-pool); 0: none.
+    # writes only the pooled plane (lr-fuse-conv-pool); 0: none. With pool_keep it writes both the
+    # conv's plane (its output) and the pooled one (a last, extra output argument).
     pool: int = 0
+    pool_keep: bool = False
 
     @property
     def OH(self) -> int:
@@ -73,10 +75,14 @@ class ConvSpec:
 
     @property
     def out_hw(self) -> tuple[int, int]:
-        """The written plane: the conv's, or the pooled one."""
-        if self.pool:
-            return self.OH // self.pool, self.OW // self.pool
+        """The output plane: the conv's, or the pooled one when only that is written."""
+        if self.pool and not self.pool_keep:
+            return self.pooled_hw
         return self.OH, self.OW
+
+    @property
+    def pooled_hw(self) -> tuple[int, int]:
+        return (self.OH // self.pool, self.OW // self.pool) if self.pool else (self.OH, self.OW)
 
     @property
     def flops(self) -> int:
@@ -122,6 +128,7 @@ class _Geom:
     cvec: bool | None = None  # force the channel-vectorised small-plane kernel on / off
     subsample: bool | None = None  # force the strided-1x1 "subsample, then plain 1x1" route on / off
     pool: int = 0  # ConvSpec.pool
+    pool_keep: bool = False  # ConvSpec.pool_keep
 
     @property
     def PH(self) -> int:
@@ -153,8 +160,11 @@ def _geom_from_spec(s: ConvSpec) -> _Geom:
         raise ValueError(f"fused pool factor {s.pool} (only 2x2 / stride 2 is fused)")
     if s.pool and (s.residual or s.OH < 2 or s.OW < 2):
         raise ValueError(f"a fused pool needs no residual and a conv output of at least 2x2: {s}")
+    if s.pool_keep and not s.pool:
+        raise ValueError(f"pool_keep without a fused pool: {s}")
     return _Geom(s.N, s.C, s.H, s.W, s.K, s.KH, s.KW, s.OH, s.OW, s.stride[0], s.stride[1], s.dilation[0],
-                 s.dilation[1], pt, pl, 1, 1, s.groups, s.act, tuple(s.act_params), s.residual, s.vec, pool=s.pool)
+                 s.dilation[1], pt, pl, 1, 1, s.groups, s.act, tuple(s.act_params), s.residual, s.vec, pool=s.pool,
+                 pool_keep=s.pool_keep)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -320,8 +330,8 @@ def _plan(g: _Geom) -> _Plan:
     p.KB, p.WB, p.RB = _choose_tile(g, p.cols, p.rows)
     if g.pool:
         # Pairs of output rows are pooled in registers: every tile holds two rows, and an odd last
-        # conv row (floor mode) is never computed.
-        p.rows = g.OH // 2 * 2
+        # conv row (floor mode) is computed only when the conv's plane is kept too.
+        p.rows = g.OH if g.pool_keep else g.OH // 2 * 2
         p.KB, p.WB, p.RB = _pool_tile(g, p.cols)
     elif _use_cvec(g, p):
         p.cvec = True
@@ -374,10 +384,10 @@ def pool_supported(s: ConvSpec) -> bool:
     channel-vectorised small-plane tiles cannot, nor a conv with a residual."""
     if s.residual or s.OH < 2 or s.OW < 2 or s.vec % 2:
         return False
-    g0 = _geom_from_spec(replace(s, pool=0))
+    g0 = _geom_from_spec(replace(s, pool=0, pool_keep=False))
     if _subsample_geom(g0) is not None or _as_linear(s) is not None or _plan(g0).cvec:
         return False
-    return _plan(replace(g0, pool=2)).mode in ("direct", "prep")
+    return _plan(replace(g0, pool=2, pool_keep=s.pool_keep)).mode in ("direct", "prep")
 
 
 def _subsample_geom(g: _Geom) -> _Geom | None:
@@ -626,7 +636,8 @@ def pack_conv_weights(spec: ConvSpec, weight: np.ndarray, bias: np.ndarray | Non
 
 def emit_conv_func(spec: ConvSpec, name: str, packed: Sequence[np.ndarray],
                    external_scratch: bool = False) -> func.FuncOp:
-    """Private func `(in, weights, [bias], [residual], out)`. With `external_scratch`, a kernel that
+    """Private func `(in, weights, [bias], [residual], out, [pooled out])` (the pooled plane with
+    `spec.pool_keep`; with `spec.pool` alone `out` is the pooled plane). With `external_scratch`, a kernel that
     needs temporary buffers (padded input, pixel blocks, strided-1x1 panel) takes them as one more,
     last argument, an i8 memref of fn.attributes[SCRATCH_ATTR] bytes, instead of malloc'ing them."""
     g = _geom_from_spec(spec)
@@ -655,13 +666,15 @@ def _emit(g: _Geom, name: str, packed: Sequence[np.ndarray], external_scratch: b
     if packed[0].size != wsize:
         raise ValueError(f"packed weight size {packed[0].size} != {wsize} (packed for another spec?)")
     in_size = g.N * g.C * g.H * g.W
-    out_size = g.N * g.K * g.PH * g.PW
+    out_size = g.N * g.K * (g.OH * g.OW if g.pool_keep or not g.pool else g.PH * g.PW)
     if g.pool and (gs is not None or p.mode not in ("direct", "prep") or p.cvec):
         raise NotImplementedError(f"a 2x2 max pool fused into a conv that runs as a {p.mode} kernel: {g}")
     arg_types = [flat_memref(in_size)] + [flat_memref(a.size) for a in packed]
     if g.residual:
         arg_types.append(flat_memref(out_size))
     arg_types.append(flat_memref(out_size))
+    if g.pool_keep:
+        arg_types.append(flat_memref(g.N * g.K * g.PH * g.PW))
     nscratch = scratch_bytes(_scratch_sizes(g, gs, p)) if external_scratch else 0
     if nscratch:
         arg_types.append(scratch_arg_type(nscratch))
@@ -671,13 +684,16 @@ def _emit(g: _Geom, name: str, packed: Sequence[np.ndarray], external_scratch: b
     with ir.InsertionPoint(fn.entry_block):
         args = list(fn.arguments)
         scratch = Scratch(args.pop() if nscratch else None)
+        pout = args.pop() if g.pool_keep else None
         x, wts = args[0], args[1]
         bias = args[2] if has_bias else None
         res = args[-2] if g.residual else None
         out = args[-1]
         b = KernelBuilder(fn, g.V)
         if gs is None:
-            _ConvEmitter(g, p, x, wts, bias, res, out, b, scratch).run()
+            em = _ConvEmitter(g, p, x, wts, bias, res, out, b, scratch)
+            em.pout = pout if pout is not None else out
+            em.run()
         else:
             sub = scratch.alloc(g.N * g.C * g.OH * g.OW)
             _subsample(b, g, x, sub)
@@ -693,7 +709,11 @@ class _ConvEmitter:
         self.scratch = scratch or Scratch()
         self.x, self.wts, self.bias, self.res, self.out = x, wts, bias, res, out
         self.T = g.KH * g.KW
-        self.OHW = g.PH * g.PW  # the written plane (pooled when a pool is fused)
+        self.pool_only = bool(g.pool) and not g.pool_keep  # only the pooled plane is written
+        self.OHW = g.PH * g.PW if self.pool_only else g.OH * g.OW  # the output plane
+        self.POHW = g.PH * g.PW
+        self.pout = out  # the pooled plane's buffer (pool_keep: set by _emit)
+        self._prow0 = None  # pool_keep: the pooled plane's origin for the current image and group
 
     # ---- top level ---------------------------------------------------------------------------
     def run(self):
@@ -709,6 +729,8 @@ class _ConvEmitter:
         def per_image(n, _):
             def per_group(gi, _):
                 out_img = b.add(b.mul(n, g.K * self.OHW), b.mul(gi, g.Kg * self.OHW))
+                if g.pool_keep:
+                    self._prow0 = b.add(b.mul(n, g.K * self.POHW), b.mul(gi, g.Kg * self.POHW))
                 if p.PT:
                     self.pixel_blocks(n, gi, out_img)
                 elif p.BH:
@@ -751,8 +773,12 @@ class _ConvEmitter:
         nfull = p.rows // p.BH
         tail = p.rows - nfull * p.BH
 
+        img0 = self._prow0
+
         def band(oh0, rows):
             self.prep(n, gi, oh0, rows)
+            if g.pool_keep:
+                self._prow0 = b.add(img0, self.pooled_row(oh0))
             self.group(gi, 0, b.add(out_img, self.out_row(oh0)), rows, g.OW)
 
         b.loop(0, nfull, 1, lambda bi, _: band(b.mul(bi, p.BH), p.BH))
@@ -896,6 +922,7 @@ class _ConvEmitter:
         def rows(oh, rb):
             row_in = b.add(in_row0, b.mul(oh, g.sh * p.RS))
             row_out = b.add(out_row0, self.out_row(oh))
+            prow = b.add(self._prow0, self.pooled_row(oh)) if g.pool_keep else row_out
 
             def walk_width(each):
                 start = 0
@@ -909,7 +936,7 @@ class _ConvEmitter:
 
             for cr in chunks:
                 def tile(kblk, ow0, nv, last, cr=cr):
-                    self.tile(gi, kblk, kb, row_in, row_out, ow0, nv, last, rb, cr)
+                    self.tile(gi, kblk, kb, row_in, row_out, ow0, nv, last, rb, cr, prow)
 
                 if p.k_outer:
                     b.loop(kblk_lo, kblk_hi, 1, lambda kblk, _: walk_width(lambda ow0, nv, last: tile(kblk, ow0, nv, last)))
@@ -922,16 +949,19 @@ class _ConvEmitter:
             rows(main, nrows % RB)
 
     def out_row(self, oh):
-        """Offset of conv output row `oh` (even when a pool is fused) in the written plane."""
+        """Offset of conv output row `oh` in the output plane (the pooled one, for an even `oh`, when
+        only that is written)."""
+        return self.pooled_row(oh) if self.pool_only else self.b.mul(oh, self.g.OW)
+
+    def pooled_row(self, oh):
+        """Offset of the pooled row of (even) conv output row `oh` in the pooled plane."""
         g, b = self.g, self.b
-        if not g.pool:
-            return b.mul(oh, g.OW)
         if isinstance(oh, int):
             return oh // 2 * g.PW
         return b.mul(arith.shrui(oh, b.c(1)), g.PW)
 
     # ---- register tile -----------------------------------------------------------------------
-    def tile(self, gi, kblk, kb, row_in, row_out, ow0, nv, last, rb, cr=None):
+    def tile(self, gi, kblk, kb, row_in, row_out, ow0, nv, last, rb, cr=None, prow=None):
         """kb output channels x rb output rows x nv vectors; the last vector has `last` valid lanes.
 
         cr = (c_lo, c_hi, first, final): reduce over input channels [c_lo, c_hi) only; a chunk that is
@@ -953,12 +983,13 @@ class _ConvEmitter:
         for kw in range(g.KW):
             cw = kw * g.dw
             colofs.append((cw % g.sw) * p.Wq + cw // g.sw)
+        pooled = g.pool and rb == 2  # (pool_keep: an odd last conv row is a tile of its own, unpooled)
         if g.pool:
-            assert rb == 2 and first and final and self.res is None, "a fused pool pools whole row pairs"
+            assert (rb == 2 or g.pool_keep) and first and final and self.res is None, "row pairs, whole reductions"
+        if pooled:
             pcol = ow0 // 2 if isinstance(ow0, int) else arith.shrui(ow0, b.c(1))
-            ob = b.add(row_out, pcol, b.mul(kblk, KB * self.OHW))
-        else:
-            ob = b.add(row_out, ow0, b.mul(kblk, KB * self.OHW))
+            pb = b.add(prow, pcol, b.mul(kblk, KB * self.POHW))
+        ob = pb if self.pool_only else b.add(row_out, ow0, b.mul(kblk, KB * self.OHW))
 
         def out_idx(k, i, v):
             return b.add(ob, k * self.OHW + i * g.OW + v * V)
@@ -971,7 +1002,7 @@ class _ConvEmitter:
         else:
             init = [b.splat(0.0)] * (kb * rb * nv)
         base = b.add(row_in, ow0)
-        if g.pool:
+        if self.pool_only:
             prefetch_epilogue(b, None, self.out, [b.add(ob, k * self.OHW) for k in range(kb)],
                               ((nv - 1) * V + last) // 2)
         elif final:
@@ -1009,11 +1040,15 @@ class _ConvEmitter:
         accs = b.loop(c_lo, cmain, U, cbody_unrolled, init)
         for c in range(cmain, c_hi):
             accs = cbody(c, accs)
-        if g.pool:
+        if pooled:
             for k in range(kb):
                 rows_v = [[b.activation(accs[acc_i(k, i, v)], g.act, g.act_params) for v in range(nv)]
                           for i in range(rb)]
-                self.store_pooled([arith.maximumf(x, y) for x, y in zip(*rows_v)], b.add(ob, k * self.OHW),
+                if g.pool_keep:
+                    for i in range(rb):
+                        for v in range(nv):
+                            b.store(rows_v[i][v], self.out, out_idx(k, i, v), last if v == nv - 1 else V)
+                self.store_pooled([arith.maximumf(x, y) for x, y in zip(*rows_v)], b.add(pb, k * self.POHW),
                                   nv, last)
             return
         for k in range(kb):
@@ -1047,7 +1082,7 @@ class _ConvEmitter:
                 pooled = arith.maximumf(vector.shuffle(x, x, ev[:half] + [0] * half),
                                         vector.shuffle(x, x, od[:half] + [1] * half))
             if valid // 2:
-                b.store(pooled, self.out, b.add(at, j * V // 2), valid // 2)
+                b.store(pooled, self.pout, b.add(at, j * V // 2), valid // 2)
 
     # ---- padded / phase-split input copy -------------------------------------------------------
     def prep(self, n, gi, oh0=None, nrows=None):
