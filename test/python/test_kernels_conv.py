@@ -238,6 +238,14 @@ def test_channel_vectorised_small_planes(monkeypatch, regs):
     run_specs([S(1, 64, 7, 7, 40, 3, padding=P1, act="relu"), S(1, 32, 7, 7, 48, 1, residual=True)])
 
 
+def test_thin_1x1_not_packed():
+    """1x1 convs with <= 16 inputs and <= 4 outputs read big planes in place (no pixel blocks)."""
+    plan = lambda s: convk._plan(convk._geom_from_spec(s))  # noqa: E731
+    assert plan(S(1, 16, 256, 256, 2, 1)).PT == 0
+    assert plan(S(1, 32, 256, 256, 2, 1)).PT and plan(S(1, 16, 256, 256, 5, 1)).PT
+    run_specs([S(1, 16, 256, 160, 3, 1, act="sigmoid"), S(1, 12, 230, 240, 2, 1, residual=True)], seed=23)
+
+
 def test_cvec_for_long_1x1_reductions_and_weight_prefetch(monkeypatch):
     """Flat 1x1 convs on planes of <= 256 pixels whose input strip (Cg x WB*V floats) passes 16 KiB
     take the channel-vectorised tiles (8 lanes only); channel-vectorised tiles on planes of <= 100

@@ -441,6 +441,11 @@ _PIXEL_BLOCK_BYTES = 32 * 1024
 # +3 % (GFLOP/s, both orders of an A/B); with 128 output channels packing stays ahead.
 _PIXEL_BLOCK_MIN_INPUT = 256 * 1024
 _PIXEL_BLOCK_FEW_K = 64
+# (Cg, Kg) at or below which a 1x1 conv is never packed: 16 input rows are few enough streams for the
+# prefetchers, and 4 or fewer outputs give the packing pass nothing to amortise over. U-Net's 16->2
+# head at 256x256: 0.86 of the packed time warm, 0.61 with its input evicted; unet 1.004x faster
+# (docs/kernels.md, Round 8). 32->2 and 64->3 stay packed (1.16 / 1.47 slower unpacked).
+_PIXEL_BLOCK_THIN = (16, 4)
 # Row bands: a band re-copies its (KH-1)-row halo, so short bands cost copies. With 192 KiB a 3x3
 # 48->16 conv at 256x256 (50 KiB per scratch row) got 1-row bands (3 rows copied per output row):
 # 85 GFLOP/s against 97 with 768 KiB (13-row bands); 96->32 at 128x128 93 -> 101, and no layer
@@ -532,7 +537,8 @@ def _plan_blocking(g: _Geom, p: _Plan) -> None:
         bb = budget or _PIXEL_BLOCK_BYTES
         hw = g.H * g.W
         unit = p.WB * g.V
-        big = g.Cg * hw * 4 > _PIXEL_BLOCK_MIN_INPUT and (g.Kg > _PIXEL_BLOCK_FEW_K or g.Cg * hw * 4 > 2 << 20)
+        big = (g.Cg * hw * 4 > _PIXEL_BLOCK_MIN_INPUT and (g.Kg > _PIXEL_BLOCK_FEW_K or g.Cg * hw * 4 > 2 << 20)
+               and not (g.Cg <= _PIXEL_BLOCK_THIN[0] and g.Kg <= _PIXEL_BLOCK_THIN[1]))
         if big or (budget and g.Cg * hw * 4 > bb):
             pt = bb // (g.Cg * 4)
             if not budget:  # measured: blocks under 128 pixels lose to loop overhead, over 512 to L1 misses
