@@ -33,6 +33,10 @@ def convnets(draw):
         h = (h + 2 * pad - k) // stride + 1
         w = (w + 2 * pad - k) // stride + 1
         c = cout
+        if h >= 2 and w >= 2 and draw(st.integers(0, 3)) == 0:  # a 2x2 pool (lr-fuse-conv-pool)
+            ceil = draw(st.booleans())
+            layers.append(nn.MaxPool2d(2, 2, ceil_mode=ceil))
+            h, w = (-(-h // 2), -(-w // 2)) if ceil else (h // 2, w // 2)
     if not layers:
         layers.append(nn.ReLU())
     seed = draw(st.integers(0, 2**16))
