@@ -136,6 +136,62 @@ def test_pool_supported_and_rejected():
         emit_conv_func(flat, "k", pack_conv_weights(flat, np.ones((16, 16, 1, 1), np.float32), None))
 
 
+def run_sparse_pooled(specs, seed=0, window=None):
+    """Pattern-pruned convs (4-of-9 library) with a fused pool on the sparse kernels, against torch."""
+    import lrprune
+
+    from lrc.codegen.kernels import sparse_conv as spk
+
+    lib = [(1, 3, 4, 5), (0, 1, 3, 4), (1, 4, 5, 7), (3, 4, 5, 7), (4, 5, 7, 8), (1, 2, 4, 5)]
+    rng = np.random.default_rng(seed)
+    built = []
+    for s in specs:
+        x = rng.standard_normal((s.N, s.C, s.H, s.W)).astype(np.float32)
+        w = rng.standard_normal((s.K, s.C, 3, 3)).astype(np.float32)
+        w = np.ascontiguousarray(lrprune.project(torch.from_numpy(w), "pattern+kernel", 0.5, library=lib).numpy())
+        b = rng.standard_normal(s.K).astype(np.float32)
+        pk = spk.pack_sparse_conv(s, w, b, library=lib)
+        assert spk.pool_supported(pk), (s, pk.tile)
+        built.append((s, x, w, b, pk))
+    jm = jit_kernels([(f"sp{i}", lambda n, pk=c[4]: spk.emit_sparse_conv_func(pk, n)) for i, c in enumerate(built)])
+    for i, (s, x, w, b, pk) in enumerate(built):
+        ph, pw = s.out_hw
+        out = np.full(s.N * s.K * ph * pw, np.nan, np.float32)
+        jm.call(f"sp{i}_c", x.reshape(-1), *pk.arrays(), out)
+        assert_close(out.reshape(s.N, s.K, ph, pw), _pooled_ref(s, x, w, b), f"sparse {s} tile {pk.tile}")
+    return [c[4] for c in built]
+
+
+@pytest.mark.parametrize("regs", [16, 32])
+def test_sparse_kernel_fused_pool(monkeypatch, regs):
+    """The pattern kernels pool row pairs too: whole padded copy and sliding windows, shifted and
+    plain loads, odd sizes, batch, 8 lanes (16 on AVX-512 in the next test)."""
+    from lrc.codegen.kernels import sparse_conv as spk
+
+    monkeypatch.setattr(convk, "VECTOR_REGISTERS", regs)
+    monkeypatch.delenv("LRC_VECTOR_REGISTERS", raising=False)
+    specs = [S(1, 8, 20, 20, 6, 3, padding=P1, act="relu"), S(1, 6, 17, 35, 5, 3, padding=P1),
+             S(2, 8, 12, 40, 9, 3, padding=P1, act="leaky_relu", act_params=(0.1,)),
+             S(1, 16, 9, 70, 4, 3, act="relu")]
+    packs = run_sparse_pooled(specs)
+    assert all(pk.tile.RB % 2 == 0 for pk in packs)
+    monkeypatch.setattr(spk, "WINDOW_MIN_BYTES", 1)  # sliding windows per row block
+    packs = run_sparse_pooled(specs[:3], seed=1)
+    assert any(spk._geometry(pk.spec, pk.tile).WR for pk in packs)
+    with pytest.raises(NotImplementedError, match="max pool fused into this sparse conv"):
+        flat = S(1, 8, 16, 16, 8, 1)
+        spk.emit_sparse_conv_func(spk.pack_sparse_conv(flat, np.eye(8, dtype=np.float32).reshape(8, 8, 1, 1), None),
+                                  "k")
+
+
+@needs_avx512
+def test_sparse_kernel_fused_pool_sixteen_lanes(monkeypatch):
+    monkeypatch.setattr(convk, "VECTOR_REGISTERS", 32)
+    monkeypatch.delenv("LRC_VECTOR_REGISTERS", raising=False)
+    run_sparse_pooled([S(1, 16, 14, 64, 8, 3, padding=P1, act="relu", vec=16),
+                       S(1, 8, 11, 56, 6, 3, padding=P1, vec=16)], seed=2)  # 56 wide: a half-width tail
+
+
 # ------------------------------------------------------------------------------------------------
 # Through lrc.compile
 
@@ -256,8 +312,9 @@ def test_not_fused(check):
     check(model, x)
 
 
-def test_sparse_conv_not_fused(check):
-    """A pruned conv that takes the sparse kernels is marked but keeps its pool kernel."""
+def test_sparse_convs(check):
+    """A kernel-pruned conv on the sparse pattern kernels pools in them too; a column-pruned one (the
+    column tile) and a sparse conv whose plane is also a skip keep their pool kernels."""
     import lrprune
 
     torch.manual_seed(3)
@@ -271,9 +328,35 @@ def test_sparse_conv_not_fused(check):
     try:
         lr_text, kir = _lowered(model, x)
         assert lr_text.count("lr.pool_epilogue") == 3
-        assert (_kernels(kir, "conv2d_max_pool2d"), _kernels(kir, "max_pool2d")) == (2, 3), \
-            "the sparse conv's pool stays a kernel"
+        assert (_kernels(kir, "conv2d_max_pool2d"), _kernels(kir, "max_pool2d")) == (3, 3)
         check(model, x)
+        check(model, torch.rand(1, 3, 37, 133))  # odd planes
+        check(model, x, threads=2)  # the sparse conv's row blocks split over threads
+
+        with torch.no_grad():
+            w = model.c3.weight
+            w.copy_(lrprune.project(w, "column", 0.6))
+            model.c3.lr_sparsity = {"kind": "column", "rate": 0.6, "library": None}
+        lr_text, kir = _lowered(model, x)
+        assert (_kernels(kir, "conv2d_max_pool2d"), _kernels(kir, "max_pool2d")) == (2, 3), \
+            "the column-tile conv keeps its pool kernel"
+        check(model, x)
+
+        class Skip(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.a = nn.Conv2d(3, 8, 3, padding=1)
+
+            def forward(self, x):
+                s = torch.relu(self.a(x))
+                return F.max_pool2d(s, 2), s
+
+        skip = Skip().eval()
+        with torch.no_grad():
+            skip.a.weight.copy_(lrprune.project(skip.a.weight, "kernel", 0.5))
+            skip.a.lr_sparsity = {"kind": "kernel", "rate": 0.5, "library": None}
+        assert _kernels(_lowered(skip, x)[1], "conv2d_max_pool2d") == 0
+        check(skip, x)
     finally:
         del os.environ["LRC_SPARSE"]
 

@@ -62,16 +62,19 @@ def _conv_spec(k: Kernel, op: LayerOp):
 
 
 def conv_pool_fusable(conv: LayerOp, vec: int, keep: bool = False) -> bool:
-    """Whether `conv` (a conv2d layer feeding a 2x2 / stride-2 max pool) gets the dense kernel and
-    that kernel can write the pooled plane (`keep`: and the conv's; kernels.conv.pool_supported)."""
+    """Whether the kernel `conv` (a conv2d layer feeding a 2x2 / stride-2 max pool) gets can write
+    the pooled plane (`keep`: and the conv's): the dense row tiles (kernels.conv.pool_supported) or,
+    pooled plane only, the sparse pattern tiles (sparse_conv.pool_supported)."""
     import dataclasses
 
     from .kernels.conv import dense_lanes, pool_supported
+    from .kernels.sparse_conv import pool_supported as sparse_pool_supported
 
-    spec = _conv_spec(Kernel("", vec), conv)
-    if _sparse_pack(spec, conv.attrs) is not None:
-        return False
-    return pool_supported(dataclasses.replace(spec, vec=dense_lanes(spec), pool=2, pool_keep=keep))
+    spec = dataclasses.replace(_conv_spec(Kernel("", vec), conv), pool=2, pool_keep=keep)
+    sparse = _sparse_pack(spec, conv.attrs)
+    if sparse is not None:
+        return sparse_pool_supported(sparse)
+    return pool_supported(dataclasses.replace(spec, vec=dense_lanes(spec)))
 
 
 # A part smaller than this many MACs is not worth a fork/join (a few microseconds with libomp).
@@ -294,9 +297,6 @@ def _emit_conv2d(k: Kernel, op: LayerOp, spec, force_sparse: bool | None, units=
                                   library=lib)
     else:
         sparse = _sparse_pack(spec, a)
-    if sparse is not None and spec.pool:
-        raise NotImplementedError(f"'lr.conv2d' with a fused max pool on the sparse kernels ({spec}); "
-                                  "the lowering fuses only convs that get the dense kernel")
     # Scratch buffers (padded input copies, panels) come from the model's arena, one region every
     # conv reuses: malloc'ed per call they came back at other addresses, cold (docs/kernels.md, Round 7).
     if sparse is not None:

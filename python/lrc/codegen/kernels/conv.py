@@ -961,10 +961,7 @@ class _ConvEmitter:
 
     def pooled_row(self, oh):
         """Offset of the pooled row of (even) conv output row `oh` in the pooled plane."""
-        g, b = self.g, self.b
-        if isinstance(oh, int):
-            return oh // 2 * g.PW
-        return b.mul(arith.shrui(oh, b.c(1)), g.PW)
+        return self.b.mul(half_index(self.b, oh), self.g.PW)
 
     # ---- register tile -----------------------------------------------------------------------
     def tile(self, gi, kblk, kb, row_in, row_out, ow0, nv, last, rb, cr=None, prow=None):
@@ -993,7 +990,7 @@ class _ConvEmitter:
         if g.pool:
             assert (rb == 2 or g.pool_keep) and first and final and self.res is None, "row pairs, whole reductions"
         if pooled:
-            pcol = ow0 // 2 if isinstance(ow0, int) else arith.shrui(ow0, b.c(1))
+            pcol = half_index(b, ow0)
             pb = b.add(prow, pcol, b.mul(kblk, KB * self.POHW))
         ob = pb if self.pool_only else b.add(row_out, ow0, b.mul(kblk, KB * self.OHW))
 
@@ -1054,8 +1051,8 @@ class _ConvEmitter:
                     for i in range(rb):
                         for v in range(nv):
                             b.store(rows_v[i][v], self.out, out_idx(k, i, v), last if v == nv - 1 else V)
-                self.store_pooled([arith.maximumf(x, y) for x, y in zip(*rows_v)], b.add(pb, k * self.POHW),
-                                  nv, last)
+                store_pooled(b, self.pout, [arith.maximumf(x, y) for x, y in zip(*rows_v)],
+                             b.add(pb, k * self.POHW), nv, last)
             return
         for k in range(kb):
             for i in range(rb):
@@ -1068,27 +1065,6 @@ class _ConvEmitter:
                             val = arith.addf(val, b.load(self.res, idx, lanes))
                         val = b.activation(val, g.act, g.act_params)
                     b.store(val, self.out, idx, lanes)
-
-    def store_pooled(self, m, at, nv, last):
-        """Store the column-pair maxima of one row of vectors `m` (already the maxima of two conv rows):
-        vectors 2j and 2j+1 give V pooled columns (even lanes against odd lanes of the pair), an
-        unpaired last vector V/2. A pair ending in an odd column drops it (floor mode)."""
-        b, V = self.b, self.g.V
-        ev = list(range(0, 2 * V, 2))
-        od = list(range(1, 2 * V, 2))
-        for j in range(0, nv, 2):
-            if j + 1 < nv:
-                lo, hi = m[j], m[j + 1]
-                valid = V + (last if j + 1 == nv - 1 else V)
-                pooled = arith.maximumf(vector.shuffle(lo, hi, ev), vector.shuffle(lo, hi, od))
-            else:
-                valid = last if j == nv - 1 else V
-                x = m[j]
-                half = V // 2
-                pooled = arith.maximumf(vector.shuffle(x, x, ev[:half] + [0] * half),
-                                        vector.shuffle(x, x, od[:half] + [1] * half))
-            if valid // 2:
-                b.store(pooled, self.pout, b.add(at, j * V // 2), valid // 2)
 
     # ---- padded / phase-split input copy -------------------------------------------------------
     def prep(self, n, gi, oh0=None, nrows=None):
@@ -1254,6 +1230,34 @@ class _ConvEmitter:
             memref.store(val, S, [b.v(b.add(sr, col))])
 
         b.loop(0, L, 1, body)
+
+
+def store_pooled(b: KernelBuilder, out, m, at, nv: int, last: int) -> None:
+    """Store at out[at...] the column-pair maxima of one row of vectors `m` (each already the
+    maximum of two conv rows; the last vector has `last` valid lanes): vectors 2j and 2j+1 give V
+    pooled columns (even lanes against odd lanes of the pair), an unpaired last vector V/2. A pair
+    ending in an odd column drops it (floor mode). Shared by the dense and sparse fused pools."""
+    V = b.V
+    ev = list(range(0, 2 * V, 2))
+    od = list(range(1, 2 * V, 2))
+    for j in range(0, nv, 2):
+        if j + 1 < nv:
+            lo, hi = m[j], m[j + 1]
+            valid = V + (last if j + 1 == nv - 1 else V)
+            pooled = arith.maximumf(vector.shuffle(lo, hi, ev), vector.shuffle(lo, hi, od))
+        else:
+            valid = last if j == nv - 1 else V
+            x = m[j]
+            half = V // 2
+            pooled = arith.maximumf(vector.shuffle(x, x, ev[:half] + [0] * half),
+                                    vector.shuffle(x, x, od[:half] + [1] * half))
+        if valid // 2:
+            b.store(pooled, out, b.add(at, j * V // 2), valid // 2)
+
+
+def half_index(b: KernelBuilder, i):
+    """i // 2 of a non-negative index (static or dynamic)."""
+    return i // 2 if isinstance(i, int) else arith.shrui(i, b.c(1))
 
 
 def _subsample(b: KernelBuilder, g: _Geom, x, dst) -> None:

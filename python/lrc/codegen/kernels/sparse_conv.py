@@ -37,7 +37,7 @@ from torch_mlir import ir
 from torch_mlir.dialects import arith, func, memref, vector
 
 from ._builder import KernelBuilder, Scratch, check_act, flat_memref, mark_scratch, scratch_arg_type, scratch_bytes
-from .conv import ConvSpec, prefetch_epilogue
+from .conv import ConvSpec, half_index, prefetch_epilogue, store_pooled
 from .sparse_conv_tail import HalfTail
 
 # 1x1 layers: pixels per copied panel, in vectors (1024 floats: 4 KiB per channel, 256 KiB for 64
@@ -59,6 +59,11 @@ STRIDED_TILE = True
 
 # Prefetch, after copying a row block's window, the input rows the next one adds (see prep_window).
 WINDOW_PREFETCH = True
+
+# Register tile (WB, RB) of lane-shifted pattern kernels with a fused 2x2 pool (rows in pairs). Whole
+# pruned VGG-16 (Table 1), fused / unfused time: 3x4 0.955-0.957, 2x4 0.973, 4x2 1.047 (too few rows
+# share each input), 4x4 1.066 (spills, like 4x4 without the pool).
+POOL_TILE = (3, 4)
 
 # More distinct tap sets than this in a layer: decompose kernels into single taps instead.
 MAX_PATTERNS = 16
@@ -122,12 +127,13 @@ def _geometry(s: ConvSpec, tile: SparseTile) -> _Geometry:
     Wq = -(-max(-(-Ws // sw), need) // V) * V
     Cg = s.C // s.groups
     WR = (tile.RB - 1) * sh + (s.KH - 1) * dh + 1
+    rows = s.OH // 2 * 2 if s.pool else s.OH  # a fused pool never uses an odd last conv row
     if ((sw == 1 or STRIDED_WINDOW) and tile.blocks(Cg) == 1 and WR < Hs
             and Cg * Hs * sw * Wq * 4 > WINDOW_MIN_BYTES and min(s.H, Hs - pt) > 0 and min(s.W, Ws - pl) > 0):
         # Big planes: copy only the RB output rows' input window, per row block, into a scratch
         # that stays in L2, instead of the whole padded image (written to memory, then read back).
-        return _Geometry("prep", s.OH, s.OW, sw * Wq, WR * sw * Wq, Hs, Ws, Wq, SH=sh, WR=WR)
-    return _Geometry("prep", s.OH, s.OW, sw * Wq, Hs * sw * Wq, Hs, Ws, Wq, SH=sh)
+        return _Geometry("prep", rows, s.OW, sw * Wq, WR * sw * Wq, Hs, Ws, Wq, SH=sh, WR=WR)
+    return _Geometry("prep", rows, s.OW, sw * Wq, Hs * sw * Wq, Hs, Ws, Wq, SH=sh)
 
 
 def choose_tile(s: ConvSpec) -> SparseTile:
@@ -156,6 +162,8 @@ def choose_tile(s: ConvSpec) -> SparseTile:
         # (4x3), or 2x4 on planes of two vectors, measured best (+5-25 % over 4x4 / 2x8 without the
         # shifts, 3x3 layers at 6.8x fewer MACs: docs/sparse.md); 4x4 and 2x8 with shifts spilled.
         WB = min(4, nvec)
+        if s.pool:  # row pairs: POOL_TILE (docs/kernels.md, Round 8)
+            return SparseTile(min(POOL_TILE[0], nvec), POOL_TILE[1])
         return SparseTile(WB, min(3 if WB >= 3 else 4, rows))
     elif wide and s.stride[0] > 1 and STRIDED_TILE:
         # Row stride 2: stacked output rows share almost no input rows (only tap row 2 of one with
@@ -168,6 +176,8 @@ def choose_tile(s: ConvSpec) -> SparseTile:
         WB, RB = min(4 if wide else 2, nvec), 1
     while WB * RB < (16 if wide and s.KH * s.KW > 1 else 8) and RB < 8 and RB < rows:
         RB += 1
+    if s.pool and RB % 2:
+        RB += 1 if RB < 8 else -1  # a fused pool takes whole row pairs
     # No input-channel blocks by default: with the sliding-window copy (WINDOW_MIN_BYTES) they lost
     # 5-10 % on 256-512-channel layers (partial sums through the output); SparseTile.CB sets them.
     return SparseTile(WB, RB)
@@ -424,6 +434,14 @@ def packed_kernel_func(name: str, in_size: int, arrays, out_size: int, residual:
     return fn
 
 
+def pool_supported(pack: SparsePack) -> bool:
+    """Whether the sparse kernel of `pack` can fuse its spec's 2x2 max pool: the pattern tile over a
+    padded copy (not 1x1 panels or gathers, not the column tile), one channel block, row pairs."""
+    s, t = pack.spec, pack.tile
+    return (s.pool == 2 and not s.pool_keep and not s.residual and t.FB == 1 and pack.nblocks == 1
+            and t.RB % 2 == 0 and _geometry(s, t).mode == "prep")
+
+
 def pixel_units(pack: SparsePack) -> int:
     """How many pieces of the output a thread can take whole with no work repeated: panels (1x1
     stride 1) or row blocks (sliding-window layers); 0 where the kernel copies the whole padded
@@ -455,9 +473,13 @@ def emit_sparse_conv_func(pack: SparsePack, name: str, units: tuple[int, int] | 
     s = pack.spec
     if units is not None and not 0 <= units[0] < units[1] <= pixel_units(pack):
         raise ValueError(f"{name}: pixel units {units} outside the {pixel_units(pack)} of this sparse conv ({s})")
+    if s.pool and not pool_supported(pack):
+        raise NotImplementedError(f"{name}: a 2x2 max pool fused into this sparse conv ({s}, tile {pack.tile}, "
+                                  f"{pack.nblocks} channel blocks)")
     arrays = pack.arrays()
     nscratch = scratch_bytes([scratch_floats(pack)]) if external_scratch else 0
-    fn = packed_kernel_func(name, s.N * s.C * s.H * s.W, arrays, s.N * s.K * s.OH * s.OW, s.residual, nscratch)
+    ph, pw = s.out_hw
+    fn = packed_kernel_func(name, s.N * s.C * s.H * s.W, arrays, s.N * s.K * ph * pw, s.residual, nscratch)
     with ir.InsertionPoint(fn.entry_block):
         args = list(fn.arguments)
         scratch = Scratch(args.pop() if nscratch else None)
@@ -493,6 +515,8 @@ class _SparseEmitter:
         self.x, self.wts, self.bias, self.res, self.out = x, wts, bias, res, out
         self.geo = _geometry(self.s, pack.tile)
         self.OHW = self.s.OH * self.s.OW
+        self.PW = self.s.out_hw[1]
+        self.POHW = self.s.out_hw[0] * self.PW
         self.fb = pack.tile.FB
         if self.fb > 1:  # column tile: only the channels some column reads are copied
             self.kstart, self.koff, self.ooff, self.chans = tabs
@@ -560,7 +584,7 @@ class _SparseEmitter:
         s, g, b, t = self.s, self.geo, self.b, self.pk.tile
         V, RB = s.vec, t.RB
         Kg = s.K // s.groups
-        out_img = b.mul(n, s.K * self.OHW)
+        out_img = b.mul(n, s.K * (self.POHW if s.pool else self.OHW))
         if g.mode == "flat":
             return self.flat_group(n, gi, out_img)
         segs = _segments(g.cols, V, t.WB)
@@ -574,10 +598,14 @@ class _SparseEmitter:
                 row_in = in_base
             else:
                 row_in = b.add(in_base, b.mul(oh, g.SH * g.RS))
-            row_out = b.add(out_img, b.mul(oh, s.OW))
+            if s.pool:  # pooled row oh/2, column ow0/2 (rows and tiles start even)
+                row_out = b.add(out_img, b.mul(half_index(b, oh), self.PW))
+            else:
+                row_out = b.add(out_img, b.mul(oh, s.OW))
 
             def filters(ow0, nv, last):
-                self.filter_tiles(gi, b.add(row_in, ow0), b.add(row_out, ow0), nv, last, rb)
+                col = half_index(b, ow0) if s.pool else ow0
+                self.filter_tiles(gi, b.add(row_in, ow0), b.add(row_out, col), nv, last, rb)
 
             start = 0
             for count, nv, last in segs:
@@ -609,6 +637,8 @@ class _SparseEmitter:
         P, NB = len(pk.patterns), pk.nblocks
         cb = self.cb if NB > 1 else 0
         oc = self.idx(self.ooff, slot)
+        if s.pool:  # ooff holds channel * OH*OW: the same channel's offset in the pooled plane
+            oc = b.mul(arith.divui(oc, b.c(self.OHW)), self.POHW)
         ob = b.add(obase, oc)
         lanes_of = lambda v: last if v == nv - 1 else V  # noqa: E731
         if self.bias is not None:
@@ -625,7 +655,10 @@ class _SparseEmitter:
         # A last vector with at most half its lanes used runs at half width (16-lane tiles on 56-wide
         # planes: 3.5 zmm per row instead of 4); on Zen 4 a ymm FMA costs half a zmm one.
         half = HalfTail.of(s, nv, last, b) if NB == 1 else None
-        if NB == 1:
+        if s.pool:
+            prefetch_epilogue(b, None, self.out, [b.add(ob, i * self.PW) for i in range(rb // 2)],
+                              ((nv - 1) * V + last) // 2)
+        elif NB == 1:
             prefetch_epilogue(b, self.res, self.out, [b.add(ob, i * s.OW) for i in range(rb)], (nv - 1) * V + last)
         accs = init if half is None else half.narrow_tile(init, nv)
         blk = b.add(b.mul(slot, NB), cb)
@@ -671,6 +704,12 @@ class _SparseEmitter:
             accs = b.loop(j0, j1, 1, kbody, accs)
         if half is not None:
             accs = half.widen_tile(accs, nv)
+        if s.pool:  # row pairs, then column pairs (pool_supported: one channel block, no residual)
+            acts = [b.activation(a, s.act, s.act_params) for a in accs]
+            for i in range(0, rb, 2):
+                m = [arith.maximumf(acts[i * nv + v], acts[(i + 1) * nv + v]) for v in range(nv)]
+                store_pooled(b, self.out, m, b.add(ob, (i // 2) * self.PW), nv, last)
+            return
         is_last = arith.cmpi(arith.CmpIPredicate.eq, b.v(cb), b.c(NB - 1)) if NB > 1 else None
         for i in range(rb):
             for v in range(nv):
