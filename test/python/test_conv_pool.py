@@ -175,6 +175,7 @@ def test_sparse_kernel_fused_pool(monkeypatch, regs):
              S(1, 16, 9, 70, 4, 3, act="relu")]
     packs = run_sparse_pooled(specs)
     assert all(pk.tile.RB % 2 == 0 for pk in packs)
+    run_sparse_pooled([dataclasses.replace(s, vec=4) for s in specs], seed=3)  # NEON width
     monkeypatch.setattr(spk, "WINDOW_MIN_BYTES", 1)  # sliding windows per row block
     packs = run_sparse_pooled(specs[:3], seed=1)
     assert any(spk._geometry(pk.spec, pk.tile).WR for pk in packs)
