@@ -317,13 +317,22 @@ def match_ort(layers, nodes):
     in order; None where ORT has no such node (it fused the layer away or runs it differently)."""
     out, pos = [], 0
     for layer in layers:
-        kinds = ORT_KINDS.get(layer.name, ())
+        # a conv with a fused pool (lr-fuse-conv-pool) writes the pool's plane: ORT's pool node plus
+        # the conv node right before it
+        pooled = layer.name == "conv2d" and layer.attrs.get("pool") and not layer.attrs.get("pool_keep")
+        kinds = ORT_KINDS["max_pool2d"] if pooled else ORT_KINDS.get(layer.name, ())
         shape = tuple(layer.out_shape)
         hit = None
         for j in range(pos, len(nodes)):
             op, oshape, ms = nodes[j]
             if op in kinds and (oshape == shape or oshape[:1] + oshape[2:] == shape[:1] + shape[2:] and
                                 len(oshape) == len(shape) and oshape[1] >= shape[1]):
+                if pooled:
+                    conv = next((nodes[i][2] for i in range(j - 1, pos - 1, -1)
+                                 if nodes[i][0] in ORT_KINDS["conv2d"]), None)
+                    if conv is None:
+                        continue
+                    ms += conv
                 hit, pos = ms, j + 1
                 break
         out.append(hit)
