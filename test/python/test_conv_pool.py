@@ -155,10 +155,14 @@ def run_sparse_pooled(specs, seed=0, window=None):
         built.append((s, x, w, b, pk))
     jm = jit_kernels([(f"sp{i}", lambda n, pk=c[4]: spk.emit_sparse_conv_func(pk, n)) for i, c in enumerate(built)])
     for i, (s, x, w, b, pk) in enumerate(built):
-        ph, pw = s.out_hw
-        out = np.full(s.N * s.K * ph * pw, np.nan, np.float32)
-        jm.call(f"sp{i}_c", x.reshape(-1), *pk.arrays(), out)
-        assert_close(out.reshape(s.N, s.K, ph, pw), _pooled_ref(s, x, w, b), f"sparse {s} tile {pk.tile}")
+        ph, pw = s.pooled_hw
+        pooled = np.full(s.N * s.K * ph * pw, np.nan, np.float32)
+        outs = [np.full(s.N * s.K * s.OH * s.OW, np.nan, np.float32), pooled] if s.pool_keep else [pooled]
+        jm.call(f"sp{i}_c", x.reshape(-1), *pk.arrays(), *outs)
+        assert_close(pooled.reshape(s.N, s.K, ph, pw), _pooled_ref(s, x, w, b), f"sparse {s} tile {pk.tile}")
+        if s.pool_keep:
+            full = conv_ref(dataclasses.replace(s, pool=0, pool_keep=False), x, w, b)
+            assert_close(outs[0].reshape(full.shape), full, f"sparse conv plane of {s} tile {pk.tile}")
     return [c[4] for c in built]
 
 
@@ -176,8 +180,11 @@ def test_sparse_kernel_fused_pool(monkeypatch, regs):
     packs = run_sparse_pooled(specs)
     assert all(pk.tile.RB % 2 == 0 for pk in packs)
     run_sparse_pooled([dataclasses.replace(s, vec=4) for s in specs], seed=3)  # NEON width
+    keep = [dataclasses.replace(s, pool_keep=True) for s in specs + [S(1, 8, 19, 30, 6, 3, padding=P1)]]
+    packs = run_sparse_pooled(keep, seed=4)  # both planes; 17 / 19 rows: an odd last row, unpooled
+    assert any(pk.spec.OH % pk.tile.RB for pk in packs)
     monkeypatch.setattr(spk, "WINDOW_MIN_BYTES", 1)  # sliding windows per row block
-    packs = run_sparse_pooled(specs[:3], seed=1)
+    packs = run_sparse_pooled(specs[:3] + keep[:2], seed=1)
     assert any(spk._geometry(pk.spec, pk.tile).WR for pk in packs)
     with pytest.raises(NotImplementedError, match="max pool fused into this sparse conv"):
         flat = S(1, 8, 16, 16, 8, 1)
@@ -314,8 +321,8 @@ def test_not_fused(check):
 
 
 def test_sparse_convs(check):
-    """A kernel-pruned conv on the sparse pattern kernels pools in them too; a column-pruned one (the
-    column tile) and a sparse conv whose plane is also a skip keep their pool kernels."""
+    """A kernel-pruned conv on the sparse pattern kernels pools in them too, also when its plane is
+    kept for another user; a column-pruned one (the column tile) keeps its pool kernel."""
     import lrprune
 
     torch.manual_seed(3)
@@ -356,8 +363,10 @@ def test_sparse_convs(check):
         with torch.no_grad():
             skip.a.weight.copy_(lrprune.project(skip.a.weight, "kernel", 0.5))
             skip.a.lr_sparsity = {"kind": "kernel", "rate": 0.5, "library": None}
-        assert _kernels(_lowered(skip, x)[1], "conv2d_max_pool2d") == 0
+        assert _kernels(_lowered(skip, x)[1], "conv2d_max_pool2d") == 1, "both planes from the sparse kernel"
         check(skip, x)
+        check(skip, torch.rand(1, 3, 37, 133))  # an odd last conv row, kept but not pooled
+        check(skip, x, threads=2)
     finally:
         del os.environ["LRC_SPARSE"]
 

@@ -127,7 +127,8 @@ def _geometry(s: ConvSpec, tile: SparseTile) -> _Geometry:
     Wq = -(-max(-(-Ws // sw), need) // V) * V
     Cg = s.C // s.groups
     WR = (tile.RB - 1) * sh + (s.KH - 1) * dh + 1
-    rows = s.OH // 2 * 2 if s.pool else s.OH  # a fused pool never uses an odd last conv row
+    # a fused pool never uses an odd last conv row (unless the conv's plane is kept too)
+    rows = s.OH // 2 * 2 if s.pool and not s.pool_keep else s.OH
     if ((sw == 1 or STRIDED_WINDOW) and tile.blocks(Cg) == 1 and WR < Hs
             and Cg * Hs * sw * Wq * 4 > WINDOW_MIN_BYTES and min(s.H, Hs - pt) > 0 and min(s.W, Ws - pl) > 0):
         # Big planes: copy only the RB output rows' input window, per row block, into a scratch
@@ -415,10 +416,10 @@ def storage_stats(pack: SparsePack, weight: np.ndarray, library=None) -> dict:
 
 
 def packed_kernel_func(name: str, in_size: int, arrays, out_size: int, residual: bool,
-                       scratch_nbytes: int = 0) -> func.FuncOp:
-    """Private func `(in, <arrays: i32 or f32 memrefs>, [residual], out, [scratch])` over flat
-    buffers, with its entry block: the signature every packed sparse kernel shares (a scratch
-    argument is recorded in SCRATCH_ATTR, see conv.emit_conv_func)."""
+                       scratch_nbytes: int = 0, pooled_size: int = 0) -> func.FuncOp:
+    """Private func `(in, <arrays: i32 or f32 memrefs>, [residual], out, [pooled out], [scratch])`
+    over flat buffers, with its entry block: the signature every packed sparse kernel shares (a
+    scratch argument is recorded in SCRATCH_ATTR, see conv.emit_conv_func)."""
     i32 = ir.IntegerType.get_signless(32)
     types = [flat_memref(in_size)]
     for a in arrays:
@@ -426,6 +427,8 @@ def packed_kernel_func(name: str, in_size: int, arrays, out_size: int, residual:
     if residual:
         types.append(flat_memref(out_size))
     types.append(flat_memref(out_size))
+    if pooled_size:
+        types.append(flat_memref(pooled_size))
     if scratch_nbytes:
         types.append(scratch_arg_type(scratch_nbytes))
     fn = func.FuncOp(name, (types, []), visibility="private")
@@ -435,11 +438,12 @@ def packed_kernel_func(name: str, in_size: int, arrays, out_size: int, residual:
 
 
 def pool_supported(pack: SparsePack) -> bool:
-    """Whether the sparse kernel of `pack` can fuse its spec's 2x2 max pool: the pattern tile over a
-    padded copy (not 1x1 panels or gathers, not the column tile), one channel block, row pairs."""
+    """Whether the sparse kernel of `pack` can fuse its spec's 2x2 max pool (writing the pooled plane,
+    and with pool_keep the conv's too): the pattern tile over a padded copy (not 1x1 panels or
+    gathers, not the column tile), one channel block, row pairs."""
     s, t = pack.spec, pack.tile
-    return (s.pool == 2 and not s.pool_keep and not s.residual and t.FB == 1 and pack.nblocks == 1
-            and t.RB % 2 == 0 and _geometry(s, t).mode == "prep")
+    return (s.pool == 2 and not s.residual and t.FB == 1 and pack.nblocks == 1 and t.RB % 2 == 0
+            and _geometry(s, t).mode == "prep")
 
 
 def pixel_units(pack: SparsePack) -> int:
@@ -479,10 +483,12 @@ def emit_sparse_conv_func(pack: SparsePack, name: str, units: tuple[int, int] | 
     arrays = pack.arrays()
     nscratch = scratch_bytes([scratch_floats(pack)]) if external_scratch else 0
     ph, pw = s.out_hw
-    fn = packed_kernel_func(name, s.N * s.C * s.H * s.W, arrays, s.N * s.K * ph * pw, s.residual, nscratch)
+    pooled = s.N * s.K * s.pooled_hw[0] * s.pooled_hw[1] if s.pool_keep else 0
+    fn = packed_kernel_func(name, s.N * s.C * s.H * s.W, arrays, s.N * s.K * ph * pw, s.residual, nscratch, pooled)
     with ir.InsertionPoint(fn.entry_block):
         args = list(fn.arguments)
         scratch = Scratch(args.pop() if nscratch else None)
+        pout = args.pop() if pooled else None
         has_bias = pack.bias is not None
         x, wts = args[0], args[1]
         bias = args[2] if has_bias else None
@@ -490,6 +496,7 @@ def emit_sparse_conv_func(pack: SparsePack, name: str, units: tuple[int, int] | 
         res = args[-2] if s.residual else None
         em = _SparseEmitter(pack, x, wts, bias, tabs, res, args[-1], KernelBuilder(fn, s.vec))
         em.units, em.scratch = units, scratch
+        em.pout = pout if pout is not None else args[-1]
         em.run()
         func.ReturnOp([])
     return fn
@@ -515,8 +522,10 @@ class _SparseEmitter:
         self.x, self.wts, self.bias, self.res, self.out = x, wts, bias, res, out
         self.geo = _geometry(self.s, pack.tile)
         self.OHW = self.s.OH * self.s.OW
-        self.PW = self.s.out_hw[1]
-        self.POHW = self.s.out_hw[0] * self.PW
+        self.PW = self.s.pooled_hw[1]
+        self.POHW = self.s.pooled_hw[0] * self.PW
+        self.pool_only = bool(self.s.pool) and not self.s.pool_keep  # only the pooled plane is written
+        self.pout = out  # the pooled plane (pool_keep: its own buffer, set by emit_sparse_conv_func)
         self.fb = pack.tile.FB
         if self.fb > 1:  # column tile: only the channels some column reads are copied
             self.kstart, self.koff, self.ooff, self.chans = tabs
@@ -538,14 +547,16 @@ class _SparseEmitter:
         else:
             self.b.loop(0, self.nch, 1, lambda c, _: body(c, self.idx(self.chans, c)))
 
-    def filter_tiles(self, gi, base, obase, nv, last, rb):
-        """Every filter of group gi on one tile of rb rows x nv vectors."""
+    def filter_tiles(self, gi, base, obase, nv, last, rb, pbase=None):
+        """Every filter of group gi on one tile of rb rows x nv vectors (`pbase`: the tile's place in
+        the pooled plane when the conv's plane is written too)."""
         b, Kg = self.b, self.s.K // self.s.groups
         if self.fb > 1:
             from .sparse_columns import emit_column_blocks
 
             return emit_column_blocks(self, base, obase, nv, last, rb)
-        b.loop(b.mul(gi, Kg), b.add(b.mul(gi, Kg), Kg), 1, lambda slot, _: self.tile(slot, base, obase, nv, last, rb))
+        b.loop(b.mul(gi, Kg), b.add(b.mul(gi, Kg), Kg), 1,
+               lambda slot, _: self.tile(slot, base, obase, nv, last, rb, pbase))
 
     def idx(self, mem, i):
         b = self.b
@@ -584,7 +595,8 @@ class _SparseEmitter:
         s, g, b, t = self.s, self.geo, self.b, self.pk.tile
         V, RB = s.vec, t.RB
         Kg = s.K // s.groups
-        out_img = b.mul(n, s.K * (self.POHW if s.pool else self.OHW))
+        out_img = b.mul(n, s.K * (self.POHW if self.pool_only else self.OHW))
+        pool_img = b.mul(n, s.K * self.POHW)
         if g.mode == "flat":
             return self.flat_group(n, gi, out_img)
         segs = _segments(g.cols, V, t.WB)
@@ -598,14 +610,14 @@ class _SparseEmitter:
                 row_in = in_base
             else:
                 row_in = b.add(in_base, b.mul(oh, g.SH * g.RS))
-            if s.pool:  # pooled row oh/2, column ow0/2 (rows and tiles start even)
-                row_out = b.add(out_img, b.mul(half_index(b, oh), self.PW))
-            else:
-                row_out = b.add(out_img, b.mul(oh, s.OW))
+            # pooled row oh/2, column ow0/2 (rows and tiles start even)
+            prow = b.add(pool_img, b.mul(half_index(b, oh), self.PW)) if s.pool else None
+            row_out = prow if self.pool_only else b.add(out_img, b.mul(oh, s.OW))
 
             def filters(ow0, nv, last):
-                col = half_index(b, ow0) if s.pool else ow0
-                self.filter_tiles(gi, b.add(row_in, ow0), b.add(row_out, col), nv, last, rb)
+                col = half_index(b, ow0) if self.pool_only else ow0
+                pbase = b.add(prow, half_index(b, ow0)) if s.pool_keep else None
+                self.filter_tiles(gi, b.add(row_in, ow0), b.add(row_out, col), nv, last, rb, pbase)
 
             start = 0
             for count, nv, last in segs:
@@ -630,16 +642,18 @@ class _SparseEmitter:
         # partial sums go through the output (one extra load/store of a tile per block).
         b.loop(0, self.pk.nblocks, 1, lambda cb, _: all_rows(cb))
 
-    def tile(self, slot, base, obase, nv, last, rb):
-        """Filter `slot`: rb output rows x nv vectors starting at input `base` / output `obase`."""
+    def tile(self, slot, base, obase, nv, last, rb, pbase=None):
+        """Filter `slot`: rb output rows x nv vectors starting at input `base` / output `obase` (and
+        `pbase` in the pooled plane when both planes are written)."""
         s, g, b, pk = self.s, self.geo, self.b, self.pk
         V = s.vec
         P, NB = len(pk.patterns), pk.nblocks
         cb = self.cb if NB > 1 else 0
         oc = self.idx(self.ooff, slot)
         if s.pool:  # ooff holds channel * OH*OW: the same channel's offset in the pooled plane
-            oc = b.mul(arith.divui(oc, b.c(self.OHW)), self.POHW)
-        ob = b.add(obase, oc)
+            poc = b.mul(arith.divui(oc, b.c(self.OHW)), self.POHW)
+            pb = b.add(pbase, poc) if s.pool_keep else b.add(obase, poc)
+        ob = pb if self.pool_only else b.add(obase, oc)
         lanes_of = lambda v: last if v == nv - 1 else V  # noqa: E731
         if self.bias is not None:
             init = [b.bcast(self.bias, slot)] * (rb * nv)
@@ -655,7 +669,7 @@ class _SparseEmitter:
         # A last vector with at most half its lanes used runs at half width (16-lane tiles on 56-wide
         # planes: 3.5 zmm per row instead of 4); on Zen 4 a ymm FMA costs half a zmm one.
         half = HalfTail.of(s, nv, last, b) if NB == 1 else None
-        if s.pool:
+        if self.pool_only:
             prefetch_epilogue(b, None, self.out, [b.add(ob, i * self.PW) for i in range(rb // 2)],
                               ((nv - 1) * V + last) // 2)
         elif NB == 1:
@@ -704,11 +718,15 @@ class _SparseEmitter:
             accs = b.loop(j0, j1, 1, kbody, accs)
         if half is not None:
             accs = half.widen_tile(accs, nv)
-        if s.pool:  # row pairs, then column pairs (pool_supported: one channel block, no residual)
+        if s.pool and rb >= 2:  # row pairs, then column pairs (one channel block, no residual)
             acts = [b.activation(a, s.act, s.act_params) for a in accs]
-            for i in range(0, rb, 2):
+            if s.pool_keep:  # every row, also an odd last one the pool does not use
+                for r in range(rb):
+                    for v in range(nv):
+                        b.store(acts[r * nv + v], self.out, b.add(ob, r * s.OW + v * V), lanes_of(v))
+            for i in range(0, rb - 1, 2):
                 m = [arith.maximumf(acts[i * nv + v], acts[(i + 1) * nv + v]) for v in range(nv)]
-                store_pooled(b, self.out, m, b.add(ob, (i // 2) * self.PW), nv, last)
+                store_pooled(b, self.pout, m, b.add(pb, (i // 2) * self.PW), nv, last)
             return
         is_last = arith.cmpi(arith.CmpIPredicate.eq, b.v(cb), b.c(NB - 1)) if NB > 1 else None
         for i in range(rb):
