@@ -473,7 +473,8 @@ def _use_cvec(g: _Geom, p: _Plan) -> bool:
         # pixels) overflows half of L1 and is re-read from L2 for every channel block, while the
         # channel-vectorised tile broadcasts single pixels (1x1 at 14x14, 8 lanes: 512->128 /
         # 576->96 / 384->96 / 256->256 / 1024->256 0.94 / 0.91 / 0.92 / 0.96 / 0.93 of the flat
-        # kernel's time; 128->512, a 16 KiB strip, 1.00; at 28x28 it loses: 256->128 1.06).
+        # kernel's time; 128->512, a 16 KiB strip, 1.00; at 28x28 it loses: 256->128 1.06). With
+        # 16 registers (AVX2 artifacts) 512->128 / 1024->256 0.96 / 0.99.
         return fits
     return g.OH * g.OW <= 1024 and row_eff < 0.95 and fits
 
