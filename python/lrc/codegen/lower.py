@@ -224,8 +224,8 @@ def _lower_func(f, out_module: ir.Module, vec: int, threads: int = 1):
     # A 1x1 conv marked by lr-fuse-pointwise-chain runs inside its consumer's kernel (where the cost
     # model takes the sparse kernels for both): the consumer reads the producer's input instead.
     chain_of = _pointwise_chains(body_ops, vec, absorbed, leaves_of)
-    # A conv marked by lr-fuse-conv-pool runs inside its max pool's layer: one dense conv kernel that
-    # writes the pooled plane (the pool reads the conv's input instead). When the conv's result has
+    # A conv marked by lr-fuse-conv-pool runs inside its max pool's layer: one conv kernel (dense or
+    # sparse) that writes the pooled plane (the pool reads the conv's input instead). When the conv's result has
     # other users, the pool runs inside the conv's layer instead, whose kernel writes both planes
     # (`extra_out`: the pool's result, the layer's second output).
     pool_of, keep_of = _conv_pools(body_ops, vec, absorbed, leaves_of, chain_of)
@@ -317,6 +317,12 @@ def _lower_func(f, out_module: ir.Module, vec: int, threads: int = 1):
         last_use[r] = max(last_use.get(r, -1), last_use.get(v, -1))
     arena = _Arena()
     live: list = []
+
+    def place(v):
+        n = _numel(_shape(v))
+        buf[v] = Buf("arena", arena.alloc(n * 4), n)
+        live.append(v)
+
     for t, op in enumerate(layer_ops):
         for v in list(live):
             if last_use.get(v, -1) < t:
@@ -332,14 +338,10 @@ def _lower_func(f, out_module: ir.Module, vec: int, threads: int = 1):
                 live.append(whole)
             buf[r] = Buf("arena", buf[whole].index + 4 * off, _numel(_shape(r)))
         elif r not in buf:
-            n = _numel(_shape(r))
-            buf[r] = Buf("arena", arena.alloc(n * 4), n)
-            live.append(r)
+            place(r)
         pr = extra_out.get(op)
         if pr is not None and pr not in buf:
-            n = _numel(_shape(pr))
-            buf[pr] = Buf("arena", arena.alloc(n * 4), n)
-            live.append(pr)
+            place(pr)
 
     # a fused residual is sliced like the output: it must be an arena buffer too (a model input or
     # a returned value as residual keeps its layer whole)
@@ -515,7 +517,8 @@ def _pointwise_chains(body_ops, vec: int, absorbed: set, leaves_of: dict) -> dic
 
 
 def _conv_pools(body_ops, vec: int, absorbed: set, leaves_of: dict, chain_of: dict) -> tuple[dict, dict]:
-    """The marked conv + pool pairs the dense kernel fuses: ({max pool: its conv's attrs} where the
+    """The marked conv + pool pairs whose conv kernel can fuse the pool (ops_dense.conv_pool_fusable):
+    ({max pool: its conv's attrs} where the
     pool is the conv's only user: the convs go into `absorbed` and the pools read the convs' inputs
     (`leaves_of`); {conv: (max pool, attrs)} where the conv's result has other users: the pools go
     into `absorbed`, their results become the convs' second outputs)."""

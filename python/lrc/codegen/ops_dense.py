@@ -63,8 +63,8 @@ def _conv_spec(k: Kernel, op: LayerOp):
 
 def conv_pool_fusable(conv: LayerOp, vec: int, keep: bool = False) -> bool:
     """Whether the kernel `conv` (a conv2d layer feeding a 2x2 / stride-2 max pool) gets can write
-    the pooled plane (`keep`: and the conv's): the dense row tiles (kernels.conv.pool_supported) or,
-    pooled plane only, the sparse pattern tiles (sparse_conv.pool_supported)."""
+    the pooled plane (`keep`: and the conv's): the dense row tiles (kernels.conv.pool_supported) or
+    the sparse pattern tiles (sparse_conv.pool_supported)."""
     import dataclasses
 
     from .kernels.conv import dense_lanes, pool_supported

@@ -3,14 +3,15 @@
 VGG and U-Net encoders end every stage with conv + ReLU + 2x2 max pool. Unfused, the conv writes a
 plane four times the pool's output (3.2 MB at 16x224x224) and the pool reads it back: in a whole
 model that plane has usually left the caches, and VGG's first pool took 2-3x its stand-alone time.
-The dense conv kernel can instead pool each pair of output rows in registers and write only the
-pooled plane (codegen/kernels/conv.py, `ConvSpec.pool`); where the conv's result has other users too
+The conv kernels can instead pool each pair of output rows in registers and write only the pooled
+plane (codegen/kernels/conv.py and sparse_conv.py, `ConvSpec.pool`); where the conv's result has other users too
 (a U-Net encoder's skip connection), it writes both planes and the pool never reads its input back.
 
 The pass only marks the conv with the discardable unit attribute `lr.pool_epilogue`; the IR's
 meaning is unchanged, so a backend that does not fuse (the GPU targets) ignores it. The lowering
-re-checks `pool_consumer` and fuses only where the conv runs on the dense row-tiled kernel (not the
-sparse kernels, the 1x1 GEMM or the channel-vectorised small-plane tiles).
+re-checks `pool_consumer` and fuses only where the conv's kernel can (the dense row tiles and the
+sparse pattern tiles; not the 1x1 GEMM, the channel-vectorised small-plane tiles or the sparse
+column tile: ops_dense.conv_pool_fusable).
 """
 from __future__ import annotations
 

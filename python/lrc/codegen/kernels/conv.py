@@ -482,6 +482,7 @@ def _use_cvec(g: _Geom, p: _Plan) -> bool:
 # The flat 1x1 planes (pixels) and input-strip bytes above which _use_cvec prefers the channel-
 # vectorised tiles (docs/kernels.md, Round 8).
 _CVEC_FLAT_PIXELS = 256
+_CVEC_FLAT_STRIP = 16 * 1024
 # Channel-vectorised tiles on planes of at most CVEC_WPREFETCH_PIXELS prefetch the next channel
 # block's weights (same input channel and tap) while they use this block's, into L2 (locality 2);
 # 0 turns it off. In a whole model the big weights of the last stages (1 MiB for a 1x1 1024->256)
@@ -490,7 +491,6 @@ _CVEC_FLAT_PIXELS = 256
 # so larger planes (more tiles per block) skip them.
 CVEC_WPREFETCH = 2
 CVEC_WPREFETCH_PIXELS = 100
-_CVEC_FLAT_STRIP = 16 * 1024
 
 
 def _cvec_tile(g: _Geom) -> tuple[int, int]:
@@ -675,7 +675,9 @@ def _emit(g: _Geom, name: str, packed: Sequence[np.ndarray], external_scratch: b
     in_size = g.N * g.C * g.H * g.W
     out_size = g.N * g.K * (g.OH * g.OW if g.pool_keep or not g.pool else g.PH * g.PW)
     if g.pool and (gs is not None or p.mode not in ("direct", "prep") or p.cvec):
-        raise NotImplementedError(f"a 2x2 max pool fused into a conv that runs as a {p.mode} kernel: {g}")
+        kind = "strided-1x1 panel" if gs is not None else "channel-vectorised" if p.cvec else p.mode
+        raise NotImplementedError(f"{name}: a 2x2 max pool fused into a conv that runs as a {kind} kernel "
+                                  f"(only the row tiles pool): {g}")
     arg_types = [flat_memref(in_size)] + [flat_memref(a.size) for a in packed]
     if g.residual:
         arg_types.append(flat_memref(out_size))
@@ -698,9 +700,7 @@ def _emit(g: _Geom, name: str, packed: Sequence[np.ndarray], external_scratch: b
         out = args[-1]
         b = KernelBuilder(fn, g.V)
         if gs is None:
-            em = _ConvEmitter(g, p, x, wts, bias, res, out, b, scratch)
-            em.pout = pout if pout is not None else out
-            em.run()
+            _ConvEmitter(g, p, x, wts, bias, res, out, b, scratch, pout).run()
         else:
             sub = scratch.alloc(g.N * g.C * g.OH * g.OW)
             _subsample(b, g, x, sub)
@@ -711,7 +711,8 @@ def _emit(g: _Geom, name: str, packed: Sequence[np.ndarray], external_scratch: b
 
 
 class _ConvEmitter:
-    def __init__(self, g: _Geom, p: _Plan, x, wts, bias, res, out, b: KernelBuilder, scratch: Scratch | None = None):
+    def __init__(self, g: _Geom, p: _Plan, x, wts, bias, res, out, b: KernelBuilder, scratch: Scratch | None = None,
+                 pout=None):
         self.g, self.p, self.b = g, p, b
         self.scratch = scratch or Scratch()
         self.x, self.wts, self.bias, self.res, self.out = x, wts, bias, res, out
@@ -719,7 +720,7 @@ class _ConvEmitter:
         self.pool_only = bool(g.pool) and not g.pool_keep  # only the pooled plane is written
         self.OHW = g.PH * g.PW if self.pool_only else g.OH * g.OW  # the output plane
         self.POHW = g.PH * g.PW
-        self.pout = out  # the pooled plane's buffer (pool_keep: set by _emit)
+        self.pout = out if pout is None else pout  # the pooled plane's buffer (its own with pool_keep)
         self._prow0 = None  # pool_keep: the pooled plane's origin for the current image and group
 
     # ---- top level ---------------------------------------------------------------------------
