@@ -65,12 +65,14 @@ def count_macs(model, x) -> int:
     return macs[0]
 
 
-def ort_session(model, x):
+def ort_inference_session(model, x, profile_prefix: str | None = None):
+    """`model` exported to ONNX and loaded by ONNX Runtime's CPU provider on one thread, all graph
+    optimisations on; with `profile_prefix`, its per-node profiler writes there."""
+    import warnings
+
     import onnxruntime as ort
 
     f = io.BytesIO()
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(model, (x,), f, dynamo=False, opset_version=17)
@@ -79,7 +81,14 @@ def ort_session(model, x):
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    sess = ort.InferenceSession(f.getvalue(), so, providers=["CPUExecutionProvider"])
+    if profile_prefix:
+        so.enable_profiling = True
+        so.profile_file_prefix = profile_prefix
+    return ort.InferenceSession(f.getvalue(), so, providers=["CPUExecutionProvider"])
+
+
+def ort_session(model, x):
+    sess = ort_inference_session(model, x)
     name = sess.get_inputs()[0].name
     xn = x.numpy()
     return lambda: sess.run(None, {name: xn})

@@ -167,7 +167,7 @@ def profile_in_model(model, x, repeats=21):
     Python after every layer (lower.LAYER_MARKS), which reads the thread's CPU clock. Differences from
     `profile` (each layer compiled and timed alone, its data hot) show what a layer loses to the
     model around it: inputs and weights coming from L3 or DRAM, the previous layer's write-backs.
-    Returns (rows, whole-model ms with marks, without marks)."""
+    Returns (rows, whole-model ms with marks, without marks, the lowered layers)."""
     import ctypes
 
     from lrc.codegen import lower as L
@@ -281,22 +281,12 @@ def ort_node_times(model, x, repeats=25):
     """ONNX Runtime's own per-node times for the model (1 thread, `SessionOptions.enable_profiling`):
     [(op type, output shape, median ms)] in execution order, for the nodes after ORT's graph rewrites
     (its convs run in NCHWc, fused with their activation and residual add)."""
-    import io
     import json
     import tempfile
-    import warnings
 
-    import onnxruntime as ort
+    from dense import ort_inference_session  # (bench/dense.py; it pins torch to 1 thread, as here)
 
-    f = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model, (x,), f, dynamo=False, opset_version=17)
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = so.inter_op_num_threads = 1
-    so.enable_profiling = True
-    so.profile_file_prefix = os.path.join(tempfile.mkdtemp(), "ort")
-    sess = ort.InferenceSession(f.getvalue(), so, providers=["CPUExecutionProvider"])
+    sess = ort_inference_session(model, x, profile_prefix=os.path.join(tempfile.mkdtemp(), "ort"))
     feed = {sess.get_inputs()[0].name: x.numpy()}
     for _ in range(repeats):
         sess.run(None, feed)
