@@ -93,9 +93,12 @@ def test_kernel_fused_pool_keeping_the_conv_plane(monkeypatch, regs):
     """pool_keep: both planes written; odd conv rows are computed (the last one unpooled)."""
     monkeypatch.setattr(convk, "VECTOR_REGISTERS", regs)
     monkeypatch.delenv("LRC_VECTOR_REGISTERS", raising=False)
-    keep = [dataclasses.replace(s, pool_keep=True) for s in SPECS]
+    # The last one's 16-channel input strip (> 24 KiB) would walk channel blocks innermost unpooled.
+    keep = [dataclasses.replace(s, pool_keep=True) for s in SPECS + [S(1, 16, 9, 150, 16, 3, padding=P1)]]
     plans = run_pooled(keep, seed=5)
     assert any(p.rows % 2 for p in plans), "an odd conv row count"
+    assert all(p.k_outer for p in plans), "channel blocks outermost: 3*KB store streams, not 3*Kg"
+    assert not convk._plan(convk._geom_from_spec(dataclasses.replace(keep[-1], pool=0, pool_keep=False, vec=8))).k_outer
     run_pooled([s for s in keep if s.padding == P1], block_bytes=2048, seed=6)
 
 
