@@ -9,7 +9,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-ACTIVATIONS = ("none", "relu", "relu6", "leaky_relu", "clamp", "sigmoid", "tanh", "hardswish")
+ACTIVATIONS = ("none", "relu", "relu6", "leaky_relu", "clamp", "sigmoid", "tanh", "hardswish", "hardsigmoid",
+               "silu", "gelu", "gelu_tanh", "elu")
+# The `act_params` of each parametrised activation, in order: the attributes of its standalone op.
+ACT_PARAMS = {"leaky_relu": ("alpha",), "clamp": ("min", "max"), "elu": ("alpha", "scale", "input_scale")}
+# Standalone activation ops (each fuses into its producer as that producer's `act`).
+ACTIVATION_OPS = ("relu", "relu6", "leaky_relu", "clamp", "sigmoid", "tanh", "hardswish", "hardsigmoid", "silu",
+                  "gelu", "elu")
+
+
+def activation_of(op_name: str, attrs: dict) -> tuple[str, tuple]:
+    """(act, act_params) of a standalone activation op (`op_name` without the "lr." prefix)."""
+    if op_name not in ACTIVATION_OPS:
+        raise ValueError(f"'{op_name}' is not an activation op")
+    if op_name == "gelu":
+        return ("gelu_tanh" if attrs.get("approximate") == "tanh" else "gelu"), ()
+    return op_name, tuple(float(attrs[k]) for k in ACT_PARAMS.get(op_name, ()))
 
 
 class ShapeError(ValueError):
@@ -130,7 +145,7 @@ def _infer_conv_transpose2d(a, shapes):
 def _check_act(a):
     act = a.get("act", "none")
     params = a.get("act_params") or ()
-    need = {"leaky_relu": 1, "clamp": 2}.get(act, 0)
+    need = len(ACT_PARAMS.get(act, ()))
     if len(params) != need:
         raise ShapeError(f"'act_params' must have {need} values for act = \"{act}\", got {len(params)}")
 
@@ -314,6 +329,13 @@ _SPECS = [
     OpSpec("sigmoid", 1, 1, {}, _same, "1 / (1 + exp(-x))"),
     OpSpec("tanh", 1, 1, {}, _same, "tanh(x)"),
     OpSpec("hardswish", 1, 1, {}, _same, "x * relu6(x + 3) / 6"),
+    OpSpec("hardsigmoid", 1, 1, {}, _same, "relu6(x + 3) / 6"),
+    OpSpec("silu", 1, 1, {}, _same, "x * sigmoid(x) (swish)"),
+    OpSpec("gelu", 1, 1, {"approximate": AttrSpec("str", default="none", choices=("none", "tanh"))}, _same,
+           "x * Phi(x) with the normal CDF by erf, or (approximate = \"tanh\") torch's tanh form"),
+    OpSpec("elu", 1, 1, {"alpha": AttrSpec("float", default=1.0), "scale": AttrSpec("float", default=1.0),
+                         "input_scale": AttrSpec("float", default=1.0)}, _same,
+           "scale * (x if x > 0 else alpha * (exp(input_scale * x) - 1)) (also selu, celu)"),
     OpSpec("leaky_relu", 1, 1, {"alpha": AttrSpec("float", default=0.01)}, _same, "x if x > 0 else alpha*x"),
     OpSpec("clamp", 1, 1, {"min": AttrSpec("float", True), "max": AttrSpec("float", True)}, _same,
            "min(max(x, min), max)"),

@@ -10,7 +10,9 @@ from lrc.codegen.kernels import conv as convk
 from lrc.codegen.kernels.conv import ConvSpec, emit_conv_func, pack_conv_weights
 from lrc.codegen.kernels.testing import assert_close, conv_ref, jit_kernels
 
-ACT_PARAMS = {"leaky_relu": (0.1,), "clamp": (-0.5, 0.75)}
+ACT_PARAMS = {"leaky_relu": (0.1,), "clamp": (-0.5, 0.75), "elu": (0.7, 1.2, 0.8)}
+ALL_ACTS = ["none", "relu", "relu6", "leaky_relu", "clamp", "sigmoid", "tanh", "hardswish", "hardsigmoid", "silu",
+            "gelu", "gelu_tanh", "elu"]
 
 
 def run_specs(specs, seed=0, bias=True):
@@ -97,7 +99,7 @@ def test_fast_paths(path):
 
 
 def test_activations_residual_bias():
-    acts = ["none", "relu", "relu6", "leaky_relu", "clamp", "sigmoid", "tanh", "hardswish"]
+    acts = ALL_ACTS
     specs = []
     for i, a in enumerate(acts):
         specs.append(S(1, 4, 6, 11, 5, 3, padding=P1, act=a, residual=bool(i % 2)))
@@ -166,7 +168,7 @@ def conv_specs(draw):
     dil = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
     pad = tuple(draw(st.integers(0, 3)) for _ in range(4))
     H, W = draw(st.integers(1, 14)), draw(st.integers(1, 26))
-    act = draw(st.sampled_from(["none", "relu", "relu6", "leaky_relu", "clamp", "sigmoid", "tanh", "hardswish"]))
+    act = draw(st.sampled_from(ALL_ACTS))
     s = ConvSpec(draw(st.integers(1, 2)), C, H, W, K, KH, KW, stride, pad, dil, groups, act,
                  ACT_PARAMS.get(act, ()), draw(st.booleans()), draw(st.sampled_from([8, 8, 4])))
     if s.OH < 1 or s.OW < 1:

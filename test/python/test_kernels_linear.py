@@ -9,7 +9,9 @@ from hypothesis import strategies as st
 from lrc.codegen.kernels.linear import LinearSpec, emit_linear_func, pack_linear_weights
 from lrc.codegen.kernels.testing import assert_close, jit_kernels, linear_ref
 
-ACT_PARAMS = {"leaky_relu": (0.2,), "clamp": (-1.0, 0.5)}
+ACT_PARAMS = {"leaky_relu": (0.2,), "clamp": (-1.0, 0.5), "elu": (1.3, 0.9, 1.1)}
+ALL_ACTS = ["none", "relu", "relu6", "leaky_relu", "clamp", "sigmoid", "tanh", "hardswish", "hardsigmoid", "silu",
+            "gelu", "gelu_tanh", "elu"]
 
 
 def run_specs(specs, seed=0, bias=True):
@@ -37,7 +39,7 @@ def test_shapes():
 
 
 def test_activations_and_vec4():
-    acts = ["none", "relu", "relu6", "leaky_relu", "clamp", "sigmoid", "tanh", "hardswish"]
+    acts = ALL_ACTS
     specs = [L(1 + i % 3, 21, 19 + i, a) for i, a in enumerate(acts)] + [L(1, 50, 37, "relu", 4), L(3, 9, 6, vec=4)]
     run_specs(specs, bias=[i % 2 == 0 for i in range(len(specs))])
 

@@ -6,7 +6,8 @@ from hypothesis import strategies as st
 
 from conftest import compile_and_check
 
-ACTS = [nn.Identity, nn.ReLU, nn.ReLU6, nn.Sigmoid, nn.Hardswish, lambda: nn.LeakyReLU(0.2)]
+ACTS = [nn.Identity, nn.ReLU, nn.ReLU6, nn.Sigmoid, nn.Hardswish, lambda: nn.LeakyReLU(0.2), nn.SiLU, nn.GELU,
+        nn.Hardsigmoid, lambda: nn.ELU(0.5)]
 
 
 @st.composite

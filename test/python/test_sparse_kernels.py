@@ -16,7 +16,7 @@ from lrc.codegen.kernels.sparse_conv import (MAX_PATTERNS, SparseTile, emit_spar
                                              pack_sparse_conv)
 from lrc.codegen.kernels.testing import assert_close, conv_ref, jit_kernels
 
-ACT_PARAMS = {"leaky_relu": (0.1,), "clamp": (-0.5, 0.75)}
+ACT_PARAMS = {"leaky_relu": (0.1,), "clamp": (-0.5, 0.75), "elu": (0.6, 1.1, 0.9)}
 LIB = [(1, 3, 4, 5), (0, 1, 3, 4), (1, 4, 5, 7), (3, 4, 5, 7), (4, 5, 7, 8), (1, 2, 4, 5), (3, 4, 6, 7), (1, 4, 7, 8)]
 
 
@@ -96,6 +96,9 @@ def test_stride_padding_dilation_groups():
         (S(1, 4, 9, 9, 6, 1, padding=P1), "kernel", 0.5, False, True, None),
         (S(1, 4, 20, 21, 8, 5, padding=(2, 2, 2, 2)), "irregular", 0.8, False, True, None),  # one-tap split
         (S(1, 3, 10, 10, 4, 3, padding=P1, residual=True, act="hardswish"), *pk, True, False, None),
+        (S(1, 4, 9, 11, 6, 3, padding=P1, act="gelu"), *pk, True, True, None),
+        (S(1, 6, 8, 10, 9, 1, residual=True, act="silu"), "kernel", 0.5, False, True, None),
+        (S(1, 3, 10, 10, 4, 3, padding=P1, act="elu"), "pattern", None, True, True, None),
     ]
     run_cases(cases, seed=3)
 

@@ -11,6 +11,8 @@ import numpy as np
 from torch_mlir import ir
 from torch_mlir.dialects import arith, func, math, memref, scf, vector
 
+from .act_math import EXTRA_ACTIVATIONS, extra_activation
+
 
 def f32() -> ir.Type:
     return ir.F32Type.get()
@@ -175,6 +177,8 @@ class KernelBuilder:
         if act == "hardswish":
             r6 = self.fmin(self.fmax(self.fadd(x, c(3.0)), c(0.0)), c(6.0))
             return self.fmul(x, self.fmul(r6, c(1.0 / 6.0)))
+        if act in EXTRA_ACTIVATIONS:
+            return extra_activation(x, act, params, c, self._vexp if vec else (lambda v: math.ExpOp(v).result))
         raise NotImplementedError(f"activation '{act}' has no lowering")
 
     def _vexp(self, x: ir.Value) -> ir.Value:

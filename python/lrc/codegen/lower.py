@@ -31,8 +31,7 @@ from .ops_spatial import (emit_adaptive_avg_pool, emit_concat, emit_instance_nor
 
 EMITTERS = {
     "conv2d": emit_conv2d, "conv_transpose2d": emit_conv_transpose2d, "linear": emit_linear,
-    "relu": emit_activation, "relu6": emit_activation, "sigmoid": emit_activation, "tanh": emit_activation,
-    "hardswish": emit_activation, "leaky_relu": emit_activation, "clamp": emit_activation,
+    **{name: emit_activation for name in ACTIVATIONS},
     "prelu": emit_prelu, "batch_norm": emit_batch_norm, "instance_norm": emit_instance_norm,
     "add": emit_binary, "sub": emit_binary, "mul": emit_binary, "div": emit_binary,
     "concat": emit_concat, "permute": emit_permute, "pad": emit_pad,

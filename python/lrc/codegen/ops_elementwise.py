@@ -4,25 +4,16 @@ from __future__ import annotations
 import numpy as np
 from torch_mlir.dialects import arith
 
+from ..dialects import lr
 from .emit import Kernel, LayerOp
-
-UNARY_ACTS = {"relu": "relu", "relu6": "relu6", "sigmoid": "sigmoid", "tanh": "tanh", "hardswish": "hardswish"}
 
 
 def _numel(shape) -> int:
     return int(np.prod(shape)) if len(shape) else 1
 
 
-ACTIVATIONS = set(UNARY_ACTS) | {"leaky_relu", "clamp"}
-
-
-def activation_of(name: str, attrs: dict) -> tuple[str, tuple]:
-    """(KernelBuilder.activation kind, its parameters) of an lr activation op."""
-    if name == "leaky_relu":
-        return "leaky_relu", (attrs["alpha"],)
-    if name == "clamp":
-        return "clamp", (attrs["min"], attrs["max"])
-    return UNARY_ACTS[name], ()
+ACTIVATIONS = set(lr.ACTIVATION_OPS)
+activation_of = lr.activation_of  # (KernelBuilder.activation kind, its parameters) of an lr activation op
 
 
 def emit_activation(k: Kernel, op: LayerOp):

@@ -8,6 +8,7 @@ from torch_mlir.dialects import math
 
 from ..codegen.emit import LayerOp
 from ..codegen.ops_spatial import _bilinear_table, _map, _nearest_table
+from ..dialects import lr
 from .builder import GpuKernel
 
 F32_LOWEST = -3.4028234663852886e38
@@ -25,19 +26,18 @@ def _strides(shape):
     return st[::-1]
 
 
-ACT_OPS = {"relu", "relu6", "sigmoid", "tanh", "hardswish", "leaky_relu", "clamp"}
+ACT_OPS = set(lr.ACTIVATION_OPS)
 
 
 def emit_activation(k: GpuKernel, op: LayerOp):
     total = _numel(op.out_shape)
-    params = {"leaky_relu": (op.attrs.get("alpha", 0.01),),
-              "clamp": (op.attrs.get("min"), op.attrs.get("max"))}.get(op.name, ())
+    act, params = lr.activation_of(op.name, op.attrs)
     k.inp(0, total)
     k.out(total)
 
     def fn(kb, a, i):
         x, y = a
-        kb.store(kb.activation(kb.load(x, i), op.name, params), y, i)
+        kb.store(kb.activation(kb.load(x, i), act, params), y, i)
     return k.build_elementwise(total, fn)
 
 

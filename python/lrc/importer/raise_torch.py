@@ -235,6 +235,33 @@ def _leaky(r, op, rt):
     return _emit(r, op, "leaky_relu", [r.tensor(op.operands[0])], {"alpha": r.const(op.operands[1])}, rt).result
 
 
+def _gelu(r, op, rt):
+    o = list(op.operands)
+    approximate = r.const(o[1]) if len(o) > 1 else "none"
+    if approximate not in ("none", "tanh"):
+        raise ImportError_(f"aten.gelu with approximate={approximate!r} at {describe_location(op.location)} "
+                           "(torch knows 'none' and 'tanh')")
+    return _emit(r, op, "gelu", [r.tensor(o[0])], {"approximate": approximate}, rt).result
+
+
+def _elu(kind):
+    """aten.elu(x, alpha, scale, input_scale), aten.selu(x) and aten.celu(x, alpha), all as lr.elu."""
+    def conv(r, op, rt):
+        o = list(op.operands)
+        if kind == "selu":
+            alpha, scale, input_scale = 1.6732632423543772, 1.0507009873554805, 1.0
+        elif kind == "celu":
+            alpha = float(r.const(o[1])) if len(o) > 1 else 1.0
+            if alpha == 0:
+                raise ImportError_(f"aten.celu with alpha = 0 at {describe_location(op.location)}")
+            scale, input_scale = 1.0, 1.0 / alpha
+        else:
+            alpha, scale, input_scale = ([float(r.const(v)) for v in o[1:4]] + [1.0, 1.0, 1.0][len(o) - 1:])[:3]
+        return _emit(r, op, "elu", [r.tensor(o[0])], {"alpha": alpha, "scale": scale, "input_scale": input_scale},
+                     rt).result
+    return conv
+
+
 def _prelu(r, op, rt):
     return _emit(r, op, "prelu", [r.tensor(op.operands[0])], {"slope": r.literal(op.operands[1])}, rt).result
 
@@ -397,6 +424,8 @@ CONVERTERS = {
     "aten.relu": _unary("relu"), "aten.relu6": _unary("relu6"), "aten.sigmoid": _unary("sigmoid"),
     "aten.tanh": _unary("tanh"), "aten.hardswish": _unary("hardswish"), "aten.hardtanh": _hardtanh,
     "aten.clamp": _clamp, "aten.leaky_relu": _leaky, "aten.prelu": _prelu,
+    "aten.hardsigmoid": _unary("hardsigmoid"), "aten.silu": _unary("silu"), "aten.gelu": _gelu,
+    "aten.elu": _elu("elu"), "aten.selu": _elu("selu"), "aten.celu": _elu("celu"),
     "aten.add.Tensor": _binary("add"), "aten.add.Scalar": _binary("add"), "aten.sub.Tensor": _binary("sub"),
     "aten.sub.Scalar": _binary("sub"), "aten.mul.Tensor": _binary("mul"), "aten.mul.Scalar": _binary("mul"),
     "aten.div.Tensor": _binary("div"), "aten.div.Scalar": _binary("div"),

@@ -12,7 +12,7 @@ from lrc.dialects import lr
 
 from .base import Option, Pass, register
 
-ACT_OPS = {"relu", "relu6", "leaky_relu", "clamp", "sigmoid", "tanh", "hardswish"}
+ACT_OPS = set(lr.ACTIVATION_OPS)
 FUSABLE_PRODUCERS = {"lr.conv2d", "lr.linear", "lr.conv_transpose2d"}
 
 
@@ -99,13 +99,8 @@ def fuse_activations(module: ir.Module) -> int:
             continue
         if _act_of(prod) != "none":
             continue
-        params = ()
-        if kind == "leaky_relu":
-            params = (lr.attrs_of(op)["alpha"],)
-        elif kind == "clamp":
-            a = lr.attrs_of(op)
-            params = (a["min"], a["max"])
-        lr.set_attr(prod, "act", kind)
+        act, params = lr.activation_of(kind, lr.attrs_of(op))
+        lr.set_attr(prod, "act", act)
         if params:
             lr.set_attr(prod, "act_params", params)
         op.results[0].replace_all_uses_with(prod.results[0])

@@ -26,6 +26,8 @@ the weights that remain. At least one channel always stays, so no tensor becomes
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from torch_mlir import ir
 
@@ -35,8 +37,7 @@ from .base import Pass, register
 from .fusion import lr_ops
 
 # Channel-wise layers a removed channel may pass through on its way to the consumer conv.
-PASS_THROUGH = {"lr.max_pool2d", "lr.avg_pool2d", "lr.upsample", "lr.pad", "lr.relu", "lr.relu6", "lr.leaky_relu",
-                "lr.clamp", "lr.hardswish", "lr.tanh", "lr.sigmoid"}
+PASS_THROUGH = {"lr.max_pool2d", "lr.avg_pool2d", "lr.upsample", "lr.pad"} | {f"lr.{a}" for a in lr.ACTIVATION_OPS}
 
 
 def _act(kind: str, params, x: np.ndarray) -> np.ndarray:
@@ -57,6 +58,17 @@ def _act(kind: str, params, x: np.ndarray) -> np.ndarray:
         return np.tanh(x)
     if kind == "hardswish":
         return x * np.clip(x + 3, 0, 6) / 6
+    if kind == "hardsigmoid":
+        return np.clip(x + 3, 0, 6) / 6
+    if kind == "silu":
+        return x / (1 + np.exp(-x))
+    if kind == "gelu":
+        return 0.5 * x * (1 + np.vectorize(math.erf)(x / math.sqrt(2)))
+    if kind == "gelu_tanh":
+        return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
+    if kind == "elu":
+        alpha, scale, input_scale = params
+        return scale * np.where(x > 0, x, alpha * (np.exp(np.minimum(x, 0) * input_scale) - 1))
     raise ValueError(f"unknown activation '{kind}'")
 
 
@@ -66,12 +78,8 @@ def _through(op, v: np.ndarray) -> np.ndarray:
     pool that counts padding or has partial windows)."""
     name = op.name[3:]
     a = lr.attrs_of(op)
-    if name in ("relu", "relu6", "sigmoid", "tanh", "hardswish"):
-        return _act(name, (), v)
-    if name == "leaky_relu":
-        return _act(name, (a["alpha"],), v)
-    if name == "clamp":
-        return _act(name, (a["min"], a["max"]), v)
+    if name in lr.ACTIVATION_OPS:
+        return _act(*lr.activation_of(name, a), v)
     if name == "pad" and a["mode"] == "constant":
         return np.where(v == a["value"], v, np.nan)  # the border is `value`: constant only if v is it
     if name == "avg_pool2d" and ((any(a["padding"]) and a["count_include_pad"]) or a["ceil_mode"]):

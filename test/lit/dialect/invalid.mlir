@@ -17,8 +17,8 @@ func.func @wrong_result_shape(%x: tensor<1x2x4x4xf32>) -> tensor<1x2x4x4xf32> {
 // -----
 
 func.func @bad_act(%x: tensor<1x2x4x4xf32>) -> tensor<1x2x4x4xf32> {
-  // expected-error @+1 {{attribute 'act' = "gelu" must be one of none, relu}}
-  %0 = "lr.conv2d"(%x) {weight = dense<1.0> : tensor<2x2x1x1xf32>, act = "gelu"} : (tensor<1x2x4x4xf32>) -> tensor<1x2x4x4xf32>
+  // expected-error @+1 {{attribute 'act' = "mish" must be one of none, relu}}
+  %0 = "lr.conv2d"(%x) {weight = dense<1.0> : tensor<2x2x1x1xf32>, act = "mish"} : (tensor<1x2x4x4xf32>) -> tensor<1x2x4x4xf32>
   return %0 : tensor<1x2x4x4xf32>
 }
 
@@ -27,6 +27,22 @@ func.func @bad_act(%x: tensor<1x2x4x4xf32>) -> tensor<1x2x4x4xf32> {
 func.func @act_params_missing(%x: tensor<1x2x4x4xf32>) -> tensor<1x2x4x4xf32> {
   // expected-error @+1 {{'act_params' must have 1 values for act = "leaky_relu", got 0}}
   %0 = "lr.conv2d"(%x) {weight = dense<1.0> : tensor<2x2x1x1xf32>, act = "leaky_relu"} : (tensor<1x2x4x4xf32>) -> tensor<1x2x4x4xf32>
+  return %0 : tensor<1x2x4x4xf32>
+}
+
+// -----
+
+func.func @elu_act_params(%x: tensor<1x2x4x4xf32>) -> tensor<1x2x4x4xf32> {
+  // expected-error @+1 {{'act_params' must have 3 values for act = "elu", got 1}}
+  %0 = "lr.conv2d"(%x) {weight = dense<1.0> : tensor<2x2x1x1xf32>, act = "elu", act_params = array<f64: 1.0>} : (tensor<1x2x4x4xf32>) -> tensor<1x2x4x4xf32>
+  return %0 : tensor<1x2x4x4xf32>
+}
+
+// -----
+
+func.func @gelu_approximate(%x: tensor<1x2x4x4xf32>) -> tensor<1x2x4x4xf32> {
+  // expected-error @+1 {{attribute 'approximate' = "erf" must be one of none, tanh}}
+  %0 = "lr.gelu"(%x) {approximate = "erf"} : (tensor<1x2x4x4xf32>) -> tensor<1x2x4x4xf32>
   return %0 : tensor<1x2x4x4xf32>
 }
 

@@ -33,6 +33,14 @@ func.func @all_ops(%x: tensor<1x4x8x8xf32>, %v: tensor<2x3xf32>) -> (tensor<1x4x
   %13 = "lr.conv_transpose2d"(%12) {weight = dense<1.0> : tensor<2x4x3x3xf32>, padding = array<i64: 2, 2>} : (tensor<1x2x10x10xf32>) -> tensor<1x4x8x8xf32>
   // CHECK: "lr.mul"
   %14 = "lr.mul"(%13, %x) : (tensor<1x4x8x8xf32>, tensor<1x4x8x8xf32>) -> tensor<1x4x8x8xf32>
+  // CHECK: "lr.hardsigmoid"
+  %a0 = "lr.hardsigmoid"(%14) : (tensor<1x4x8x8xf32>) -> tensor<1x4x8x8xf32>
+  // CHECK: "lr.silu"
+  %a1 = "lr.silu"(%a0) : (tensor<1x4x8x8xf32>) -> tensor<1x4x8x8xf32>
+  // CHECK: "lr.gelu"{{.*}}approximate = "tanh"
+  %a2 = "lr.gelu"(%a1) {approximate = "tanh"} : (tensor<1x4x8x8xf32>) -> tensor<1x4x8x8xf32>
+  // CHECK: "lr.elu"{{.*}}alpha = 5.000000e-01
+  %a3 = "lr.elu"(%a2) {alpha = 0.5 : f64} : (tensor<1x4x8x8xf32>) -> tensor<1x4x8x8xf32>
   // CHECK: "lr.adaptive_avg_pool2d"
   %15 = "lr.adaptive_avg_pool2d"(%12) {output_size = array<i64: 3, 3>} : (tensor<1x2x10x10xf32>) -> tensor<1x2x3x3xf32>
   // CHECK: "lr.linear"

@@ -15,3 +15,12 @@ func.func @forward(%arg0: !torch.vtensor<[1,4],si64>) -> !torch.vtensor<[1,4],si
   %0 = torch.aten.relu %arg0 : !torch.vtensor<[1,4],si64> -> !torch.vtensor<[1,4],si64>
   return %0 : !torch.vtensor<[1,4],si64>
 }
+
+// -----
+
+func.func @gelu_unknown_approximation(%arg0: !torch.vtensor<[1,3,4,4],f32>) -> !torch.vtensor<[1,3,4,4],f32> {
+  %s = torch.constant.str "sigmoid"
+  // expected-error @+1 {{aten.gelu with approximate='sigmoid'}}
+  %0 = torch.aten.gelu %arg0, %s : !torch.vtensor<[1,3,4,4],f32>, !torch.str -> !torch.vtensor<[1,3,4,4],f32>
+  return %0 : !torch.vtensor<[1,3,4,4],f32>
+}

@@ -30,3 +30,29 @@ func.func @conv(%arg0: !torch.vtensor<[1,3,8,8],f32>) -> !torch.vtensor<[1,2,4,8
   %0 = torch.aten.conv2d %arg0, %w, %b, %s, %p, %d, %i1 : !torch.vtensor<[1,3,8,8],f32>, !torch.vtensor<[2,3,3,1],f32>, !torch.vtensor<[2],f32>, !torch.list<int>, !torch.list<int>, !torch.list<int>, !torch.int -> !torch.vtensor<[1,2,4,8],f32>
   return %0 : !torch.vtensor<[1,2,4,8],f32>
 }
+
+// -----
+
+// silu, hardsigmoid, gelu (its approximate string), elu / selu / celu (all one lr.elu; attributes
+// at their defaults are not printed).
+// CHECK-LABEL: func.func @activations
+// CHECK: "lr.silu"(%arg0)
+// CHECK: "lr.hardsigmoid"
+// CHECK: "lr.gelu"({{.*}}) {approximate = "tanh"}
+// CHECK: "lr.elu"({{.*}}) {alpha = 5.000000e-01 : f64, scale = 2.000000e+00 : f64}
+// CHECK: "lr.elu"({{.*}}) {alpha = 1.6732632423543772 : f64, scale = 1.0507009873554805 : f64}
+// CHECK: "lr.elu"({{.*}}) {alpha = 2.500000e-01 : f64, input_scale = 4.000000e+00 : f64}
+func.func @activations(%arg0: !torch.vtensor<[1,3,4,4],f32>) -> !torch.vtensor<[1,3,4,4],f32> {
+  %0 = torch.aten.silu %arg0 : !torch.vtensor<[1,3,4,4],f32> -> !torch.vtensor<[1,3,4,4],f32>
+  %1 = torch.aten.hardsigmoid %0 : !torch.vtensor<[1,3,4,4],f32> -> !torch.vtensor<[1,3,4,4],f32>
+  %tanh = torch.constant.str "tanh"
+  %2 = torch.aten.gelu %1, %tanh : !torch.vtensor<[1,3,4,4],f32>, !torch.str -> !torch.vtensor<[1,3,4,4],f32>
+  %a = torch.constant.float 5.000000e-01
+  %s = torch.constant.float 2.000000e+00
+  %one = torch.constant.int 1
+  %3 = torch.aten.elu %2, %a, %s, %one : !torch.vtensor<[1,3,4,4],f32>, !torch.float, !torch.float, !torch.int -> !torch.vtensor<[1,3,4,4],f32>
+  %4 = torch.aten.selu %3 : !torch.vtensor<[1,3,4,4],f32> -> !torch.vtensor<[1,3,4,4],f32>
+  %q = torch.constant.float 2.500000e-01
+  %5 = torch.aten.celu %4, %q : !torch.vtensor<[1,3,4,4],f32>, !torch.float -> !torch.vtensor<[1,3,4,4],f32>
+  return %5 : !torch.vtensor<[1,3,4,4],f32>
+}

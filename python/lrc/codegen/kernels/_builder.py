@@ -13,15 +13,17 @@ from typing import Callable, Sequence, Union
 from torch_mlir import ir
 from torch_mlir.dialects import arith, func, math as mmath, memref, scf, vector
 
+from ..act_math import EXTRA_ACTIVATIONS, extra_activation
+
 Index = Union[int, ir.Value]
 
-ACTIVATIONS = ("none", "relu", "relu6", "leaky_relu", "clamp", "sigmoid", "tanh", "hardswish")
+ACTIVATIONS = ("none", "relu", "relu6", "leaky_relu", "clamp", "sigmoid", "tanh", "hardswish") + EXTRA_ACTIVATIONS
 
 
 def check_act(act: str, act_params: Sequence[float]) -> None:
     if act not in ACTIVATIONS:
         raise ValueError(f"unsupported activation {act!r}")
-    need = {"leaky_relu": 1, "clamp": 2}.get(act, 0)
+    need = {"leaky_relu": 1, "clamp": 2, "elu": 3}.get(act, 0)
     if len(act_params) < need:
         raise ValueError(f"activation {act} needs {need} parameter(s), got {tuple(act_params)}")
 
@@ -234,7 +236,7 @@ class KernelBuilder:
         if act == "hardswish":
             r6 = arith.minimumf(arith.maximumf(arith.addf(x, self.splat(3.0)), self.splat(0.0)), self.splat(6.0))
             return arith.divf(arith.mulf(x, r6), self.splat(6.0))
-        raise ValueError(f"unsupported activation {act!r}")
+        return extra_activation(x, act, params, self.splat, self.exp)
 
     def exp(self, x: ir.Value) -> ir.Value:
         """Vector e^x without libm (see `vector_exp`)."""

@@ -53,6 +53,15 @@ def torch_act(y, act: str, params: Sequence[float] = ()):
         return torch.tanh(y)
     if act == "hardswish":
         return F.hardswish(y)
+    if act == "hardsigmoid":
+        return F.hardsigmoid(y)
+    if act == "silu":
+        return F.silu(y)
+    if act in ("gelu", "gelu_tanh"):
+        return F.gelu(y, approximate="tanh" if act == "gelu_tanh" else "none")
+    if act == "elu":
+        alpha, scale, input_scale = params
+        return torch.ops.aten.elu(y, alpha, scale, input_scale)
     raise ValueError(act)
 
 
