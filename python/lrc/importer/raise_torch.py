@@ -450,6 +450,15 @@ _CONSTANT_OPS = {"torch.constant.int", "torch.constant.float", "torch.constant.b
                  "torch.constant.none", "torch.prim.ListConstruct", "torch.vtensor.literal"}
 
 
+def _torch_op_name(op) -> str:
+    """The op's torch name; ops the torch dialect has no definition for arrive as `torch.operator`
+    with the real name ("aten.upsample_bicubic2d.vec") in an attribute."""
+    if op.name == "torch.operator" and "name" in op.attributes:
+        name = ir.StringAttr(op.attributes["name"]).value
+        return name if name.startswith("torch.") else "torch." + name
+    return op.name
+
+
 def _aten_name(op_name: str) -> str:
     # torch.aten.relu_ (in place) behaves as torch.aten.relu on value tensors
     base = op_name[len("torch."):]
@@ -494,7 +503,7 @@ def _raise_func(tf, out: ir.Module, sparsity_by_layer):
             if op.operation.name == "func.return":
                 func.ReturnOp([r.tensor(v) for v in op.operands], loc=op.location)
                 continue
-            key = _aten_name(op.operation.name)
+            key = _aten_name(_torch_op_name(op.operation))
             conv = CONVERTERS.get(key)
             if conv is None:
                 err = UnsupportedOpError(
