@@ -209,6 +209,22 @@ def _infer_concat(a, shapes):
     return tuple(out)
 
 
+def _infer_slice(a, shapes):
+    shape = shapes[0]
+    rank = len(shape)
+    axis = a["axis"]
+    if not -rank <= axis < rank:
+        raise ShapeError(f"'axis' = {axis} is out of range for rank {rank}")
+    axis %= rank
+    start, end = a["start"], a["end"]
+    if not 0 <= start < end <= shape[axis]:
+        raise ShapeError(f"'start' = {start}, 'end' = {end} must satisfy 0 <= start < end <= {shape[axis]} "
+                         f"(dimension {axis} of {list(shape)})")
+    out = list(shape)
+    out[axis] = end - start
+    return tuple(out)
+
+
 def _pool_out(size, k, s, p, d, ceil):
     eff = d * (k - 1) + 1
     if ceil:
@@ -346,6 +362,8 @@ _SPECS = [
     OpSpec("div", 2, 2, {}, _infer_binary, operand_names=("lhs", "rhs"), summary="x / y, torch broadcasting"),
     OpSpec("concat", 2, 2, {"axis": AttrSpec("int", True)}, _infer_concat, "concatenation of two tensors along "
            "'axis' (torch.cat of more becomes a chain, which the lowering flattens)", ("lhs", "rhs")),
+    OpSpec("slice", 1, 1, {"axis": AttrSpec("int", True), "start": AttrSpec("int", True), "end": AttrSpec("int", True)},
+           _infer_slice, "x[..., start:end, ...] along 'axis', step 1 (torch slicing, narrow, split, chunk)"),
     OpSpec("max_pool2d", 1, 1, {"kernel": _ints(2, required=True), "stride": _ints(2, required=True),
                                 "padding": _ints(2, (0, 0)), "dilation": _ints(2, (1, 1)),
                                 "ceil_mode": AttrSpec("bool", default=False)}, _infer_pool, "max pooling"),

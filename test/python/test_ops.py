@@ -112,6 +112,37 @@ def test_concat(check):
     check(Fn(lambda s, x: torch.cat([x, x], 3)), x4(2, 3, 4, 5))
 
 
+def test_slice_narrow_split_chunk(check):
+    """Channel and spatial slices (negative and past-the-end bounds), narrow, split by size and by
+    sizes, chunk with a short last piece, on batch 2; a whole-range slice is no op at all."""
+    check(Fn(lambda s, x: (x[:, 1:3], x[:, -2:], x[:, :, 2:-1], x[..., 3:100], torch.narrow(x, 1, 1, 2))), x4(2, 4))
+    check(Fn(lambda s, x: torch.split(x, 2, 1)), x4(2, 5))
+    check(Fn(lambda s, x: tuple(t * (i + 1) for i, t in enumerate(torch.split(x, [1, 3, 1], 1)))), x4(1, 5))
+    check(Fn(lambda s, x: x.chunk(2, 1)[1] - x.chunk(2, 1)[0][:, :2]), x4(1, 5))
+    check(Fn(lambda s, x: torch.chunk(x, 3, 2)), x4(1, 3, 8, 5))
+    cm = check(Fn(lambda s, x: x[:, 0:3] + 1), x4(1, 3))
+    assert '"lr.slice"' not in cm.lr_ir
+
+
+def test_shufflenet_unit(check):
+    """ShuffleNetV2's stride-1 unit: chunk, a branch on one half, concat, channel shuffle."""
+    branch = nn.Sequential(nn.Conv2d(4, 4, 1), nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1, groups=4), nn.Conv2d(4, 4, 1))
+
+    def unit(s, x):
+        a, b = x.chunk(2, 1)
+        y = torch.cat([a, s.mods[0](b)], 1)
+        n, c, h, w = y.shape
+        return y.view(n, 2, c // 2, h, w).transpose(1, 2).reshape(n, c, h, w)
+    check(Fn(unit, branch), x4(1, 8, 10, 12))
+
+
+def test_slice_with_step_is_refused():
+    import lrc
+
+    with pytest.raises(lrc.UnsupportedOpError, match="aten.slice with step 2"):
+        lrc.compile(Fn(lambda s, x: x[:, ::2]), (x4(1, 4),))
+
+
 @pytest.mark.parametrize("kw", [dict(kernel_size=2), dict(kernel_size=3, stride=2, padding=1),
                                 dict(kernel_size=3, stride=2, ceil_mode=True), dict(kernel_size=3, stride=1, dilation=2)])
 def test_max_pool(check, kw):

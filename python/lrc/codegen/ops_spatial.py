@@ -744,6 +744,27 @@ def emit_concat(k: Kernel, op: LayerOp):
     return k.build(body)
 
 
+def emit_slice(k: Kernel, op: LayerOp):
+    """One contiguous run of (end - start) * inner floats per outer index (a channel slice of an
+    NCHW tensor is one run per image)."""
+    ishape = op.in_shapes[0]
+    axis = op.attrs["axis"] % len(ishape)
+    outer, inner = _numel(ishape[:axis]), _numel(ishape[axis + 1:])
+    start, end = op.attrs["start"], op.attrs["end"]
+    seg, row = (end - start) * inner, ishape[axis] * inner
+    k.inp(0, _numel(ishape))
+    k.out(_numel(op.out_shape))
+
+    def body(kb, a):
+        x, y = a
+        if outer == 1:
+            kb.copy(x, start * inner, y, 0, seg)
+        else:
+            with kb.loop(0, outer) as o:
+                kb.copy(x, kb.add(kb.mul(o, row), start * inner), y, kb.mul(o, seg), seg)
+    return k.build(body)
+
+
 def emit_permute(k: Kernel, op: LayerOp):
     ishape = op.in_shapes[0]
     dims = op.attrs["dims"]

@@ -128,6 +128,20 @@ def emit_concat(k: GpuKernel, op: LayerOp):
     return k.build_elementwise(total, fn)
 
 
+def emit_slice(k: GpuKernel, op: LayerOp):
+    ishape, total = op.in_shapes[0], _numel(op.out_shape)
+    axis = op.attrs["axis"] % len(ishape)
+    inner, d = _numel(ishape[axis + 1:]), op.out_shape[axis]
+    start, full = op.attrs["start"], ishape[axis]
+    k.inp(0, _numel(ishape))
+    k.out(total)
+
+    def fn(kb, a, i):
+        outer, mid, inn = kb.div(i, d * inner), kb.rem(kb.div(i, inner), d), kb.rem(i, inner)
+        kb.store(kb.load(a[0], kb.lin((outer, full * inner), (kb.add(mid, start), inner), (inn, 1))), a[1], i)
+    return k.build_elementwise(total, fn)
+
+
 def emit_permute(k: GpuKernel, op: LayerOp):
     out, total = op.out_shape, _numel(op.out_shape)
     in_st = _strides(op.in_shapes[0])

@@ -294,6 +294,70 @@ def _cat(r, op, rt):
     return _emit(r, op, "concat", [acc, items[-1]], {"axis": axis}, rt).result
 
 
+def _slice_of(r, op, x, axis: int, start: int, end: int):
+    """lr.slice of x[start:end] along `axis` (bounds already normalised), or x itself when whole."""
+    shape = tuple(ir.RankedTensorType(x.type).shape)
+    axis %= len(shape)
+    if start == 0 and end == shape[axis]:
+        return x
+    return _emit(r, op, "slice", [x], {"axis": axis, "start": start, "end": end}).result
+
+
+def _bounds(v, size: int, default: int) -> int:
+    """A torch slice bound: None, negative (from the end) or past the end (clamped)."""
+    if v is None:
+        return default
+    v = v + size if v < 0 else v
+    return min(max(v, 0), size)
+
+
+def _slice(r, op, rt):
+    o = list(op.operands)
+    x = r.tensor(o[0])
+    shape = tuple(ir.RankedTensorType(x.type).shape)
+    axis = r.const(o[1]) % len(shape)
+    if op.operation.name.startswith("torch.aten.narrow"):
+        start = _bounds(r.const(o[2]), shape[axis], 0)
+        end, step = start + r.const(o[3]), 1
+    else:
+        start = _bounds(r.const(o[2]), shape[axis], 0)
+        end = _bounds(r.const(o[3]), shape[axis], shape[axis])
+        step = r.const(o[4]) if len(o) > 4 else 1
+    if step != 1:
+        raise UnsupportedOpError(f"aten.slice with step {step} at {describe_location(op.location)} "
+                                 "(lrc slices with step 1)")
+    if end <= start:
+        raise UnsupportedOpError(f"an empty slice [{start}:{end}] of dimension {axis} at "
+                                 f"{describe_location(op.location)}")
+    return _slice_of(r, op, x, axis, start, end)
+
+
+def _split(r, op):
+    """aten.split / split_with_sizes / chunk: a list of lr.slice values (unpacked by prim.ListUnpack)."""
+    o = list(op.operands)
+    x = r.tensor(o[0])
+    shape = tuple(ir.RankedTensorType(x.type).shape)
+    axis = (r.const(o[2]) if len(o) > 2 else 0) % len(shape)
+    size = shape[axis]
+    name = op.operation.name
+    if name.startswith("torch.aten.chunk"):
+        step = -(-size // r.const(o[1]))
+        sizes = [min(step, size - s) for s in range(0, size, step)]
+    elif name.startswith("torch.aten.split_with_sizes"):
+        sizes = list(r.const(o[1]))
+    else:
+        step = r.const(o[1])
+        sizes = [min(step, size - s) for s in range(0, size, step)]
+    if sum(sizes) != size or min(sizes) < 1:
+        raise UnsupportedOpError(f"{name[6:]} into sizes {sizes} of dimension {axis} ({size}) at "
+                                 f"{describe_location(op.location)}")
+    out, start = [], 0
+    for n in sizes:
+        out.append(_slice_of(r, op, x, axis, start, start + n))
+        start += n
+    return out
+
+
 def _max_pool(r, op, rt):
     x, k, s, p, d, ceil = list(op.operands)[:6]
     kk = _pairs(r.const(k), "kernel_size")
@@ -429,7 +493,7 @@ CONVERTERS = {
     "aten.add.Tensor": _binary("add"), "aten.add.Scalar": _binary("add"), "aten.sub.Tensor": _binary("sub"),
     "aten.sub.Scalar": _binary("sub"), "aten.mul.Tensor": _binary("mul"), "aten.mul.Scalar": _binary("mul"),
     "aten.div.Tensor": _binary("div"), "aten.div.Scalar": _binary("div"),
-    "aten.cat": _cat, "aten.concat": _cat,
+    "aten.cat": _cat, "aten.concat": _cat, "aten.slice.Tensor": _slice, "aten.narrow": _slice,
     "aten.max_pool2d": _max_pool, "aten.avg_pool2d": _avg_pool, "aten.adaptive_avg_pool2d": _adaptive,
     "aten.upsample_nearest2d.vec": _upsample("nearest"), "aten.upsample_nearest2d": _upsample("nearest"),
     "aten.upsample_bilinear2d.vec": _upsample("bilinear"), "aten.upsample_bilinear2d": _upsample("bilinear"),
@@ -445,6 +509,8 @@ CONVERTERS = {
     "aten.alias": _identity, "aten.feature_dropout": _identity,
 }
 CONVERTERS = {k: v for k, v in CONVERTERS.items() if v is not None}
+# Ops that return a list of tensors: (raiser, torch op) -> [lr Value], read by torch.prim.ListUnpack.
+LIST_CONVERTERS = {"aten.split.Tensor": _split, "aten.split_with_sizes": _split, "aten.chunk": _split}
 
 _CONSTANT_OPS = {"torch.constant.int", "torch.constant.float", "torch.constant.bool", "torch.constant.str",
                  "torch.constant.none", "torch.prim.ListConstruct", "torch.vtensor.literal"}
@@ -494,6 +560,7 @@ def _raise_func(tf, out: ir.Module, sparsity_by_layer):
     with ir.InsertionPoint(out.body):
         f = func.FuncOp(name, (in_types, out_types), loc=tf.location)
     entry = f.add_entry_block()
+    lists: dict = {}
     for ta, na in zip(block.arguments, entry.arguments):
         r.values[ta] = na
     with ir.InsertionPoint(entry):
@@ -503,7 +570,19 @@ def _raise_func(tf, out: ir.Module, sparsity_by_layer):
             if op.operation.name == "func.return":
                 func.ReturnOp([r.tensor(v) for v in op.operands], loc=op.location)
                 continue
+            if op.operation.name == "torch.prim.ListUnpack" and op.operands[0] in lists:
+                for res, v in zip(op.results, lists[op.operands[0]]):
+                    r.values[res] = v
+                continue
             key = _aten_name(_torch_op_name(op.operation))
+            if key in LIST_CONVERTERS:
+                try:
+                    with op.location:
+                        lists[op.results[0]] = LIST_CONVERTERS[key](r, op)
+                except (ImportError_, UnsupportedOpError) as e:
+                    e.location = op.location
+                    raise
+                continue
             conv = CONVERTERS.get(key)
             if conv is None:
                 err = UnsupportedOpError(

@@ -205,3 +205,19 @@ func.func @pattern_id_range(%x: tensor<1x2x4x4xf32>) -> tensor<1x2x4x4xf32> {
   %0 = "lr.conv2d"(%x) {weight = dense<1.0> : tensor<2x2x3x3xf32>, padding = array<i64: 1, 1, 1, 1>, sparsity = #lr.sparsity<"pattern", [array<i64: 0, 1, 4, 5>], dense<[[0, 3], [0, 0]]> : tensor<2x2xi32>>} : (tensor<1x2x4x4xf32>) -> tensor<1x2x4x4xf32>
   return %0 : tensor<1x2x4x4xf32>
 }
+
+// -----
+
+func.func @slice_bounds(%x: tensor<1x4x8x8xf32>) -> tensor<1x2x8x8xf32> {
+  // expected-error @+1 {{'start' = 3, 'end' = 5 must satisfy 0 <= start < end <= 4 (dimension 1 of [1, 4, 8, 8])}}
+  %0 = "lr.slice"(%x) {axis = 1 : i64, start = 3 : i64, end = 5 : i64} : (tensor<1x4x8x8xf32>) -> tensor<1x2x8x8xf32>
+  return %0 : tensor<1x2x8x8xf32>
+}
+
+// -----
+
+func.func @slice_result_shape(%x: tensor<1x4x8x8xf32>) -> tensor<1x3x8x8xf32> {
+  // expected-error @+1 {{result}}
+  %0 = "lr.slice"(%x) {axis = 1 : i64, start = 1 : i64, end = 3 : i64} : (tensor<1x4x8x8xf32>) -> tensor<1x3x8x8xf32>
+  return %0 : tensor<1x3x8x8xf32>
+}

@@ -33,6 +33,8 @@ func.func @all_ops(%x: tensor<1x4x8x8xf32>, %v: tensor<2x3xf32>) -> (tensor<1x4x
   %13 = "lr.conv_transpose2d"(%12) {weight = dense<1.0> : tensor<2x4x3x3xf32>, padding = array<i64: 2, 2>} : (tensor<1x2x10x10xf32>) -> tensor<1x4x8x8xf32>
   // CHECK: "lr.mul"
   %14 = "lr.mul"(%13, %x) : (tensor<1x4x8x8xf32>, tensor<1x4x8x8xf32>) -> tensor<1x4x8x8xf32>
+  // CHECK: "lr.slice"{{.*}}axis = 1 : i64, end = 3 : i64, start = 1 : i64
+  %sl = "lr.slice"(%14) {axis = 1 : i64, start = 1 : i64, end = 3 : i64} : (tensor<1x4x8x8xf32>) -> tensor<1x2x8x8xf32>
   // CHECK: "lr.hardsigmoid"
   %a0 = "lr.hardsigmoid"(%14) : (tensor<1x4x8x8xf32>) -> tensor<1x4x8x8xf32>
   // CHECK: "lr.silu"

@@ -56,3 +56,30 @@ func.func @activations(%arg0: !torch.vtensor<[1,3,4,4],f32>) -> !torch.vtensor<[
   %5 = torch.aten.celu %4, %q : !torch.vtensor<[1,3,4,4],f32>, !torch.float -> !torch.vtensor<[1,3,4,4],f32>
   return %5 : !torch.vtensor<[1,3,4,4],f32>
 }
+
+// -----
+
+// Slices (negative start, end past the dimension), and split_with_sizes unpacked by
+// prim.ListUnpack: one lr.slice per piece.
+// CHECK-LABEL: func.func @slices
+// CHECK: %[[A:.*]] = "lr.slice"(%arg0) {axis = 1 : i64, end = 4 : i64, start = 2 : i64}
+// CHECK: %[[B:.*]] = "lr.slice"(%arg0) {axis = 1 : i64, end = 1 : i64, start = 0 : i64}
+// CHECK: %[[C:.*]] = "lr.slice"(%arg0) {axis = 1 : i64, end = 4 : i64, start = 1 : i64}
+// CHECK: %[[D:.*]] = "lr.slice"(%[[C]]) {axis = 1 : i64, end = 2 : i64, start = 0 : i64}
+// CHECK: "lr.add"(%[[A]], %[[D]])
+// CHECK: return {{.*}}, %[[B]]
+func.func @slices(%arg0: !torch.vtensor<[1,4,5,5],f32>) -> (!torch.vtensor<[1,2,5,5],f32>, !torch.vtensor<[1,1,5,5],f32>) {
+  %i1 = torch.constant.int 1
+  %im2 = torch.constant.int -2
+  %big = torch.constant.int 9223372036854775807
+  %0 = torch.aten.slice.Tensor %arg0, %i1, %im2, %big, %i1 : !torch.vtensor<[1,4,5,5],f32>, !torch.int, !torch.int, !torch.int, !torch.int -> !torch.vtensor<[1,2,5,5],f32>
+  %i3 = torch.constant.int 3
+  %sizes = torch.prim.ListConstruct %i1, %i3 : (!torch.int, !torch.int) -> !torch.list<int>
+  %1 = torch.aten.split_with_sizes %arg0, %sizes, %i1 : !torch.vtensor<[1,4,5,5],f32>, !torch.list<int>, !torch.int -> !torch.list<vtensor>
+  %2:2 = torch.prim.ListUnpack %1 : !torch.list<vtensor> -> !torch.vtensor<[1,1,5,5],f32>, !torch.vtensor<[1,3,5,5],f32>
+  %i0 = torch.constant.int 0
+  %i2 = torch.constant.int 2
+  %3 = torch.aten.slice.Tensor %2#1, %i1, %i0, %i2, %i1 : !torch.vtensor<[1,3,5,5],f32>, !torch.int, !torch.int, !torch.int, !torch.int -> !torch.vtensor<[1,2,5,5],f32>
+  %4 = torch.aten.add.Tensor %0, %3, %i1 : !torch.vtensor<[1,2,5,5],f32>, !torch.vtensor<[1,2,5,5],f32>, !torch.int -> !torch.vtensor<[1,2,5,5],f32>
+  return %4, %2#0 : !torch.vtensor<[1,2,5,5],f32>, !torch.vtensor<[1,1,5,5],f32>
+}
