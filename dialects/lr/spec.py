@@ -225,6 +225,13 @@ def _infer_slice(a, shapes):
     return tuple(out)
 
 
+def _infer_softmax(a, shapes):
+    rank = len(shapes[0])
+    if not -rank <= a["axis"] < rank:
+        raise ShapeError(f"'axis' = {a['axis']} is out of range for rank {rank}")
+    return tuple(shapes[0])
+
+
 def _pool_out(size, k, s, p, d, ceil):
     eff = d * (k - 1) + 1
     if ceil:
@@ -364,6 +371,8 @@ _SPECS = [
            "'axis' (torch.cat of more becomes a chain, which the lowering flattens)", ("lhs", "rhs")),
     OpSpec("slice", 1, 1, {"axis": AttrSpec("int", True), "start": AttrSpec("int", True), "end": AttrSpec("int", True)},
            _infer_slice, "x[..., start:end, ...] along 'axis', step 1 (torch slicing, narrow, split, chunk)"),
+    OpSpec("softmax", 1, 1, {"axis": AttrSpec("int", True), "log": AttrSpec("bool", default=False)}, _infer_softmax,
+           "exp(x - max) / sum(exp(x - max)) along 'axis' (log = true: log_softmax)"),
     OpSpec("max_pool2d", 1, 1, {"kernel": _ints(2, required=True), "stride": _ints(2, required=True),
                                 "padding": _ints(2, (0, 0)), "dilation": _ints(2, (1, 1)),
                                 "ceil_mode": AttrSpec("bool", default=False)}, _infer_pool, "max pooling"),

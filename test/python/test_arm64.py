@@ -57,7 +57,21 @@ SINGLE_OPS = {
     "instance_norm_relu": (lambda: nn.Sequential(nn.InstanceNorm2d(3, affine=True), nn.ReLU()), (2, 3, 9, 11)),
     "upsample_nearest2": (lambda: nn.Upsample(scale_factor=2, mode="nearest"), (2, 3, 5, 13)),
     "upsample_bilinear2": (lambda: nn.Upsample(scale_factor=2, mode="bilinear"), (1, 3, 6, 11)),
+    # libm calls (expf, logf) from the softmax, polynomial erf / exp in the fused activations, slices
+    "acts_slice_softmax": (lambda: _Chain(), (1, 4, 5, 7)),
 }
+
+
+class _Chain(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Conv2d(2, 6, 3, padding=1), nn.Conv2d(2, 6, 1)
+
+    def forward(self, x):
+        p, q = x.chunk(2, 1)
+        y = nn.functional.gelu(self.a(p)) + nn.functional.silu(self.b(q)) + nn.functional.elu(self.b(q))
+        z = torch.cat([y[:, 1:4], y[:, :3]], 1)
+        return torch.softmax(z, 1) + nn.functional.log_softmax(z, -1)
 
 
 @needs_cross

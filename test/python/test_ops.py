@@ -136,6 +136,14 @@ def test_shufflenet_unit(check):
     check(Fn(unit, branch), x4(1, 8, 10, 12))
 
 
+def test_softmax(check):
+    """Last axis of a classifier head, the channel axis of NCHW (vectorised over pixels, with a
+    scalar tail), a middle axis, log_softmax; large logits do not overflow."""
+    head = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10))
+    check(Fn(lambda s, x: (torch.softmax(s.mods[0](x), -1), F.log_softmax(s.mods[0](x), 1)), head), x4(2))
+    check(Fn(lambda s, x: (torch.softmax(x * 30, 1), F.log_softmax(x, dim=1), torch.softmax(x, 2))), x4(2, 5, 3, 7))
+
+
 def test_slice_with_step_is_refused():
     import lrc
 

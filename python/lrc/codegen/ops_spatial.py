@@ -744,6 +744,57 @@ def emit_concat(k: Kernel, op: LayerOp):
     return k.build(body)
 
 
+def emit_softmax(k: Kernel, op: LayerOp):
+    """Three passes along the axis per position (max, sum of exp(x - max), normalise), vectorised
+    over the positions after the axis (a channel softmax of NCHW runs V pixels at a time; a
+    classifier's last-axis softmax is scalar, a few microseconds for 1000 classes)."""
+    shape = op.in_shapes[0]
+    axis = op.attrs["axis"] % len(shape)
+    outer, d, inner = _numel(shape[:axis]), shape[axis], _numel(shape[axis + 1:])
+    log = bool(op.attrs.get("log", False))
+    k.inp(0, _numel(shape))
+    k.out(_numel(shape))
+
+    def body(kb, a):
+        x, y = a
+
+        def step(i, lanes):
+            vec = lanes > 1
+            ld = (lambda j: kb.vload(x, j, lanes)) if vec else (lambda j: kb.load(x, j))
+            st = (lambda v, j: kb.vstore(v, y, j)) if vec else (lambda v, j: kb.store(v, y, j))
+            exp = kb._vexp if vec else (lambda v: math.ExpOp(v).result)
+            at = lambda c: kb.add(i, kb.mul(c, inner))  # noqa: E731
+
+            def fold(init, f):
+                loop = scf.ForOp(kb.idx(0), kb.idx(d), kb.idx(1), [init])
+                with ir.InsertionPoint(loop.body):
+                    scf.YieldOp([f(loop.induction_variable, loop.inner_iter_args[0])])
+                return loop.results[0]
+
+            m = fold(ld(at(0)), lambda c, acc: kb.fmax(acc, ld(at(c))))
+
+            def add_exp(c, acc):
+                e = exp(kb.fsub(ld(at(c)), m))
+                if not log:
+                    st(e, at(c))
+                return kb.fadd(acc, e)
+            s = fold(kb.const_like(m, 0.0), add_exp)
+            if log:
+                lse = kb.fadd(m, math.LogOp(s).result)
+                with kb.loop(0, d) as c:
+                    st(kb.fsub(ld(at(c)), lse), at(c))
+            else:
+                r = kb.fdiv(kb.const_like(s, 1.0), s)
+                with kb.loop(0, d) as c:
+                    v = kb.vload(y, at(c), lanes) if vec else kb.load(y, at(c))
+                    st(kb.fmul(v, r), at(c))
+
+        with kb.loop(0, outer) as o:
+            base = kb.mul(o, d * inner)
+            kb.map_range(inner, lambda i, lanes: step(kb.add(base, i), lanes))
+    return k.build(body)
+
+
 def emit_slice(k: Kernel, op: LayerOp):
     """One contiguous run of (end - start) * inner floats per outer index (a channel slice of an
     NCHW tensor is one run per image)."""

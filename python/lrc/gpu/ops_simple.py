@@ -128,6 +128,36 @@ def emit_concat(k: GpuKernel, op: LayerOp):
     return k.build_elementwise(total, fn)
 
 
+def emit_softmax(k: GpuKernel, op: LayerOp):
+    """One work item per position off the axis, three loops along it (max, sum of exp, normalise)."""
+    shape = op.in_shapes[0]
+    axis = op.attrs["axis"] % len(shape)
+    d, inner = shape[axis], _numel(shape[axis + 1:])
+    positions = _numel(shape) // d
+    log = bool(op.attrs.get("log", False))
+    k.inp(0, _numel(shape))
+    k.out(_numel(shape))
+
+    def fn(kb, a, p):
+        x, y = a
+        base = kb.add(kb.mul(kb.div(p, inner), d * inner), kb.rem(p, inner))
+
+        def at(c):
+            return kb.add(base, kb.mul(c, inner))
+        m = kb.reduce_loop(0, d, [kb.load(x, base)], lambda c, acc: [kb.fmax(acc[0], kb.load(x, at(c)))], bound=d)[0]
+        s = kb.reduce_loop(0, d, [kb.f(0.0)], lambda c, acc: [
+            kb.fadd(acc[0], math.ExpOp(kb.fsub(kb.load(x, at(c)), m)).result)], bound=d)[0]
+        if log:
+            lse = kb.fadd(m, math.LogOp(s).result)
+            kb.reduce_loop(0, d, [], lambda c, acc: (kb.store(kb.fsub(kb.load(x, at(c)), lse), y, at(c)), [])[1],
+                           bound=d)
+        else:
+            r = kb.fdiv(kb.f(1.0), s)
+            kb.reduce_loop(0, d, [], lambda c, acc: (kb.store(
+                kb.fmul(math.ExpOp(kb.fsub(kb.load(x, at(c)), m)).result, r), y, at(c)), [])[1], bound=d)
+    return k.build_elementwise(positions, fn)
+
+
 def emit_slice(k: GpuKernel, op: LayerOp):
     ishape, total = op.in_shapes[0], _numel(op.out_shape)
     axis = op.attrs["axis"] % len(ishape)

@@ -358,6 +358,22 @@ def _split(r, op):
     return out
 
 
+def _softmax(log: bool):
+    """aten.softmax.int / _softmax and the log variants (a dtype argument other than None or
+    float32 is refused, since lrc computes in float32)."""
+    def conv(r, op, rt):
+        o = list(op.operands)
+        x = r.tensor(o[0])
+        rank = len(ir.RankedTensorType(x.type).shape)
+        if op.operation.name.endswith(".int") and len(o) > 2:
+            dtype = r.const(o[2])
+            if dtype not in (None, 6):  # 6: torch.float32
+                raise UnsupportedOpError(f"{op.operation.name[6:]} to dtype {dtype} at "
+                                         f"{describe_location(op.location)} (lrc computes in float32)")
+        return _emit(r, op, "softmax", [x], {"axis": r.const(o[1]) % rank, "log": log}, rt).result
+    return conv
+
+
 def _max_pool(r, op, rt):
     x, k, s, p, d, ceil = list(op.operands)[:6]
     kk = _pairs(r.const(k), "kernel_size")
@@ -493,6 +509,8 @@ CONVERTERS = {
     "aten.add.Tensor": _binary("add"), "aten.add.Scalar": _binary("add"), "aten.sub.Tensor": _binary("sub"),
     "aten.sub.Scalar": _binary("sub"), "aten.mul.Tensor": _binary("mul"), "aten.mul.Scalar": _binary("mul"),
     "aten.div.Tensor": _binary("div"), "aten.div.Scalar": _binary("div"),
+    "aten.softmax.int": _softmax(False), "aten._softmax": _softmax(False),
+    "aten.log_softmax.int": _softmax(True), "aten._log_softmax": _softmax(True),
     "aten.cat": _cat, "aten.concat": _cat, "aten.slice.Tensor": _slice, "aten.narrow": _slice,
     "aten.max_pool2d": _max_pool, "aten.avg_pool2d": _avg_pool, "aten.adaptive_avg_pool2d": _adaptive,
     "aten.upsample_nearest2d.vec": _upsample("nearest"), "aten.upsample_nearest2d": _upsample("nearest"),

@@ -221,3 +221,11 @@ func.func @slice_result_shape(%x: tensor<1x4x8x8xf32>) -> tensor<1x3x8x8xf32> {
   %0 = "lr.slice"(%x) {axis = 1 : i64, start = 1 : i64, end = 3 : i64} : (tensor<1x4x8x8xf32>) -> tensor<1x3x8x8xf32>
   return %0 : tensor<1x3x8x8xf32>
 }
+
+// -----
+
+func.func @softmax_axis(%x: tensor<2x10xf32>) -> tensor<2x10xf32> {
+  // expected-error @+1 {{'axis' = 2 is out of range for rank 2}}
+  %0 = "lr.softmax"(%x) {axis = 2 : i64} : (tensor<2x10xf32>) -> tensor<2x10xf32>
+  return %0 : tensor<2x10xf32>
+}

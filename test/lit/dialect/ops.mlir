@@ -35,6 +35,8 @@ func.func @all_ops(%x: tensor<1x4x8x8xf32>, %v: tensor<2x3xf32>) -> (tensor<1x4x
   %14 = "lr.mul"(%13, %x) : (tensor<1x4x8x8xf32>, tensor<1x4x8x8xf32>) -> tensor<1x4x8x8xf32>
   // CHECK: "lr.slice"{{.*}}axis = 1 : i64, end = 3 : i64, start = 1 : i64
   %sl = "lr.slice"(%14) {axis = 1 : i64, start = 1 : i64, end = 3 : i64} : (tensor<1x4x8x8xf32>) -> tensor<1x2x8x8xf32>
+  // CHECK: "lr.softmax"{{.*}}axis = 1 : i64, log = true
+  %sm = "lr.softmax"(%14) {axis = 1 : i64, log = true} : (tensor<1x4x8x8xf32>) -> tensor<1x4x8x8xf32>
   // CHECK: "lr.hardsigmoid"
   %a0 = "lr.hardsigmoid"(%14) : (tensor<1x4x8x8xf32>) -> tensor<1x4x8x8xf32>
   // CHECK: "lr.silu"

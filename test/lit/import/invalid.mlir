@@ -1,10 +1,8 @@
 // RUN: lr-opt %s --split-input-file --lr-raise-torch --verify-diagnostics
 
 func.func @forward(%arg0: !torch.vtensor<[1,4],f32>) -> !torch.vtensor<[1,4],f32> {
-  %i1 = torch.constant.int 1
-  %false = torch.constant.bool false
-  // expected-error @+1 {{lrc has no lowering for aten._softmax}}
-  %0 = torch.aten._softmax %arg0, %i1, %false : !torch.vtensor<[1,4],f32>, !torch.int, !torch.bool -> !torch.vtensor<[1,4],f32>
+  // expected-error @+1 {{lrc has no lowering for aten.mish}}
+  %0 = torch.aten.mish %arg0 : !torch.vtensor<[1,4],f32> -> !torch.vtensor<[1,4],f32>
   return %0 : !torch.vtensor<[1,4],f32>
 }
 
@@ -34,4 +32,14 @@ func.func @operator_op(%arg0: !torch.vtensor<[1,3,4,4],f32>) -> !torch.vtensor<[
   // expected-error @+1 {{lrc has no lowering for aten.upsample_bicubic2d.vec (at}}
   %0 = torch.operator "torch.aten.upsample_bicubic2d.vec"(%arg0, %none, %false, %none) : (!torch.vtensor<[1,3,4,4],f32>, !torch.none, !torch.bool, !torch.none) -> !torch.vtensor<[1,3,8,8],f32>
   return %0 : !torch.vtensor<[1,3,8,8],f32>
+}
+
+// -----
+
+func.func @softmax_to_double(%arg0: !torch.vtensor<[2,10],f32>) -> !torch.vtensor<[2,10],f32> {
+  %m1 = torch.constant.int -1
+  %f64 = torch.constant.int 7
+  // expected-error @+1 {{aten.softmax.int to dtype 7}}
+  %0 = torch.aten.softmax.int %arg0, %m1, %f64 : !torch.vtensor<[2,10],f32>, !torch.int, !torch.int -> !torch.vtensor<[2,10],f32>
+  return %0 : !torch.vtensor<[2,10],f32>
 }

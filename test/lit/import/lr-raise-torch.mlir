@@ -83,3 +83,18 @@ func.func @slices(%arg0: !torch.vtensor<[1,4,5,5],f32>) -> (!torch.vtensor<[1,2,
   %4 = torch.aten.add.Tensor %0, %3, %i1 : !torch.vtensor<[1,2,5,5],f32>, !torch.vtensor<[1,2,5,5],f32>, !torch.int -> !torch.vtensor<[1,2,5,5],f32>
   return %4, %2#0 : !torch.vtensor<[1,2,5,5],f32>, !torch.vtensor<[1,1,5,5],f32>
 }
+
+// -----
+
+// softmax / log_softmax (both spellings); a negative dim becomes the positive axis.
+// CHECK-LABEL: func.func @softmaxes
+// CHECK: %[[S:.*]] = "lr.softmax"(%arg0) {axis = 1 : i64}
+// CHECK: "lr.softmax"(%[[S]]) {axis = 1 : i64, log = true}
+func.func @softmaxes(%arg0: !torch.vtensor<[2,10],f32>) -> !torch.vtensor<[2,10],f32> {
+  %m1 = torch.constant.int -1
+  %none = torch.constant.none
+  %false = torch.constant.bool false
+  %0 = torch.aten.softmax.int %arg0, %m1, %none : !torch.vtensor<[2,10],f32>, !torch.int, !torch.none -> !torch.vtensor<[2,10],f32>
+  %1 = torch.aten._log_softmax %0, %m1, %false : !torch.vtensor<[2,10],f32>, !torch.int, !torch.bool -> !torch.vtensor<[2,10],f32>
+  return %1 : !torch.vtensor<[2,10],f32>
+}
