@@ -225,6 +225,24 @@ def _infer_slice(a, shapes):
     return tuple(out)
 
 
+def reduce_block(axes, rank: int) -> tuple[int, int]:
+    """The reduced axes as one contiguous block [first, last] (normalised), or ShapeError."""
+    ax = sorted({d % rank for d in axes}) if all(-rank <= d < rank for d in axes) else None
+    if not ax:
+        raise ShapeError(f"'axes' = {list(axes)} must name 1..{rank} distinct axes of a rank-{rank} tensor")
+    if ax != list(range(ax[0], ax[-1] + 1)):
+        raise ShapeError(f"'axes' = {list(axes)} are not adjacent (lrc reduces one contiguous block of axes)")
+    return ax[0], ax[-1]
+
+
+def _infer_reduce(a, shapes):
+    shape = shapes[0]
+    lo, hi = reduce_block(a["axes"], len(shape))
+    if a["keepdim"]:
+        return tuple(1 if lo <= d <= hi else s for d, s in enumerate(shape))
+    return tuple(s for d, s in enumerate(shape) if not lo <= d <= hi)
+
+
 def _infer_softmax(a, shapes):
     rank = len(shapes[0])
     if not -rank <= a["axis"] < rank:
@@ -371,6 +389,10 @@ _SPECS = [
            "'axis' (torch.cat of more becomes a chain, which the lowering flattens)", ("lhs", "rhs")),
     OpSpec("slice", 1, 1, {"axis": AttrSpec("int", True), "start": AttrSpec("int", True), "end": AttrSpec("int", True)},
            _infer_slice, "x[..., start:end, ...] along 'axis', step 1 (torch slicing, narrow, split, chunk)"),
+    OpSpec("reduce", 1, 1, {"kind": AttrSpec("str", True, choices=("sum", "mean", "max", "min")),
+                            "axes": _ints(None, required=True), "keepdim": AttrSpec("bool", default=False)},
+           _infer_reduce, "sum / mean / max / min over a contiguous block of axes (torch.sum, mean, amax, "
+           "amin, max/min values over a dim, global max pool)"),
     OpSpec("softmax", 1, 1, {"axis": AttrSpec("int", True), "log": AttrSpec("bool", default=False)}, _infer_softmax,
            "exp(x - max) / sum(exp(x - max)) along 'axis' (log = true: log_softmax)"),
     OpSpec("max_pool2d", 1, 1, {"kernel": _ints(2, required=True), "stride": _ints(2, required=True),

@@ -98,7 +98,8 @@ def data_movement():
     model = Fn(lambda s, x, y: (torch.cat([x, y, x], 1), torch.cat([x, x], 3), x.flatten(1),
                                 x.view(1, 3, 20).permute(0, 2, 1) * 2, F.pixel_shuffle(torch.cat([x, x, y, y], 1), 2),
                                 x.transpose(2, 3), x[:, 1:3], x[:, :, 1:3] + torch.chunk(y, 2, 2)[1],
-                                torch.softmax(x * 4, 1), F.log_softmax(y, -1)))
+                                torch.softmax(x * 4, 1), F.log_softmax(y, -1), x.amax(1, keepdim=True) * y.mean(1),
+                                y.sum((1, 2)), torch.min(x, 3)[0], F.adaptive_max_pool2d(y, 1)))
     return model.eval(), (_x(1, 3, 4, 5), _x(1, 3, 4, 5, seed=1))
 
 

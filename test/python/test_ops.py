@@ -144,6 +144,39 @@ def test_softmax(check):
     check(Fn(lambda s, x: (torch.softmax(x * 30, 1), F.log_softmax(x, dim=1), torch.softmax(x, 2))), x4(2, 5, 3, 7))
 
 
+def test_reductions(check):
+    """Channel mean / amax (CBAM), sum / min over trailing axes (vector lanes plus a scalar tail),
+    max.dim values, keepdim or not, whole-tensor mean and sum, the global max pool; the spatial mean
+    stays the global average pool."""
+    check(Fn(lambda s, x: (x.mean(1, keepdim=True), x.amax(1), torch.max(x, 1)[0], torch.min(x, 3, keepdim=True)[0],
+                           x.sum((2, 3)), x.amin((1, 2, 3)), x.sum(-1), x.mean(), x.sum(),
+                           F.adaptive_max_pool2d(x, 1), x.mean((-1, -2)))), x4(2, 5, 7, 9))
+    cm = check(Fn(lambda s, x: x.mean((2, 3))), x4(1, 3, 8, 8))
+    assert '"lr.adaptive_avg_pool2d"' in cm.lr_ir and '"lr.reduce"' not in cm.lr_ir
+
+
+def test_cbam_attention(check):
+    """CBAM's spatial attention: channel mean and max, a 7x7 conv, sigmoid gating."""
+    conv = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU())
+
+    def cbam(s, x):
+        y = s.mods[0](x)
+        a = torch.sigmoid(s.mods[1](torch.cat([y.mean(1, keepdim=True), y.amax(1, keepdim=True)], 1)))
+        return y * a
+    check(Fn(cbam, conv, nn.Conv2d(2, 1, 7, padding=3)), x4(1, 3, 16, 20))
+
+
+def test_reductions_refused():
+    import lrc
+
+    with pytest.raises(lrc.UnsupportedOpError, match=r"over dims \[1, 3\].*not adjacent"):
+        lrc.compile(Fn(lambda s, x: x.sum((1, 3))), (x4(),))
+    with pytest.raises(lrc.UnsupportedOpError, match="result #1 of aten.max.dim"):
+        lrc.compile(Fn(lambda s, x: torch.max(x, 1)[1].float()), (x4(),))
+    with pytest.raises(lrc.UnsupportedOpError, match=r"adaptive_max_pool2d to \[2, 2\]"):
+        lrc.compile(Fn(lambda s, x: F.adaptive_max_pool2d(x, 2)), (x4(),))
+
+
 def test_slice_with_step_is_refused():
     import lrc
 

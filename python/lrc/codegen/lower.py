@@ -27,14 +27,15 @@ from .ops_dense import (chain_pixel_split, conv_channel_split, conv_pixel_split,
                         even_ranges, sparse_conv_pack)
 from .ops_elementwise import ACTIVATIONS, activation_of, emit_activation, emit_batch_norm, emit_binary, emit_prelu
 from .ops_spatial import (emit_adaptive_avg_pool, emit_concat, emit_instance_norm, emit_pad, emit_permute,
-                          emit_pixel_shuffle, emit_pool, emit_slice, emit_softmax, emit_upsample)
+                          emit_pixel_shuffle, emit_pool, emit_reduce, emit_slice, emit_softmax,
+                          emit_upsample)
 
 EMITTERS = {
     "conv2d": emit_conv2d, "conv_transpose2d": emit_conv_transpose2d, "linear": emit_linear,
     **{name: emit_activation for name in ACTIVATIONS},
     "prelu": emit_prelu, "batch_norm": emit_batch_norm, "instance_norm": emit_instance_norm,
     "add": emit_binary, "sub": emit_binary, "mul": emit_binary, "div": emit_binary,
-    "concat": emit_concat, "slice": emit_slice, "softmax": emit_softmax, "permute": emit_permute, "pad": emit_pad,
+    "concat": emit_concat, "slice": emit_slice, "softmax": emit_softmax, "reduce": emit_reduce, "permute": emit_permute, "pad": emit_pad,
     "max_pool2d": emit_pool, "avg_pool2d": emit_pool, "adaptive_avg_pool2d": emit_adaptive_avg_pool,
     "upsample": emit_upsample, "pixel_shuffle": emit_pixel_shuffle,
 }

@@ -744,6 +744,69 @@ def emit_concat(k: Kernel, op: LayerOp):
     return k.build(body)
 
 
+def _extreme_range(kb, buf, off, n: int, kind: str):
+    """max / min of n contiguous floats: V lanes at a time, then across the lanes, then a scalar tail."""
+    f = kb.fmax if kind == "max" else kb.fmin
+    lanes = kb.vec
+    nv = (n // lanes) * lanes
+    acc = None
+    if nv:
+        loop = scf.ForOp(kb.idx(lanes), kb.idx(nv), kb.idx(lanes), [kb.vload(buf, off, lanes)])
+        with ir.InsertionPoint(loop.body):
+            scf.YieldOp([f(loop.inner_iter_args[0], kb.vload(buf, kb.add(off, loop.induction_variable), lanes))])
+        ck = vector.CombiningKind.MAXIMUMF if kind == "max" else vector.CombiningKind.MINIMUMF
+        acc = vector.ReductionOp(ir.F32Type.get(), ck, loop.results[0]).result
+    start = nv
+    if acc is None:
+        acc, start = kb.load(buf, off), 1
+    if n > start:
+        loop = scf.ForOp(kb.idx(start), kb.idx(n), kb.idx(1), [acc])
+        with ir.InsertionPoint(loop.body):
+            scf.YieldOp([f(loop.inner_iter_args[0], kb.load(buf, kb.add(off, loop.induction_variable)))])
+        acc = loop.results[0]
+    return acc
+
+
+def emit_reduce(k: Kernel, op: LayerOp):
+    """The input as [outer, R, inner] (R: the reduced block). inner = 1 (trailing axes): each run of
+    R floats is reduced with vector lanes (sums in f64, as instance norm's); otherwise V positions of
+    inner at a time fold over R."""
+    from ..dialects.lr.spec import reduce_block
+
+    shape = op.in_shapes[0]
+    lo, hi = reduce_block(op.attrs["axes"], len(shape))
+    outer, red, inner = _numel(shape[:lo]), _numel(shape[lo:hi + 1]), _numel(shape[hi + 1:])
+    kind = op.attrs["kind"]
+    k.inp(0, _numel(shape))
+    k.out(outer * inner)
+
+    def body(kb, a):
+        x, y = a
+        comb = kb.fadd if kind in ("sum", "mean") else kb.fmax if kind == "max" else kb.fmin
+        with kb.loop(0, outer) as o:
+            base = kb.mul(o, red * inner)
+            if inner == 1:
+                s = _sum_range(kb, x, base, red) if kind in ("sum", "mean") else _extreme_range(kb, x, base, red, kind)
+                kb.store(kb.fmul(s, kb.f(1.0 / red)) if kind == "mean" else s, y, o)
+            else:
+                def step(i, lanes):
+                    ld = (lambda j: kb.vload(x, j, lanes)) if lanes > 1 else (lambda j: kb.load(x, j))
+                    at = kb.add(base, i)
+                    loop = scf.ForOp(kb.idx(1), kb.idx(red), kb.idx(1), [ld(at)])
+                    with ir.InsertionPoint(loop.body):
+                        scf.YieldOp([comb(loop.inner_iter_args[0], ld(kb.add(at, kb.mul(loop.induction_variable, inner))))])
+                    v = loop.results[0]
+                    if kind == "mean":
+                        v = kb.fmul(v, kb.const_like(v, 1.0 / red))
+                    j = kb.add(kb.mul(o, inner), i)
+                    if lanes > 1:
+                        kb.vstore(v, y, j)
+                    else:
+                        kb.store(v, y, j)
+                kb.map_range(inner, step)
+    return k.build(body)
+
+
 def emit_softmax(k: Kernel, op: LayerOp):
     """Three passes along the axis per position (max, sum of exp(x - max), normalise), vectorised
     over the positions after the axis (a channel softmax of NCHW runs V pixels at a time; a

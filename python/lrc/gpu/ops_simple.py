@@ -128,6 +128,28 @@ def emit_concat(k: GpuKernel, op: LayerOp):
     return k.build_elementwise(total, fn)
 
 
+def emit_reduce(k: GpuKernel, op: LayerOp):
+    """One work item per output element, a loop over the reduced block ([outer, R, inner] view)."""
+    from ..dialects.lr.spec import reduce_block
+
+    shape = op.in_shapes[0]
+    lo, hi = reduce_block(op.attrs["axes"], len(shape))
+    red, inner = _numel(shape[lo:hi + 1]), _numel(shape[hi + 1:])
+    total = _numel(shape) // red
+    kind = op.attrs["kind"]
+    k.inp(0, _numel(shape))
+    k.out(total)
+
+    def fn(kb, a, p):
+        x, y = a
+        base = kb.add(kb.mul(kb.div(p, inner), red * inner), kb.rem(p, inner))
+        comb = kb.fadd if kind in ("sum", "mean") else kb.fmax if kind == "max" else kb.fmin
+        v = kb.reduce_loop(1, red, [kb.load(x, base)],
+                           lambda c, acc: [comb(acc[0], kb.load(x, kb.add(base, kb.mul(c, inner))))], bound=red)[0]
+        kb.store(kb.fmul(v, kb.f(1.0 / red)) if kind == "mean" else v, y, p)
+    return k.build_elementwise(total, fn)
+
+
 def emit_softmax(k: GpuKernel, op: LayerOp):
     """One work item per position off the axis, three loops along it (max, sum of exp, normalise)."""
     shape = op.in_shapes[0]

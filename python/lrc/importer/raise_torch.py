@@ -478,18 +478,51 @@ def _permute(r, op, rt):
     return _emit(r, op, "permute", [x], {"dims": tuple(dims)}, rt).result
 
 
-def _mean(r, op, rt):
-    x = r.tensor(op.operands[0])
+def _spatial_mean(r, op, x, rt):
+    """The mean over H, W of NCHW: the global average pool (its own fast kernel)."""
     shape = tuple(ir.RankedTensorType(x.type).shape)
-    dims = sorted(d % len(shape) for d in (r.const(op.operands[1]) or []))
-    if len(shape) != 4 or dims != [2, 3]:
-        raise UnsupportedOpError(f"aten.mean over dims {dims} of a rank-{len(shape)} tensor at "
-                                 f"{describe_location(op.location)}; lrc supports the spatial mean (dims 2, 3)")
     pooled = _emit(r, op, "adaptive_avg_pool2d", [x], {"output_size": (1, 1)},
                    ir.RankedTensorType.get(list(shape[:2]) + [1, 1], ir.F32Type.get())).result
     if tuple(rt.shape) == shape[:2] + (1, 1):
         return pooled
     return _emit(r, op, "reshape", [pooled], {}, rt).result
+
+
+def _reduce(kind: str, dims_from: str = "list"):
+    """torch reductions as lr.reduce: `dims_from` is "list" (a dims list, None or [] = all),
+    "int" (one dim: max.dim / min.dim, whose indices result must stay unused) or "all" (x.mean())."""
+    def conv(r, op, rt):
+        o = list(op.operands)
+        x = r.tensor(o[0])
+        rank = len(ir.RankedTensorType(x.type).shape)
+        if dims_from == "int":
+            dims, keep = [r.const(o[1])], r.const(o[2])
+        elif dims_from == "all":
+            dims, keep = [], False
+        else:
+            dims = r.const(o[1]) if len(o) > 1 else None
+            dims = [dims] if isinstance(dims, int) else dims
+            keep = r.const(o[2]) if len(o) > 2 else False
+        dims = sorted(d % rank for d in dims) if dims else list(range(rank))
+        if kind == "mean" and rank == 4 and dims == [2, 3]:  # the spatial mean: the global average pool
+            return _spatial_mean(r, op, x, rt)
+        try:
+            lo, hi = lr.spec.reduce_block(dims, rank)
+        except lr.ShapeError as e:
+            raise UnsupportedOpError(f"{op.operation.name[6:]} over dims {dims} at {describe_location(op.location)}: "
+                                     f"{e}") from None
+        return _emit(r, op, "reduce", [x], {"kind": kind, "axes": tuple(range(lo, hi + 1)), "keepdim": bool(keep)},
+                     rt).result
+    return conv
+
+
+def _adaptive_max(r, op, rt):
+    size = r.const(op.operands[1])
+    if list(size) != [1, 1]:
+        raise UnsupportedOpError(f"aten.adaptive_max_pool2d to {list(size)} at {describe_location(op.location)} "
+                                 "(lrc has the global one, output size 1)")
+    return _emit(r, op, "reduce", [r.tensor(op.operands[0])], {"kind": "max", "axes": (2, 3), "keepdim": True},
+                 rt).result
 
 
 def _identity(r, op, rt):
@@ -509,6 +542,9 @@ CONVERTERS = {
     "aten.add.Tensor": _binary("add"), "aten.add.Scalar": _binary("add"), "aten.sub.Tensor": _binary("sub"),
     "aten.sub.Scalar": _binary("sub"), "aten.mul.Tensor": _binary("mul"), "aten.mul.Scalar": _binary("mul"),
     "aten.div.Tensor": _binary("div"), "aten.div.Scalar": _binary("div"),
+    "aten.sum.dim_IntList": _reduce("sum"), "aten.sum": _reduce("sum", "all"), "aten.mean": _reduce("mean", "all"),
+    "aten.amax": _reduce("max"), "aten.amin": _reduce("min"), "aten.max.dim": _reduce("max", "int"),
+    "aten.min.dim": _reduce("min", "int"), "aten.adaptive_max_pool2d": _adaptive_max,
     "aten.softmax.int": _softmax(False), "aten._softmax": _softmax(False),
     "aten.log_softmax.int": _softmax(True), "aten._log_softmax": _softmax(True),
     "aten.cat": _cat, "aten.concat": _cat, "aten.slice.Tensor": _slice, "aten.narrow": _slice,
@@ -522,7 +558,7 @@ CONVERTERS = {
     "aten._unsafe_view": _reshape, "aten.squeeze.dim": _reshape, "aten.squeeze.dims": _reshape,
     "aten.squeeze": _reshape, "aten.unsqueeze": _reshape,
     "aten.permute": _permute, "aten.transpose.int": _permute,
-    "aten.mean.dim": _mean,
+    "aten.mean.dim": _reduce("mean"),
     "aten.dropout": _identity, "aten.clone": _identity, "aten.contiguous": _identity, "aten.detach": _identity,
     "aten.alias": _identity, "aten.feature_dropout": _identity,
 }
@@ -609,6 +645,12 @@ def _raise_func(tf, out: ir.Module, sparsity_by_layer):
                     "upsample, pixel shuffle, pad, linear, reshape/permute")
                 err.location = op.location
                 raise err
+            for j, extra in enumerate(list(op.results)[1:], 1):
+                if list(extra.uses):  # e.g. the indices of max.dim / adaptive_max_pool2d
+                    err = UnsupportedOpError(f"result #{j} of {key} (at {describe_location(op.location)}) is used; "
+                                             "lrc computes only the first (the values)")
+                    err.location = op.location
+                    raise err
             try:
                 rt = _tensor_type_of(op.results[0].type, f"result of {key}", op.location)
                 with op.location:

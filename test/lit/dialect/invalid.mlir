@@ -229,3 +229,19 @@ func.func @softmax_axis(%x: tensor<2x10xf32>) -> tensor<2x10xf32> {
   %0 = "lr.softmax"(%x) {axis = 2 : i64} : (tensor<2x10xf32>) -> tensor<2x10xf32>
   return %0 : tensor<2x10xf32>
 }
+
+// -----
+
+func.func @reduce_axes_not_adjacent(%x: tensor<1x4x8x8xf32>) -> tensor<1x8xf32> {
+  // expected-error @+1 {{'axes' = [1, 3] are not adjacent}}
+  %0 = "lr.reduce"(%x) {kind = "sum", axes = array<i64: 1, 3>} : (tensor<1x4x8x8xf32>) -> tensor<1x8xf32>
+  return %0 : tensor<1x8xf32>
+}
+
+// -----
+
+func.func @reduce_kind(%x: tensor<1x4x8x8xf32>) -> tensor<1x8x8xf32> {
+  // expected-error @+1 {{attribute 'kind' = "prod" must be one of sum, mean, max, min}}
+  %0 = "lr.reduce"(%x) {kind = "prod", axes = array<i64: 1>} : (tensor<1x4x8x8xf32>) -> tensor<1x8x8xf32>
+  return %0 : tensor<1x8x8xf32>
+}

@@ -98,3 +98,28 @@ func.func @softmaxes(%arg0: !torch.vtensor<[2,10],f32>) -> !torch.vtensor<[2,10]
   %1 = torch.aten._log_softmax %0, %m1, %false : !torch.vtensor<[2,10],f32>, !torch.int, !torch.bool -> !torch.vtensor<[2,10],f32>
   return %1 : !torch.vtensor<[2,10],f32>
 }
+
+// -----
+
+// Reductions: amax over the channel with keepdim, max.dim (its unused indices dropped), sum over a
+// list of dims; a mean over H, W stays the global average pool.
+// CHECK-LABEL: func.func @reductions
+// CHECK: "lr.reduce"(%arg0) {axes = array<i64: 1>, keepdim = true, kind = "max"}
+// CHECK: "lr.reduce"(%arg0) {axes = array<i64: 3>, kind = "max"}
+// CHECK: "lr.reduce"(%arg0) {axes = array<i64: 2, 3>, kind = "sum"}
+// CHECK: "lr.adaptive_avg_pool2d"(%arg0)
+func.func @reductions(%arg0: !torch.vtensor<[1,4,5,6],f32>) -> (!torch.vtensor<[1,1,5,6],f32>, !torch.vtensor<[1,4,5],f32>, !torch.vtensor<[1,4],f32>, !torch.vtensor<[1,4],f32>) {
+  %i1 = torch.constant.int 1
+  %i2 = torch.constant.int 2
+  %i3 = torch.constant.int 3
+  %true = torch.constant.bool true
+  %false = torch.constant.bool false
+  %none = torch.constant.none
+  %d1 = torch.prim.ListConstruct %i1 : (!torch.int) -> !torch.list<int>
+  %0 = torch.aten.amax %arg0, %d1, %true : !torch.vtensor<[1,4,5,6],f32>, !torch.list<int>, !torch.bool -> !torch.vtensor<[1,1,5,6],f32>
+  %values, %indices = torch.aten.max.dim %arg0, %i3, %false : !torch.vtensor<[1,4,5,6],f32>, !torch.int, !torch.bool -> !torch.vtensor<[1,4,5],f32>, !torch.vtensor<[1,4,5],si64>
+  %d23 = torch.prim.ListConstruct %i2, %i3 : (!torch.int, !torch.int) -> !torch.list<int>
+  %2 = torch.aten.sum.dim_IntList %arg0, %d23, %false, %none : !torch.vtensor<[1,4,5,6],f32>, !torch.list<int>, !torch.bool, !torch.none -> !torch.vtensor<[1,4],f32>
+  %3 = torch.aten.mean.dim %arg0, %d23, %false, %none : !torch.vtensor<[1,4,5,6],f32>, !torch.list<int>, !torch.bool, !torch.none -> !torch.vtensor<[1,4],f32>
+  return %0, %values, %2, %3 : !torch.vtensor<[1,1,5,6],f32>, !torch.vtensor<[1,4,5],f32>, !torch.vtensor<[1,4],f32>, !torch.vtensor<[1,4],f32>
+}
