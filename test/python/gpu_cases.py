@@ -56,7 +56,8 @@ def conv_acts():
         return Fn(lambda s, x: tuple(m(x) for m in s.mods),
                   *[nn.Sequential(nn.Conv2d(3, 4, 3), _bn(4), act) for act in
                     (nn.ReLU(), nn.ReLU6(), nn.LeakyReLU(0.1), nn.Sigmoid(), nn.Tanh(), nn.Hardtanh(-0.5, 0.5),
-                     nn.Hardsigmoid(), nn.SiLU(), nn.GELU(), nn.GELU("tanh"), nn.ELU(0.7), nn.SELU())])
+                     nn.Hardsigmoid(), nn.SiLU(), nn.GELU(), nn.GELU("tanh"), nn.ELU(0.7), nn.SELU(), nn.Mish(),
+                     nn.Softplus(2.0, 3.0))])
     return _seeded(2, ctor), (_x(1, 3, 7, 8),)
 
 
@@ -73,7 +74,7 @@ def activations():
         return Fn(lambda s, x: (torch.relu(x), F.relu6(x), torch.sigmoid(x), torch.tanh(x), F.hardswish(x),
                                 F.leaky_relu(x, 0.3), torch.clamp(x, -0.5, 0.7), s.mods[0](x), s.mods[1](x),
                                 F.hardsigmoid(x), F.silu(x), F.gelu(x), F.gelu(x, approximate="tanh"), F.elu(x, 0.7),
-                                F.selu(x)),
+                                F.selu(x), F.mish(x), F.softplus(x)),
                   nn.PReLU(3), nn.PReLU(1))
     return _seeded(4, ctor), (_x(1, 3, 5, 6) * 4,)
 

@@ -70,6 +70,7 @@ class _Chain(nn.Module):
     def forward(self, x):
         p, q = x.chunk(2, 1)
         y = nn.functional.gelu(self.a(p)) + nn.functional.silu(self.b(q)) + nn.functional.elu(self.b(q))
+        y = y + nn.functional.softplus(self.b(q)) * nn.functional.mish(self.a(p))
         z = torch.cat([y[:, 1:4], y[:, :3]], 1)
         return torch.softmax(z, 1) + nn.functional.log_softmax(z, -1)
 

@@ -10,9 +10,9 @@ from lrc.codegen.kernels import conv as convk
 from lrc.codegen.kernels.conv import ConvSpec, emit_conv_func, pack_conv_weights
 from lrc.codegen.kernels.testing import assert_close, conv_ref, jit_kernels
 
-ACT_PARAMS = {"leaky_relu": (0.1,), "clamp": (-0.5, 0.75), "elu": (0.7, 1.2, 0.8)}
+ACT_PARAMS = {"leaky_relu": (0.1,), "clamp": (-0.5, 0.75), "elu": (0.7, 1.2, 0.8), "softplus": (1.5, 4.0)}
 ALL_ACTS = ["none", "relu", "relu6", "leaky_relu", "clamp", "sigmoid", "tanh", "hardswish", "hardsigmoid", "silu",
-            "gelu", "gelu_tanh", "elu"]
+            "gelu", "gelu_tanh", "elu", "mish", "softplus"]
 
 
 def run_specs(specs, seed=0, bias=True):

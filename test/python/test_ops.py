@@ -45,7 +45,8 @@ def test_conv2d(check, name):
 
 @pytest.mark.parametrize("act", [nn.ReLU(), nn.ReLU6(), nn.LeakyReLU(0.1), nn.Sigmoid(), nn.Tanh(), nn.Hardswish(),
                                  nn.Hardtanh(-0.5, 0.5), nn.Hardsigmoid(), nn.SiLU(), nn.GELU(), nn.GELU("tanh"),
-                                 nn.ELU(0.7), nn.SELU(), nn.CELU(0.5)], ids=lambda m: repr(m))
+                                 nn.ELU(0.7), nn.SELU(), nn.CELU(0.5), nn.Mish(), nn.Softplus(),
+                                 nn.Softplus(2.0, 3.0)], ids=lambda m: repr(m))
 def test_conv_bn_act_fused(check, act):
     bn = nn.BatchNorm2d(6)
     with torch.no_grad():
@@ -70,7 +71,8 @@ def test_conv_transpose2d(check):
 
 @pytest.mark.parametrize("mod", [nn.ReLU(), nn.ReLU6(), nn.Sigmoid(), nn.Tanh(), nn.Hardswish(), nn.LeakyReLU(0.3),
                                  nn.Hardtanh(-1, 2), nn.PReLU(3), nn.PReLU(1), nn.Hardsigmoid(), nn.SiLU(), nn.GELU(),
-                                 nn.GELU("tanh"), nn.ELU(), nn.ELU(0.4), nn.SELU(), nn.CELU(0.5)], ids=lambda m: repr(m))
+                                 nn.GELU("tanh"), nn.ELU(), nn.ELU(0.4), nn.SELU(), nn.CELU(0.5), nn.Mish(),
+                                 nn.Softplus(), nn.Softplus(0.5, 2.0)], ids=lambda m: repr(m))
 def test_activation(check, mod):
     check(mod, x4() * 4)
 

@@ -125,7 +125,7 @@ def test_residual_and_grouped_users_keep_channels(check):
     assert _conv_shapes(cm)[0] == (8, 4)
 
 
-ACTS = ["relu", "sigmoid", "tanh", "none", "leaky_relu", "hardsigmoid", "silu", "gelu", "elu"]
+ACTS = ["relu", "sigmoid", "tanh", "none", "leaky_relu", "hardsigmoid", "silu", "gelu", "elu", "mish", "softplus"]
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -262,6 +262,15 @@ def _elu(kind):
     return conv
 
 
+def _softplus(r, op, rt):
+    o = list(op.operands)
+    beta = float(r.const(o[1])) if len(o) > 1 else 1.0
+    threshold = float(r.const(o[2])) if len(o) > 2 else 20.0
+    if beta == 0:
+        raise UnsupportedOpError(f"aten.softplus with beta = 0 at {describe_location(op.location)}")
+    return _emit(r, op, "softplus", [r.tensor(o[0])], {"beta": beta, "threshold": threshold}, rt).result
+
+
 def _prelu(r, op, rt):
     return _emit(r, op, "prelu", [r.tensor(op.operands[0])], {"slope": r.literal(op.operands[1])}, rt).result
 
@@ -538,6 +547,7 @@ CONVERTERS = {
     "aten.tanh": _unary("tanh"), "aten.hardswish": _unary("hardswish"), "aten.hardtanh": _hardtanh,
     "aten.clamp": _clamp, "aten.leaky_relu": _leaky, "aten.prelu": _prelu,
     "aten.hardsigmoid": _unary("hardsigmoid"), "aten.silu": _unary("silu"), "aten.gelu": _gelu,
+    "aten.mish": _unary("mish"), "aten.softplus": _softplus,
     "aten.elu": _elu("elu"), "aten.selu": _elu("selu"), "aten.celu": _elu("celu"),
     "aten.add.Tensor": _binary("add"), "aten.add.Scalar": _binary("add"), "aten.sub.Tensor": _binary("sub"),
     "aten.sub.Scalar": _binary("sub"), "aten.mul.Tensor": _binary("mul"), "aten.mul.Scalar": _binary("mul"),

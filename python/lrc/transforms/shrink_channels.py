@@ -66,6 +66,11 @@ def _act(kind: str, params, x: np.ndarray) -> np.ndarray:
         return 0.5 * x * (1 + np.vectorize(math.erf)(x / math.sqrt(2)))
     if kind == "gelu_tanh":
         return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
+    if kind == "mish":
+        return x * np.tanh(np.logaddexp(0, x))
+    if kind == "softplus":
+        beta, threshold = params
+        return np.where(x * beta > threshold, x, np.logaddexp(0, x * beta) / beta)
     if kind == "elu":
         alpha, scale, input_scale = params
         return scale * np.where(x > 0, x, alpha * (np.exp(np.minimum(x, 0) * input_scale) - 1))

@@ -17,8 +17,8 @@ func.func @wrong_result_shape(%x: tensor<1x2x4x4xf32>) -> tensor<1x2x4x4xf32> {
 // -----
 
 func.func @bad_act(%x: tensor<1x2x4x4xf32>) -> tensor<1x2x4x4xf32> {
-  // expected-error @+1 {{attribute 'act' = "mish" must be one of none, relu}}
-  %0 = "lr.conv2d"(%x) {weight = dense<1.0> : tensor<2x2x1x1xf32>, act = "mish"} : (tensor<1x2x4x4xf32>) -> tensor<1x2x4x4xf32>
+  // expected-error @+1 {{attribute 'act' = "softsign" must be one of none, relu}}
+  %0 = "lr.conv2d"(%x) {weight = dense<1.0> : tensor<2x2x1x1xf32>, act = "softsign"} : (tensor<1x2x4x4xf32>) -> tensor<1x2x4x4xf32>
   return %0 : tensor<1x2x4x4xf32>
 }
 

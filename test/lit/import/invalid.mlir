@@ -1,8 +1,8 @@
 // RUN: lr-opt %s --split-input-file --lr-raise-torch --verify-diagnostics
 
 func.func @forward(%arg0: !torch.vtensor<[1,4],f32>) -> !torch.vtensor<[1,4],f32> {
-  // expected-error @+1 {{lrc has no lowering for aten.mish}}
-  %0 = torch.aten.mish %arg0 : !torch.vtensor<[1,4],f32> -> !torch.vtensor<[1,4],f32>
+  // expected-error @+1 {{lrc has no lowering for aten.sign}}
+  %0 = torch.aten.sign %arg0 : !torch.vtensor<[1,4],f32> -> !torch.vtensor<[1,4],f32>
   return %0 : !torch.vtensor<[1,4],f32>
 }
 

@@ -33,7 +33,7 @@ func.func @conv(%arg0: !torch.vtensor<[1,3,8,8],f32>) -> !torch.vtensor<[1,2,4,8
 
 // -----
 
-// silu, hardsigmoid, gelu (its approximate string), elu / selu / celu (all one lr.elu; attributes
+// silu, hardsigmoid, gelu (its approximate string), elu / selu / celu (all one lr.elu), mish, softplus (attributes
 // at their defaults are not printed).
 // CHECK-LABEL: func.func @activations
 // CHECK: "lr.silu"(%arg0)
@@ -42,6 +42,8 @@ func.func @conv(%arg0: !torch.vtensor<[1,3,8,8],f32>) -> !torch.vtensor<[1,2,4,8
 // CHECK: "lr.elu"({{.*}}) {alpha = 5.000000e-01 : f64, scale = 2.000000e+00 : f64}
 // CHECK: "lr.elu"({{.*}}) {alpha = 1.6732632423543772 : f64, scale = 1.0507009873554805 : f64}
 // CHECK: "lr.elu"({{.*}}) {alpha = 2.500000e-01 : f64, input_scale = 4.000000e+00 : f64}
+// CHECK: "lr.mish"
+// CHECK: "lr.softplus"({{.*}}) {beta = 2.000000e+00 : f64}
 func.func @activations(%arg0: !torch.vtensor<[1,3,4,4],f32>) -> !torch.vtensor<[1,3,4,4],f32> {
   %0 = torch.aten.silu %arg0 : !torch.vtensor<[1,3,4,4],f32> -> !torch.vtensor<[1,3,4,4],f32>
   %1 = torch.aten.hardsigmoid %0 : !torch.vtensor<[1,3,4,4],f32> -> !torch.vtensor<[1,3,4,4],f32>
@@ -54,7 +56,10 @@ func.func @activations(%arg0: !torch.vtensor<[1,3,4,4],f32>) -> !torch.vtensor<[
   %4 = torch.aten.selu %3 : !torch.vtensor<[1,3,4,4],f32> -> !torch.vtensor<[1,3,4,4],f32>
   %q = torch.constant.float 2.500000e-01
   %5 = torch.aten.celu %4, %q : !torch.vtensor<[1,3,4,4],f32>, !torch.float -> !torch.vtensor<[1,3,4,4],f32>
-  return %5 : !torch.vtensor<[1,3,4,4],f32>
+  %6 = torch.aten.mish %5 : !torch.vtensor<[1,3,4,4],f32> -> !torch.vtensor<[1,3,4,4],f32>
+  %t20 = torch.constant.int 20
+  %7 = torch.aten.softplus %6, %s, %t20 : !torch.vtensor<[1,3,4,4],f32>, !torch.float, !torch.int -> !torch.vtensor<[1,3,4,4],f32>
+  return %7 : !torch.vtensor<[1,3,4,4],f32>
 }
 
 // -----

@@ -23,7 +23,7 @@ ACTIVATIONS = ("none", "relu", "relu6", "leaky_relu", "clamp", "sigmoid", "tanh"
 def check_act(act: str, act_params: Sequence[float]) -> None:
     if act not in ACTIVATIONS:
         raise ValueError(f"unsupported activation {act!r}")
-    need = {"leaky_relu": 1, "clamp": 2, "elu": 3}.get(act, 0)
+    need = {"leaky_relu": 1, "clamp": 2, "elu": 3, "softplus": 2}.get(act, 0)
     if len(act_params) < need:
         raise ValueError(f"activation {act} needs {need} parameter(s), got {tuple(act_params)}")
 

@@ -59,6 +59,10 @@ def torch_act(y, act: str, params: Sequence[float] = ()):
         return F.silu(y)
     if act in ("gelu", "gelu_tanh"):
         return F.gelu(y, approximate="tanh" if act == "gelu_tanh" else "none")
+    if act == "mish":
+        return F.mish(y)
+    if act == "softplus":
+        return F.softplus(y, params[0], params[1])
     if act == "elu":
         alpha, scale, input_scale = params
         return torch.ops.aten.elu(y, alpha, scale, input_scale)
