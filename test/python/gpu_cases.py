@@ -81,8 +81,9 @@ def activations():
 
 def norms():
     def ctor():
-        return Fn(lambda s, x: (s.mods[0](torch.relu(x)), s.mods[1](x), s.mods[2](x)),
-                  _bn(3), nn.InstanceNorm2d(3, affine=True), nn.InstanceNorm2d(3))
+        return Fn(lambda s, x: (s.mods[0](torch.relu(x)), s.mods[1](x), s.mods[2](x), s.mods[3](x),
+                                F.layer_norm(x.permute(0, 2, 3, 1), (3,)).permute(0, 3, 1, 2)),
+                  _bn(3), nn.InstanceNorm2d(3, affine=True), nn.InstanceNorm2d(3), nn.GroupNorm(1, 3))
     m = _seeded(5, ctor)
     with torch.no_grad():
         m.mods[1].weight.uniform_(0.5, 1.5)

@@ -179,6 +179,32 @@ def test_reductions_refused():
         lrc.compile(Fn(lambda s, x: F.adaptive_max_pool2d(x, 2)), (x4(),))
 
 
+def _randomise(norm):
+    with torch.no_grad():
+        if getattr(norm, "weight", None) is not None:
+            norm.weight.uniform_(0.5, 1.5)
+            norm.bias.uniform_(-1, 1)
+    return norm
+
+
+@pytest.mark.parametrize("norm", [nn.GroupNorm(2, 6), nn.GroupNorm(3, 6, affine=False), nn.GroupNorm(1, 6),
+                                  nn.GroupNorm(6, 6)], ids=repr)
+def test_group_norm(check, norm):
+    """Groups of channels normalised as one run each (1 group: over C, H, W; C groups: instance norm)."""
+    cm = check(nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), _randomise(norm), nn.ReLU()), x4(2, 3, 9, 10) * 2 + 1)
+    assert '"lr.instance_norm"' in cm.lr_ir
+
+
+def test_layer_norm(check):
+    """ConvNeXt's channels-last LayerNorm (permute, normalise C, permute back) and a LayerNorm over
+    the last two dims, with and without the elementwise affine."""
+    ln = _randomise(nn.LayerNorm(6))
+    check(Fn(lambda s, x: s.mods[1](s.mods[0](x).permute(0, 2, 3, 1)).permute(0, 3, 1, 2),
+             nn.Conv2d(3, 6, 7, padding=3, groups=3), ln), x4(2, 3, 8, 9))
+    check(Fn(lambda s, x: (F.layer_norm(x, (9, 11)), s.mods[0](x)), _randomise(nn.LayerNorm([9, 11]))), x4(1, 3) * 3)
+    check(Fn(lambda s, x: s.mods[0](x), nn.LayerNorm(11, elementwise_affine=False)), x4(1, 3))
+
+
 def test_slice_with_step_is_refused():
     import lrc
 

@@ -209,6 +209,63 @@ def _instance_norm(r, op, rt):
     return _emit(r, op, "instance_norm", [r.tensor(x)], attrs, rt).result
 
 
+def _f32(shape):
+    return ir.RankedTensorType.get(list(shape), ir.F32Type.get())
+
+
+def _splat_const(value: np.ndarray, loc) -> ir.Value:
+    attr = ir.DenseElementsAttr.get(np.ascontiguousarray(value, np.float32), type=ir.F32Type.get())
+    return arith.ConstantOp(attr.type, attr, loc=loc).result
+
+
+def _normalise_runs(r, op, x, rows: int, run: int, eps: float):
+    """x viewed as [1, rows, run], each run normalised to zero mean and unit variance by
+    lr.instance_norm (its two-pass, f64-accumulated plane statistics), viewed back."""
+    shape = tuple(ir.RankedTensorType(x.type).shape)
+    flat = _emit(r, op, "reshape", [x], {}, _f32([1, rows, run])).result
+    normed = _emit(r, op, "instance_norm", [flat], {"weight": None, "bias": None, "eps": eps}).result
+    return _emit(r, op, "reshape", [normed], {}, _f32(shape)).result
+
+
+def _group_norm(r, op, rt):
+    """aten.group_norm: each (image, group) run of C/G channels x H x W is normalised as one plane,
+    then the per-channel affine runs as a batch_norm with zero mean and unit variance (one pass)."""
+    x, groups, w, b, eps = list(op.operands)[:5]
+    xv = r.tensor(x)
+    shape = tuple(ir.RankedTensorType(xv.type).shape)
+    g = r.const(groups)
+    if len(shape) < 2 or shape[1] % g:
+        raise UnsupportedOpError(f"aten.group_norm of {list(shape)} into {g} groups at "
+                                 f"{describe_location(op.location)}: the channels must divide evenly")
+    run = (shape[1] // g) * int(np.prod(shape[2:], dtype=np.int64))
+    y = _normalise_runs(r, op, xv, shape[0] * g, run, float(r.const(eps)))
+    gamma, beta = r.maybe_literal(w), r.maybe_literal(b)
+    if gamma is None and beta is None:
+        return y
+    c = shape[1]
+    attrs = {"weight": gamma, "bias": beta, "mean": np.zeros(c, np.float32), "var": np.ones(c, np.float32), "eps": 0.0}
+    return _emit(r, op, "batch_norm", [y], attrs, rt).result
+
+
+def _layer_norm(r, op, rt):
+    """aten.layer_norm over the trailing dims (ConvNeXt's channels-last LayerNorm): each run is
+    normalised as a plane, then the elementwise affine by broadcasting mul / add."""
+    x, nshape, w, b, eps = list(op.operands)[:5]
+    xv = r.tensor(x)
+    shape = tuple(ir.RankedTensorType(xv.type).shape)
+    norm = list(r.const(nshape))
+    if tuple(shape[len(shape) - len(norm):]) != tuple(norm):
+        raise UnsupportedOpError(f"aten.layer_norm over {norm} of {list(shape)} at {describe_location(op.location)}")
+    run = int(np.prod(norm, dtype=np.int64))
+    y = _normalise_runs(r, op, xv, int(np.prod(shape, dtype=np.int64)) // run, run, float(r.const(eps)))
+    gamma, beta = r.maybe_literal(w), r.maybe_literal(b)
+    if gamma is not None:
+        y = _emit(r, op, "mul", [y, _splat_const(gamma, op.location)], {}, _f32(shape)).result
+    if beta is not None:
+        y = _emit(r, op, "add", [y, _splat_const(beta, op.location)], {}, _f32(shape)).result
+    return y
+
+
 def _unary(name):
     def conv(r, op, rt):
         return _emit(r, op, name, [r.tensor(op.operands[0])], {}, rt).result
@@ -542,7 +599,7 @@ CONVERTERS = {
     "aten.conv2d": _conv, "aten.conv2d.padding": _conv, "aten.convolution": _conv,
     "aten.conv_transpose2d.input": _conv_transpose,
     "aten.batch_norm": _batch_norm, "aten._native_batch_norm_legit_no_training": None,
-    "aten.instance_norm": _instance_norm,
+    "aten.instance_norm": _instance_norm, "aten.group_norm": _group_norm, "aten.layer_norm": _layer_norm,
     "aten.relu": _unary("relu"), "aten.relu6": _unary("relu6"), "aten.sigmoid": _unary("sigmoid"),
     "aten.tanh": _unary("tanh"), "aten.hardswish": _unary("hardswish"), "aten.hardtanh": _hardtanh,
     "aten.clamp": _clamp, "aten.leaky_relu": _leaky, "aten.prelu": _prelu,

@@ -128,3 +128,22 @@ func.func @reductions(%arg0: !torch.vtensor<[1,4,5,6],f32>) -> (!torch.vtensor<[
   %3 = torch.aten.mean.dim %arg0, %d23, %false, %none : !torch.vtensor<[1,4,5,6],f32>, !torch.list<int>, !torch.bool, !torch.none -> !torch.vtensor<[1,4],f32>
   return %0, %values, %2, %3 : !torch.vtensor<[1,1,5,6],f32>, !torch.vtensor<[1,4,5],f32>, !torch.vtensor<[1,4],f32>, !torch.vtensor<[1,4],f32>
 }
+
+// -----
+
+// group_norm: the (image, group) runs normalised by lr.instance_norm on a [1, N*G, C/G*H*W] view,
+// the per-channel affine as a batch_norm with zero mean and unit variance (eps 0).
+// CHECK-LABEL: func.func @group_norm
+// CHECK: %[[V:.*]] = "lr.reshape"(%arg0) : (tensor<2x4x3x3xf32>) -> tensor<1x4x18xf32>
+// CHECK: %[[N:.*]] = "lr.instance_norm"(%[[V]]) {eps = 1.000000e-03 : f64}
+// CHECK: %[[B:.*]] = "lr.reshape"(%[[N]]) : (tensor<1x4x18xf32>) -> tensor<2x4x3x3xf32>
+// CHECK: "lr.batch_norm"(%[[B]]) {bias = dense<5.000000e-01> : tensor<4xf32>, eps = 0.000000e+00 : f64
+func.func @group_norm(%arg0: !torch.vtensor<[2,4,3,3],f32>) -> !torch.vtensor<[2,4,3,3],f32> {
+  %g = torch.constant.int 2
+  %w = torch.vtensor.literal(dense<2.0> : tensor<4xf32>) : !torch.vtensor<[4],f32>
+  %b = torch.vtensor.literal(dense<0.5> : tensor<4xf32>) : !torch.vtensor<[4],f32>
+  %eps = torch.constant.float 1.000000e-03
+  %false = torch.constant.bool false
+  %0 = torch.aten.group_norm %arg0, %g, %w, %b, %eps, %false : !torch.vtensor<[2,4,3,3],f32>, !torch.int, !torch.vtensor<[4],f32>, !torch.vtensor<[4],f32>, !torch.float, !torch.bool -> !torch.vtensor<[2,4,3,3],f32>
+  return %0 : !torch.vtensor<[2,4,3,3],f32>
+}
