@@ -10,13 +10,15 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 ACTIVATIONS = ("none", "relu", "relu6", "leaky_relu", "clamp", "sigmoid", "tanh", "hardswish", "hardsigmoid",
-               "silu", "gelu", "gelu_tanh", "elu", "mish", "softplus")
+               "silu", "gelu", "gelu_tanh", "elu", "mish", "softplus", "abs", "neg", "exp", "log", "sqrt", "rsqrt",
+               "reciprocal", "square")
 # The `act_params` of each parametrised activation, in order: the attributes of its standalone op.
 ACT_PARAMS = {"leaky_relu": ("alpha",), "clamp": ("min", "max"), "elu": ("alpha", "scale", "input_scale"),
               "softplus": ("beta", "threshold")}
 # Standalone activation ops (each fuses into its producer as that producer's `act`).
 ACTIVATION_OPS = ("relu", "relu6", "leaky_relu", "clamp", "sigmoid", "tanh", "hardswish", "hardsigmoid", "silu",
-                  "gelu", "elu", "mish", "softplus")
+                  "gelu", "elu", "mish", "softplus", "abs", "neg", "exp", "log", "sqrt", "rsqrt", "reciprocal",
+                  "square")
 
 
 def activation_of(op_name: str, attrs: dict) -> tuple[str, tuple]:
@@ -379,6 +381,9 @@ _SPECS = [
                          "input_scale": AttrSpec("float", default=1.0)}, _same,
            "scale * (x if x > 0 else alpha * (exp(input_scale * x) - 1)) (also selu, celu)"),
     OpSpec("mish", 1, 1, {}, _same, "x * tanh(softplus(x))"),
+    *[OpSpec(n, 1, 1, {}, _same, s) for n, s in (
+        ("abs", "|x|"), ("neg", "-x"), ("exp", "e^x"), ("log", "natural log"), ("sqrt", "square root"),
+        ("rsqrt", "1 / sqrt(x)"), ("reciprocal", "1 / x"), ("square", "x * x (pow 2)"))],
     OpSpec("softplus", 1, 1, {"beta": AttrSpec("float", default=1.0), "threshold": AttrSpec("float", default=20.0)},
            _same, "log(1 + exp(beta * x)) / beta, or x where beta * x > threshold"),
     OpSpec("leaky_relu", 1, 1, {"alpha": AttrSpec("float", default=0.01)}, _same, "x if x > 0 else alpha*x"),

@@ -74,7 +74,9 @@ def activations():
         return Fn(lambda s, x: (torch.relu(x), F.relu6(x), torch.sigmoid(x), torch.tanh(x), F.hardswish(x),
                                 F.leaky_relu(x, 0.3), torch.clamp(x, -0.5, 0.7), s.mods[0](x), s.mods[1](x),
                                 F.hardsigmoid(x), F.silu(x), F.gelu(x), F.gelu(x, approximate="tanh"), F.elu(x, 0.7),
-                                F.selu(x), F.mish(x), F.softplus(x)),
+                                F.selu(x), F.mish(x), F.softplus(x), x.abs(), -x, torch.exp(x), torch.log(x.abs() + 0.1),
+                                torch.sqrt(x.abs()), torch.rsqrt(x.abs() + 0.5), torch.reciprocal(x.abs() + 0.5),
+                                x ** 2),
                   nn.PReLU(3), nn.PReLU(1))
     return _seeded(4, ctor), (_x(1, 3, 5, 6) * 4,)
 

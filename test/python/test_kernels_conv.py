@@ -12,7 +12,7 @@ from lrc.codegen.kernels.testing import assert_close, conv_ref, jit_kernels
 
 ACT_PARAMS = {"leaky_relu": (0.1,), "clamp": (-0.5, 0.75), "elu": (0.7, 1.2, 0.8), "softplus": (1.5, 4.0)}
 ALL_ACTS = ["none", "relu", "relu6", "leaky_relu", "clamp", "sigmoid", "tanh", "hardswish", "hardsigmoid", "silu",
-            "gelu", "gelu_tanh", "elu", "mish", "softplus"]
+            "gelu", "gelu_tanh", "elu", "mish", "softplus", "abs", "neg", "exp", "square"]
 
 
 def run_specs(specs, seed=0, bias=True):

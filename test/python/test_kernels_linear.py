@@ -11,7 +11,7 @@ from lrc.codegen.kernels.testing import assert_close, jit_kernels, linear_ref
 
 ACT_PARAMS = {"leaky_relu": (0.2,), "clamp": (-1.0, 0.5), "elu": (1.3, 0.9, 1.1), "softplus": (1.5, 4.0)}
 ALL_ACTS = ["none", "relu", "relu6", "leaky_relu", "clamp", "sigmoid", "tanh", "hardswish", "hardsigmoid", "silu",
-            "gelu", "gelu_tanh", "elu", "mish", "softplus"]
+            "gelu", "gelu_tanh", "elu", "mish", "softplus", "abs", "neg", "exp", "square"]
 
 
 def run_specs(specs, seed=0, bias=True):

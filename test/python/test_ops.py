@@ -1,4 +1,5 @@
 """Every lr op, compiled for the host and compared with PyTorch."""
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
@@ -75,6 +76,32 @@ def test_conv_transpose2d(check):
                                  nn.Softplus(), nn.Softplus(0.5, 2.0)], ids=lambda m: repr(m))
 def test_activation(check, mod):
     check(mod, x4() * 4)
+
+
+def test_unary_math(check):
+    """abs, neg, exp, log, sqrt, rsqrt, reciprocal and pow 2 / 0.5 / -0.5 / -1 (scalar and vector
+    lanes: 99 elements); a conv followed by one of them fuses it."""
+    x = x4(1, 3, 3, 11)
+    check(Fn(lambda s, x: (x.abs(), -x, torch.exp(x), torch.log(x.abs() + 0.01), torch.sqrt(x.abs()),
+                           torch.rsqrt(x.abs() + 0.5), torch.reciprocal(x.abs() + 0.5), x ** 2,
+                           (x.abs() + 0.1) ** 0.5, (x.abs() + 0.1) ** -0.5, (x.abs() + 0.1) ** -1, x ** 1)), x)
+    cm = check(nn.Sequential(nn.Conv2d(3, 4, 3), Fn(lambda s, x: torch.exp(x))), x4())
+    assert cm.lr_ir.count('"lr.') == 1, cm.lr_ir
+
+
+def test_log_edge_values():
+    import lrc
+
+    cm = lrc.compile(Fn(lambda s, x: torch.log(x)), (torch.ones(1, 20),))
+    x = torch.tensor([[0.0, -1.0, 1e-30, 1e30, 1.0, 2.0, 0.5, 3.4e38, 1.2e-38, 7.0] * 2])
+    np.testing.assert_allclose(cm(x.numpy()), torch.log(x).numpy(), rtol=1e-6, equal_nan=True)
+
+
+def test_pow_other_exponents_refused():
+    import lrc
+
+    with pytest.raises(lrc.UnsupportedOpError, match="aten.pow with exponent 3"):
+        lrc.compile(Fn(lambda s, x: x ** 3), (x4(),))
 
 
 def test_clamp(check):

@@ -14,7 +14,8 @@ from torch_mlir import ir
 from torch_mlir.dialects import arith
 from torch_mlir.dialects import math as mmath
 
-EXTRA_ACTIVATIONS = ("hardsigmoid", "silu", "gelu", "gelu_tanh", "elu", "mish", "softplus")
+EXTRA_ACTIVATIONS = ("hardsigmoid", "silu", "gelu", "gelu_tanh", "elu", "mish", "softplus", "abs", "neg", "exp",
+                     "log", "sqrt", "rsqrt", "reciprocal", "square")
 
 # Abramowitz & Stegun 7.1.26: erf(x) = 1 - t*(a1 + t*(a2 + ...)) * e^{-x^2}, t = 1 / (1 + p*x) for
 # x >= 0, absolute error <= 1.5e-7 (odd function for x < 0).
@@ -35,6 +36,26 @@ def extra_activation(x: ir.Value, act: str, params: Sequence[float], c: Callable
         return arith.divf(x, arith.addf(c(1.0), exp(arith.negf(u2))))
     if act == "gelu":
         return arith.mulf(arith.mulf(x, c(0.5)), arith.addf(c(1.0), erf(arith.mulf(x, c(0.7071067811865476)), c, exp)))
+    if act == "abs":
+        return mmath.absf(x)
+    if act == "neg":
+        return arith.negf(x)
+    if act == "exp":
+        return exp(x)
+    if act == "log":
+        # log's polynomial needs a positive normal input: 0 -> -inf, negative -> NaN, as torch; both
+        # computed from x (-1/|x|, sqrt(x)), since WGSL (naga) rejects inf / NaN literals
+        y = log(x, c)
+        y = arith.select(arith.cmpf(arith.CmpFPredicate.OEQ, x, c(0.0)), arith.divf(c(-1.0), mmath.absf(x)), y)
+        return arith.select(arith.cmpf(arith.CmpFPredicate.OLT, x, c(0.0)), mmath.sqrt(x), y)
+    if act == "sqrt":
+        return mmath.sqrt(x)
+    if act == "rsqrt":
+        return mmath.rsqrt(x)
+    if act == "reciprocal":
+        return arith.divf(c(1.0), x)
+    if act == "square":
+        return arith.mulf(x, x)
     if act == "mish":
         # x * tanh(softplus(x)) = x * (n - 1) / (n + 1) with n = (1 + e^x)^2: no log, one exp; above
         # x = 20 it is x itself (n would overflow).
@@ -74,7 +95,9 @@ def log(x: ir.Value, c) -> ir.Value:
                 ir.IntegerType.get_signless(32), v))).result
         return arith.ConstantOp(it, ir.IntegerAttr.get(it, v)).result
     bits = arith.bitcast(it, x)
-    e = arith.sitofp(ft, arith.subi(arith.shrui(bits, ic(23)), ic(126)))
+    # (the biased exponent is converted, then unbiased as a float: the Vulkan path converts i32 as
+    # unsigned, so a negative integer there would come out near 4e9)
+    e = arith.subf(arith.sitofp(ft, arith.shrui(bits, ic(23))), c(126.0))
     m = arith.bitcast(ft, arith.ori(arith.andi(bits, ic(0x007FFFFF)), ic(0x3F000000)))  # [0.5, 1)
     small = arith.cmpf(arith.CmpFPredicate.OLT, m, c(0.7071067811865476))
     e = arith.select(small, arith.subf(e, c(1.0)), e)

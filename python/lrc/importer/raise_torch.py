@@ -328,6 +328,20 @@ def _softplus(r, op, rt):
     return _emit(r, op, "softplus", [r.tensor(o[0])], {"beta": beta, "threshold": threshold}, rt).result
 
 
+_POW = {2: "square", 0.5: "sqrt", -0.5: "rsqrt", -1: "reciprocal"}
+
+
+def _pow(r, op, rt):
+    e = r.const(op.operands[1])
+    x = r.tensor(op.operands[0])
+    if e == 1:
+        return x
+    if e not in _POW:
+        raise UnsupportedOpError(f"aten.pow with exponent {e} at {describe_location(op.location)} "
+                                 f"(lrc has {sorted(_POW)} and 1)")
+    return _emit(r, op, _POW[e], [x], {}, rt).result
+
+
 def _prelu(r, op, rt):
     return _emit(r, op, "prelu", [r.tensor(op.operands[0])], {"slope": r.literal(op.operands[1])}, rt).result
 
@@ -604,7 +618,8 @@ CONVERTERS = {
     "aten.tanh": _unary("tanh"), "aten.hardswish": _unary("hardswish"), "aten.hardtanh": _hardtanh,
     "aten.clamp": _clamp, "aten.leaky_relu": _leaky, "aten.prelu": _prelu,
     "aten.hardsigmoid": _unary("hardsigmoid"), "aten.silu": _unary("silu"), "aten.gelu": _gelu,
-    "aten.mish": _unary("mish"), "aten.softplus": _softplus,
+    "aten.mish": _unary("mish"), "aten.pow.Tensor_Scalar": _pow, "aten.square": _unary("square"),
+    **{f"aten.{n}": _unary(n) for n in ("abs", "neg", "exp", "log", "sqrt", "rsqrt", "reciprocal")}, "aten.softplus": _softplus,
     "aten.elu": _elu("elu"), "aten.selu": _elu("selu"), "aten.celu": _elu("celu"),
     "aten.add.Tensor": _binary("add"), "aten.add.Scalar": _binary("add"), "aten.sub.Tensor": _binary("sub"),
     "aten.sub.Scalar": _binary("sub"), "aten.mul.Tensor": _binary("mul"), "aten.mul.Scalar": _binary("mul"),

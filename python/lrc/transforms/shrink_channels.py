@@ -66,6 +66,11 @@ def _act(kind: str, params, x: np.ndarray) -> np.ndarray:
         return 0.5 * x * (1 + np.vectorize(math.erf)(x / math.sqrt(2)))
     if kind == "gelu_tanh":
         return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
+    if kind in ("abs", "neg", "exp", "log", "sqrt", "rsqrt", "reciprocal", "square"):
+        with np.errstate(all="ignore"):  # a NaN / inf result counts as "varies": nothing is shrunk
+            return {"abs": np.abs, "neg": np.negative, "exp": np.exp, "log": np.log, "sqrt": np.sqrt,
+                    "rsqrt": lambda v: 1 / np.sqrt(v), "reciprocal": lambda v: 1 / v,
+                    "square": np.square}[kind](x)
     if kind == "mish":
         return x * np.tanh(np.logaddexp(0, x))
     if kind == "softplus":

@@ -147,3 +147,19 @@ func.func @group_norm(%arg0: !torch.vtensor<[2,4,3,3],f32>) -> !torch.vtensor<[2
   %0 = torch.aten.group_norm %arg0, %g, %w, %b, %eps, %false : !torch.vtensor<[2,4,3,3],f32>, !torch.int, !torch.vtensor<[4],f32>, !torch.vtensor<[4],f32>, !torch.float, !torch.bool -> !torch.vtensor<[2,4,3,3],f32>
   return %0 : !torch.vtensor<[2,4,3,3],f32>
 }
+
+// -----
+
+// Element-wise math: pow with exponent 2 / 0.5 / -0.5 / -1 becomes square / sqrt / rsqrt / reciprocal.
+// CHECK-LABEL: func.func @math
+// CHECK: %[[A:.*]] = "lr.abs"(%arg0)
+// CHECK: %[[S:.*]] = "lr.square"(%[[A]])
+// CHECK: "lr.rsqrt"(%[[S]])
+func.func @math(%arg0: !torch.vtensor<[1,3,4,4],f32>) -> !torch.vtensor<[1,3,4,4],f32> {
+  %0 = torch.aten.abs %arg0 : !torch.vtensor<[1,3,4,4],f32> -> !torch.vtensor<[1,3,4,4],f32>
+  %two = torch.constant.int 2
+  %1 = torch.aten.pow.Tensor_Scalar %0, %two : !torch.vtensor<[1,3,4,4],f32>, !torch.int -> !torch.vtensor<[1,3,4,4],f32>
+  %h = torch.constant.float -5.000000e-01
+  %2 = torch.aten.pow.Tensor_Scalar %1, %h : !torch.vtensor<[1,3,4,4],f32>, !torch.float -> !torch.vtensor<[1,3,4,4],f32>
+  return %2 : !torch.vtensor<[1,3,4,4],f32>
+}
