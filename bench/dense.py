@@ -30,7 +30,8 @@ import lrc  # noqa: E402
 import zoo  # noqa: E402
 from results_io import write_atomic  # noqa: E402
 
-DEFAULT_MODELS = ["vgg", "resnet_basic", "resnet_bottleneck", "mobilenetv2", "unet", "msgnet", "wdsr"]
+DEFAULT_MODELS = ["vgg", "resnet_basic", "resnet_bottleneck", "mobilenetv2", "mobilenetv3", "efficientnet",
+                  "shufflenetv2", "unet", "msgnet", "wdsr"]
 CONV_HEAVY = {"vgg", "resnet_basic", "resnet_bottleneck", "unet", "msgnet"}
 
 

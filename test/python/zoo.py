@@ -24,7 +24,8 @@ import torch.nn.functional as F
 
 __all__ = ["ZOO", "SIZES", "make", "randomize_norms"] + [
     "make_vgg", "make_resnet_basic", "make_resnet_bottleneck", "make_mobilenetv2",
-    "make_unet", "make_msgnet", "make_wdsr", "make_misc_ops",
+    "make_unet", "make_msgnet", "make_wdsr", "make_misc_ops", "make_mobilenetv3", "make_efficientnet",
+    "make_shufflenetv2",
 ]
 
 SIZES = ("small", "app")
@@ -263,6 +264,162 @@ def make_mobilenetv2(size: str = "small"):
     return _build("mobilenetv2", size, ctor, (1, 3, 32, 32))
 
 
+# ------------------------------------------- mobilenetv3 / efficientnet / shufflenetv2
+# The three mobile families torchvision ships beside MobileNetV2, written out here (torchvision is not
+# a dependency): squeeze-excitation with hardsigmoid or sigmoid gates, hardswish and SiLU, channel
+# split and shuffle.
+
+class SqueezeExcite(nn.Module):
+    def __init__(self, c, squeeze, gate):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Conv2d(c, squeeze, 1), nn.Conv2d(squeeze, c, 1)
+        self.act = nn.ReLU() if gate is nn.Hardsigmoid else nn.SiLU()
+        self.gate = gate()
+
+    def forward(self, x):
+        s = F.adaptive_avg_pool2d(x, 1)
+        return x * self.gate(self.fc2(self.act(self.fc1(s))))
+
+
+def _cba(cin, cout, k, stride=1, groups=1, act=None):
+    layers = [nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False), nn.BatchNorm2d(cout)]
+    return nn.Sequential(*layers, act()) if act else nn.Sequential(*layers)
+
+
+class MBConv(nn.Module):
+    """MobileNetV3's bneck / EfficientNet's MBConv: expand 1x1, depthwise kxk, SE, project 1x1."""
+
+    def __init__(self, cin, hidden, cout, k, stride, se, act, gate):
+        super().__init__()
+        self.use_res = stride == 1 and cin == cout
+        layers = [] if hidden == cin else [_cba(cin, hidden, 1, act=act)]
+        layers.append(_cba(hidden, hidden, k, stride, groups=hidden, act=act))
+        if se:
+            layers.append(SqueezeExcite(hidden, se, gate))
+        layers.append(_cba(hidden, cout, 1))
+        self.block = nn.Sequential(*layers)
+
+    def forward(self, x):
+        y = self.block(x)
+        return x + y if self.use_res else y
+
+
+def _mbv3_settings(app: bool):
+    # (k, hidden, out, se, act, stride): the MobileNetV3-Small table; "small" keeps one of each kind.
+    HS, RE = nn.Hardswish, nn.ReLU
+    table = [(3, 16, 16, True, RE, 2), (3, 72, 24, False, RE, 2), (3, 88, 24, False, RE, 1),
+             (5, 96, 40, True, HS, 2), (5, 240, 40, True, HS, 1), (5, 240, 40, True, HS, 1),
+             (5, 120, 48, True, HS, 1), (5, 144, 48, True, HS, 1), (5, 288, 96, True, HS, 2),
+             (5, 576, 96, True, HS, 1), (5, 576, 96, True, HS, 1)]
+    if app:
+        return 16, table, 576, 1024, 1000
+    return 8, [(3, 8, 8, True, RE, 2), (3, 24, 12, False, RE, 1), (5, 36, 12, True, HS, 1),
+               (5, 48, 16, True, HS, 2)], 48, 64, 10
+
+
+class MobileNetV3(nn.Module):
+    def __init__(self, app: bool):
+        super().__init__()
+        stem, table, last, head, classes = _mbv3_settings(app)
+        layers, cin = [_cba(3, stem, 3, 2, act=nn.Hardswish)], stem
+        for k, hidden, out, se, act, s in table:
+            layers.append(MBConv(cin, hidden, out, k, s, _divisible(hidden // 4) if se else 0, act, nn.Hardsigmoid))
+            cin = out
+        layers.append(_cba(cin, last, 1, act=nn.Hardswish))
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Sequential(nn.Linear(last, head), nn.Hardswish(), nn.Dropout(0.2), nn.Linear(head, classes))
+
+    def forward(self, x):
+        return self.classifier(torch.flatten(F.adaptive_avg_pool2d(self.features(x), 1), 1))
+
+
+def _divisible(v, d=8):
+    return max(d, (v + d // 2) // d * d)
+
+
+def make_mobilenetv3(size: str = "small"):
+    app = _check_size(size)
+    return _build("mobilenetv3", size, lambda: MobileNetV3(app), (1, 3, 224, 224) if app else (1, 3, 32, 32))
+
+
+class EfficientNet(nn.Module):
+    """EfficientNet-B0 (expand ratio, kernel, stride, channels, repeats per stage), SiLU and sigmoid
+    SE gates; "small" is two short stages."""
+
+    def __init__(self, app: bool):
+        super().__init__()
+        if app:
+            stages = [(1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 80, 3), (6, 5, 1, 112, 3),
+                      (6, 5, 2, 192, 4), (6, 3, 1, 320, 1)]
+            stem, last, classes = 32, 1280, 1000
+        else:
+            stages = [(1, 3, 1, 8, 1), (4, 5, 2, 12, 2)]
+            stem, last, classes = 8, 32, 10
+        layers, cin = [_cba(3, stem, 3, 2, act=nn.SiLU)], stem
+        for t, k, s, c, n in stages:
+            for i in range(n):
+                layers.append(MBConv(cin, cin * t, c, k, s if i == 0 else 1, max(1, cin // 4), nn.SiLU, nn.Sigmoid))
+                cin = c
+        layers.append(_cba(cin, last, 1, act=nn.SiLU))
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(last, classes))
+
+    def forward(self, x):
+        return self.classifier(torch.flatten(F.adaptive_avg_pool2d(self.features(x), 1), 1))
+
+
+def make_efficientnet(size: str = "small"):
+    app = _check_size(size)
+    return _build("efficientnet", size, lambda: EfficientNet(app), (1, 3, 224, 224) if app else (1, 3, 32, 32))
+
+
+class ShuffleUnit(nn.Module):
+    """ShuffleNetV2: stride 1 splits the channels in half and transforms one half; stride 2 runs both
+    branches on the whole input; then the halves are concatenated and shuffled."""
+
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.stride = stride
+        half = cout // 2
+        bin_ = cin if stride == 2 else half
+        if stride == 2:
+            self.left = nn.Sequential(_cba(cin, cin, 3, 2, groups=cin), _cba(cin, half, 1, act=nn.ReLU))
+        self.right = nn.Sequential(_cba(bin_, half, 1, act=nn.ReLU), _cba(half, half, 3, stride, groups=half),
+                                   _cba(half, half, 1, act=nn.ReLU))
+
+    def forward(self, x):
+        if self.stride == 1:
+            a, b = x.chunk(2, dim=1)
+            y = torch.cat([a, self.right(b)], 1)
+        else:
+            y = torch.cat([self.left(x), self.right(x)], 1)
+        n, c, h, w = y.shape
+        return y.view(n, 2, c // 2, h, w).transpose(1, 2).reshape(n, c, h, w)
+
+
+class ShuffleNetV2(nn.Module):
+    def __init__(self, app: bool):
+        super().__init__()
+        stem, widths, repeats, last, classes = ((24, (116, 232, 464), (4, 8, 4), 1024, 1000) if app
+                                                else (8, (16, 32), (2, 2), 64, 10))
+        layers, cin = [_cba(3, stem, 3, 2, act=nn.ReLU), nn.MaxPool2d(3, 2, 1)], stem
+        for c, n in zip(widths, repeats):
+            for i in range(n):
+                layers.append(ShuffleUnit(cin, c, 2 if i == 0 else 1))
+                cin = c
+        layers.append(_cba(cin, last, 1, act=nn.ReLU))
+        self.features = nn.Sequential(*layers)
+        self.fc = nn.Linear(last, classes)
+
+    def forward(self, x):
+        return self.fc(self.features(x).mean((2, 3)))
+
+
+def make_shufflenetv2(size: str = "small"):
+    app = _check_size(size)
+    return _build("shufflenetv2", size, lambda: ShuffleNetV2(app), (1, 3, 224, 224) if app else (1, 3, 32, 32))
+
+
 # --------------------------------------------------------------------------- unet
 
 def _double_conv(cin, cout):
@@ -489,6 +646,9 @@ ZOO = {
     "msgnet": make_msgnet,
     "wdsr": make_wdsr,
     "misc_ops": make_misc_ops,
+    "mobilenetv3": make_mobilenetv3,
+    "efficientnet": make_efficientnet,
+    "shufflenetv2": make_shufflenetv2,
 }
 
 
