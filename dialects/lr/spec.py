@@ -392,6 +392,10 @@ _SPECS = [
     OpSpec("prelu", 1, 1, {"slope": AttrSpec("elements", True)}, _infer_prelu, "per-channel leaky relu"),
     OpSpec("add", 2, 2, {}, _infer_binary, operand_names=("lhs", "rhs"), summary="x + y, torch broadcasting"),
     OpSpec("sub", 2, 2, {}, _infer_binary, operand_names=("lhs", "rhs"), summary="x - y, torch broadcasting"),
+    OpSpec("maximum", 2, 2, {}, _infer_binary, operand_names=("lhs", "rhs"),
+           summary="max(x, y) elementwise (NaN if either is), torch broadcasting"),
+    OpSpec("minimum", 2, 2, {}, _infer_binary, operand_names=("lhs", "rhs"),
+           summary="min(x, y) elementwise (NaN if either is), torch broadcasting"),
     OpSpec("mul", 2, 2, {}, _infer_binary, operand_names=("lhs", "rhs"), summary="x * y, torch broadcasting"),
     OpSpec("div", 2, 2, {}, _infer_binary, operand_names=("lhs", "rhs"), summary="x / y, torch broadcasting"),
     OpSpec("concat", 2, 2, {"axis": AttrSpec("int", True)}, _infer_concat, "concatenation of two tensors along "

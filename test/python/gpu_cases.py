@@ -94,8 +94,9 @@ def norms():
 
 
 def binaries():
-    return Fn(lambda s, x, y, z: (x + y, x - z, x * y, x / (z * z + 0.5), x + x, (x * 0.5 + 1.0) / 3.0 - 2.0,
-                                  y / (x * x + 1))).eval(), (_x(1, 3, 4, 5), _x(1, 3, 1, 1, seed=1), _x(5, seed=2))
+    model = Fn(lambda s, x, y, z: (x + y, x - z, x * y, x / (z * z + 0.5), x + x, (x * 0.5 + 1.0) / 3.0 - 2.0,
+                                   y / (x * x + 1), torch.maximum(x, y), torch.minimum(z, x), 1 - x))
+    return model.eval(), (_x(1, 3, 4, 5), _x(1, 3, 1, 1, seed=1), _x(5, seed=2))
 
 
 def data_movement():

@@ -104,6 +104,35 @@ def test_pow_other_exponents_refused():
         lrc.compile(Fn(lambda s, x: x ** 3), (x4(),))
 
 
+def test_more_elementwise(check):
+    """rsub (1 - x), clamp_min / clamp_max, maximum / minimum with broadcasting, and expand_as into
+    broadcasting arithmetic (F.normalize's pattern)."""
+    check(Fn(lambda s, x, y: (1 - torch.sigmoid(x), torch.rsub(x, y, alpha=2), x.clamp_min(0.2), x.clamp_max(-0.1),
+                              torch.maximum(x, y), torch.minimum(y, x), x / y.abs().expand_as(x) + 1)),
+          x4(2), x4(2, 3, 1, 11))
+
+
+def test_expand_into_other_ops_is_refused():
+    import lrc
+
+    with pytest.raises(lrc.UnsupportedOpError, match="expand.*broadcasting arithmetic"):
+        lrc.compile(Fn(lambda s, x: torch.relu(x[:, :1].expand(1, 3, 9, 11))), (x4(),))
+
+
+def test_norms_shuffles_conv1d(check):
+    """F.normalize (ord-2 norm over channels), ord 1 / inf norms, channel_shuffle, pixel_unshuffle,
+    Conv1d (padding, stride, dilation, groups) with BatchNorm1d and ReLU."""
+    check(Fn(lambda s, x: (F.normalize(x, dim=1), torch.linalg.vector_norm(x, 1, dim=(2, 3)),
+                           torch.linalg.vector_norm(x, float("inf"), dim=-1, keepdim=True),
+                           F.channel_shuffle(x, 2), F.pixel_unshuffle(x, 2))), x4(2, 4, 6, 8))
+    bn = nn.BatchNorm1d(6)
+    with torch.no_grad():
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.5, 2)
+    check(nn.Sequential(nn.Conv1d(4, 6, 5, padding=2), bn, nn.ReLU(), nn.Conv1d(6, 6, 3, stride=2, dilation=2, groups=3)),
+          torch.randn(2, 4, 37))
+
+
 def test_clamp(check):
     check(Fn(lambda s, x: torch.clamp(x, min=-0.5, max=0.7)), x4())
     check(Fn(lambda s, x: torch.clamp(x, min=0.1)), x4())

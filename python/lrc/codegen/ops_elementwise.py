@@ -110,7 +110,7 @@ def emit_prelu(k: Kernel, op: LayerOp):
     return k.build(body)
 
 
-_BINARY = {"add": "fadd", "sub": "fsub", "mul": "fmul", "div": "fdiv"}
+_BINARY = {"add": "fadd", "sub": "fsub", "mul": "fmul", "div": "fdiv", "maximum": "fmax", "minimum": "fmin"}
 
 
 def _strides(shape, out_shape):

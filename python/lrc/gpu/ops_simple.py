@@ -96,7 +96,7 @@ def emit_binary(k: GpuKernel, op: LayerOp):
     for s in op.in_shapes:
         s = (1,) * (r - len(s)) + tuple(s)
         strides.append(None if s == tuple(out) else [st if d != 1 else 0 for d, st in zip(s, _strides(s))])
-    fop = {"add": "fadd", "sub": "fsub", "mul": "fmul", "div": "fdiv"}[op.name]
+    fop = {"add": "fadd", "sub": "fsub", "mul": "fmul", "div": "fdiv", "maximum": "fmax", "minimum": "fmin"}[op.name]
 
     def fn(kb, a, i):
         xs = [a[0], a[0]] if len(a) == 2 else a[:2]  # x + x binds one buffer

@@ -24,7 +24,7 @@ EMITTERS = {
     "prelu": ops_simple.emit_prelu, "batch_norm": ops_simple.emit_batch_norm,
     "instance_norm": ops_simple.emit_instance_norm,
     "add": ops_simple.emit_binary, "sub": ops_simple.emit_binary, "mul": ops_simple.emit_binary,
-    "div": ops_simple.emit_binary, "concat": ops_simple.emit_concat, "slice": ops_simple.emit_slice,
+    "div": ops_simple.emit_binary, "maximum": ops_simple.emit_binary, "minimum": ops_simple.emit_binary, "concat": ops_simple.emit_concat, "slice": ops_simple.emit_slice,
     "softmax": ops_simple.emit_softmax, "reduce": ops_simple.emit_reduce,
     "permute": ops_simple.emit_permute,
     "pad": ops_simple.emit_pad, "max_pool2d": ops_simple.emit_pool, "avg_pool2d": ops_simple.emit_pool,

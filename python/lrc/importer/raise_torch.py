@@ -363,6 +363,101 @@ def _binary(name):
     return conv
 
 
+def _rsub(r, op, rt):
+    """aten.rsub(x, other, alpha) = other - alpha * x."""
+    o = list(op.operands)
+    x = r.tensor(o[0])
+    alpha = r.const(o[2]) if len(o) > 2 else 1
+    if alpha not in (None, 1):
+        x = _emit(r, op, "mul", [x, r.scalar_or_tensor(o[2], op.location)], {}, rt).result
+    return _emit(r, op, "sub", [r.scalar_or_tensor(o[1], op.location), x], {}, rt).result
+
+
+def _clamp_side(side):
+    def conv(r, op, rt):
+        v = r.const(op.operands[1])
+        lo, hi = (v, 3.4e38) if side == "min" else (-3.4e38, v)
+        return _emit(r, op, "clamp", [r.tensor(op.operands[0])], {"min": lo, "max": hi}, rt).result
+    return conv
+
+
+def _channel_shuffle(r, op, rt):
+    """aten.channel_shuffle(x, g): view [N, g, C/g, H, W], swap 1 and 2, view back."""
+    x = r.tensor(op.operands[0])
+    g = r.const(op.operands[1])
+    n, c, *sp = ir.RankedTensorType(x.type).shape
+    v = _emit(r, op, "reshape", [x], {}, _f32([n, g, c // g, *sp])).result
+    t = _emit(r, op, "permute", [v], {"dims": (0, 2, 1) + tuple(range(3, 3 + len(sp)))},
+              _f32([n, c // g, g, *sp])).result
+    return _emit(r, op, "reshape", [t], {}, rt).result
+
+
+def _pixel_unshuffle(r, op, rt):
+    """aten.pixel_unshuffle(x, f): [N, C, H, W] -> view [N, C, H/f, f, W/f, f] -> permute to
+    [N, C, f, f, H/f, W/f] -> [N, C*f*f, H/f, W/f]."""
+    x = r.tensor(op.operands[0])
+    f = r.const(op.operands[1])
+    n, c, h, w = ir.RankedTensorType(x.type).shape
+    v = _emit(r, op, "reshape", [x], {}, _f32([n, c, h // f, f, w // f, f])).result
+    t = _emit(r, op, "permute", [v], {"dims": (0, 1, 3, 5, 2, 4)}, _f32([n, c, f, f, h // f, w // f])).result
+    return _emit(r, op, "reshape", [t], {}, rt).result
+
+
+def _vector_norm(r, op, rt):
+    """aten.linalg_vector_norm (F.normalize's norm): ord 2 as sqrt(sum(x^2)), ord 1 as sum(|x|),
+    ord inf as max(|x|), over adjacent dims."""
+    o = list(op.operands)
+    x = r.tensor(o[0])
+    shape = tuple(ir.RankedTensorType(x.type).shape)
+    ordv, dims, keep = r.const(o[1]), r.const(o[2]), r.const(o[3])
+    dims = sorted(d % len(shape) for d in dims) if dims else list(range(len(shape)))
+    if ordv not in (1, 2, float("inf")):
+        raise UnsupportedOpError(f"aten.linalg_vector_norm of order {ordv} at {describe_location(op.location)} "
+                                 "(lrc has 1, 2 and inf)")
+    try:
+        lo, hi = lr.spec.reduce_block(dims, len(shape))
+    except lr.ShapeError as e:
+        raise UnsupportedOpError(f"aten.linalg_vector_norm over dims {dims} at {describe_location(op.location)}: "
+                                 f"{e}") from None
+    y = _emit(r, op, "square" if ordv == 2 else "abs", [x], {}, _f32(shape)).result
+    y = _emit(r, op, "reduce", [y], {"kind": "max" if ordv == float("inf") else "sum",
+                                      "axes": tuple(range(lo, hi + 1)), "keepdim": bool(keep)}, rt).result
+    return _emit(r, op, "sqrt", [y], {}, rt).result if ordv == 2 else y
+
+
+def _conv1d(r, op, rt):
+    """aten.conv1d as a conv2d over [N, C, 1, L] (kernel 1 x k), viewed back."""
+    x, w, b, stride, pad, dil, groups = list(op.operands)
+    xv = r.tensor(x)
+    n, c, length = ir.RankedTensorType(xv.type).shape
+    weight = r.literal(w)
+    padv = r.const(pad)
+    if isinstance(padv, str):
+        raise UnsupportedOpError(f"aten.conv1d with padding='{padv}' at {describe_location(op.location)}")
+    (s,), (p,), (d,) = r.const(stride), padv, r.const(dil)
+    attrs = {"weight": weight.reshape(weight.shape[0], weight.shape[1], 1, weight.shape[2]),
+             "bias": r.maybe_literal(b), "stride": (1, s), "padding": (0, p, 0, p), "dilation": (1, d),
+             "groups": r.const(groups)}
+    x4 = _emit(r, op, "reshape", [xv], {}, _f32([n, c, 1, length])).result
+    out = tuple(rt.shape)
+    y = _emit(r, op, "conv2d", [x4], attrs, _f32([out[0], out[1], 1, out[2]])).result
+    return _emit(r, op, "reshape", [y], {}, rt).result
+
+
+_BROADCASTING = {"torch.aten.add.Tensor", "torch.aten.sub.Tensor", "torch.aten.mul.Tensor", "torch.aten.div.Tensor",
+                 "torch.aten.maximum", "torch.aten.minimum", "torch.aten.rsub.Tensor"}
+
+
+def _expand(r, op, rt):
+    """aten.expand / expand_as feeding only broadcasting arithmetic: the operand itself (the lr
+    binary ops broadcast as torch does); anything else would need the copies, and is refused."""
+    users = {u.owner.name for u in op.results[0].uses}
+    if not users or not users <= _BROADCASTING:
+        raise UnsupportedOpError(f"{op.operation.name[6:]} at {describe_location(op.location)} feeding "
+                                 f"{sorted(users) or 'the result'} (lrc expands only into broadcasting arithmetic)")
+    return r.tensor(op.operands[0])
+
+
 def _cat(r, op, rt):
     items = [r.tensor(v) for v in op.operands[0].owner.operands]
     axis = r.const(op.operands[1])
@@ -629,6 +724,11 @@ CONVERTERS = {
     "aten.min.dim": _reduce("min", "int"), "aten.adaptive_max_pool2d": _adaptive_max,
     "aten.softmax.int": _softmax(False), "aten._softmax": _softmax(False),
     "aten.log_softmax.int": _softmax(True), "aten._log_softmax": _softmax(True),
+    "aten.rsub.Scalar": _rsub, "aten.rsub.Tensor": _rsub, "aten.maximum": _binary("maximum"),
+    "aten.minimum": _binary("minimum"), "aten.clamp_min": _clamp_side("min"), "aten.clamp_max": _clamp_side("max"),
+    "aten.channel_shuffle": _channel_shuffle, "aten.pixel_unshuffle": _pixel_unshuffle,
+    "aten.linalg_vector_norm": _vector_norm, "aten.conv1d": _conv1d, "aten.expand_as": _expand,
+    "aten.expand": _expand,
     "aten.cat": _cat, "aten.concat": _cat, "aten.slice.Tensor": _slice, "aten.narrow": _slice,
     "aten.max_pool2d": _max_pool, "aten.avg_pool2d": _avg_pool, "aten.adaptive_avg_pool2d": _adaptive,
     "aten.upsample_nearest2d.vec": _upsample("nearest"), "aten.upsample_nearest2d": _upsample("nearest"),

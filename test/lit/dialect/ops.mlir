@@ -39,6 +39,8 @@ func.func @all_ops(%x: tensor<1x4x8x8xf32>, %v: tensor<2x3xf32>) -> (tensor<1x4x
   %sm = "lr.softmax"(%14) {axis = 1 : i64, log = true} : (tensor<1x4x8x8xf32>) -> tensor<1x4x8x8xf32>
   // CHECK: "lr.reduce"{{.*}}axes = array<i64: 2, 3>, keepdim = true, kind = "max"
   %rd = "lr.reduce"(%14) {kind = "max", axes = array<i64: 2, 3>, keepdim = true} : (tensor<1x4x8x8xf32>) -> tensor<1x4x1x1xf32>
+  // CHECK: "lr.maximum"
+  %mx = "lr.maximum"(%14, %x) : (tensor<1x4x8x8xf32>, tensor<1x4x8x8xf32>) -> tensor<1x4x8x8xf32>
   // CHECK: "lr.hardsigmoid"
   %a0 = "lr.hardsigmoid"(%14) : (tensor<1x4x8x8xf32>) -> tensor<1x4x8x8xf32>
   // CHECK: "lr.silu"

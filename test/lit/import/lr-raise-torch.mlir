@@ -163,3 +163,25 @@ func.func @math(%arg0: !torch.vtensor<[1,3,4,4],f32>) -> !torch.vtensor<[1,3,4,4
   %2 = torch.aten.pow.Tensor_Scalar %1, %h : !torch.vtensor<[1,3,4,4],f32>, !torch.float -> !torch.vtensor<[1,3,4,4],f32>
   return %2 : !torch.vtensor<[1,3,4,4],f32>
 }
+
+// -----
+
+// conv1d is a conv2d over an [N, C, 1, L] view (kernel 1 x k); rsub is other - x.
+// CHECK-LABEL: func.func @conv1d_rsub
+// CHECK: %[[V:.*]] = "lr.reshape"(%arg0) : (tensor<1x2x9xf32>) -> tensor<1x2x1x9xf32>
+// CHECK: %[[C:.*]] = "lr.conv2d"(%[[V]]) {{{.*}}padding = array<i64: 0, 1, 0, 1>, stride = array<i64: 1, 2>, weight = dense<1.000000e+00> : tensor<3x2x1x3xf32>}
+// CHECK: %[[R:.*]] = "lr.reshape"(%[[C]]) : (tensor<1x3x1x5xf32>) -> tensor<1x3x5xf32>
+// CHECK: "lr.sub"(%{{.*}}, %[[R]])
+func.func @conv1d_rsub(%arg0: !torch.vtensor<[1,2,9],f32>) -> !torch.vtensor<[1,3,5],f32> {
+  %w = torch.vtensor.literal(dense<1.0> : tensor<3x2x3xf32>) : !torch.vtensor<[3,2,3],f32>
+  %none = torch.constant.none
+  %i1 = torch.constant.int 1
+  %i2 = torch.constant.int 2
+  %s = torch.prim.ListConstruct %i2 : (!torch.int) -> !torch.list<int>
+  %p = torch.prim.ListConstruct %i1 : (!torch.int) -> !torch.list<int>
+  %d = torch.prim.ListConstruct %i1 : (!torch.int) -> !torch.list<int>
+  %0 = torch.aten.conv1d %arg0, %w, %none, %s, %p, %d, %i1 : !torch.vtensor<[1,2,9],f32>, !torch.vtensor<[3,2,3],f32>, !torch.none, !torch.list<int>, !torch.list<int>, !torch.list<int>, !torch.int -> !torch.vtensor<[1,3,5],f32>
+  %one = torch.constant.float 1.000000e+00
+  %1 = torch.aten.rsub.Scalar %0, %one, %i1 : !torch.vtensor<[1,3,5],f32>, !torch.float, !torch.int -> !torch.vtensor<[1,3,5],f32>
+  return %1 : !torch.vtensor<[1,3,5],f32>
+}
