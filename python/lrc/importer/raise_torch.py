@@ -429,7 +429,11 @@ def _conv1d(r, op, rt):
     """aten.conv1d as a conv2d over [N, C, 1, L] (kernel 1 x k), viewed back."""
     x, w, b, stride, pad, dil, groups = list(op.operands)
     xv = r.tensor(x)
-    n, c, length = ir.RankedTensorType(xv.type).shape
+    shape = ir.RankedTensorType(xv.type).shape
+    if len(shape) != 3:
+        raise UnsupportedOpError(f"aten.conv1d of a rank-{len(shape)} input at {describe_location(op.location)} "
+                                 "(lrc takes batched [N, C, L])")
+    n, c, length = shape
     weight = r.literal(w)
     padv = r.const(pad)
     if isinstance(padv, str):

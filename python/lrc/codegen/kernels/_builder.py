@@ -255,14 +255,17 @@ def vector_exp(x: ir.Value, splat: Callable[[float, ir.VectorType], ir.Value]) -
     i32 = ir.IntegerType.get_signless(32)
     i32v = ir.VectorType.get(ir.VectorType(vt).shape, i32)
     x = arith.minimumf(arith.maximumf(x, splat(-87.0, vt)), splat(88.0, vt))
-    n = mmath.floor(arith.addf(arith.mulf(x, splat(1.4426950408889634, vt)), splat(0.5, vt)))
-    r = arith.subf(x, arith.mulf(n, splat(0.693359375, vt)))
-    r = arith.subf(r, arith.mulf(n, splat(-2.12194440e-4, vt)))
+    # t = x*log2(e) + 1.5*2^23 + 127: in [2^23, 2^24) the float's mantissa is an integer, so t is
+    # rounded to n + 1.5*2^23 + 127 and its bits shifted left by 23 are 2^n's (the 1.5*2^23 part
+    # shifts out). Explicit FMAs: without the contract flag LLVM keeps every mul and add apart.
+    magic = splat(12582912.0 + 127.0, vt)
+    t = vector.fma(x, splat(1.4426950408889634, vt), magic)
+    n = arith.subf(t, magic)
+    r = vector.fma(n, splat(-0.693359375, vt), x)
+    r = vector.fma(n, splat(2.12194440e-4, vt), r)
     p = splat(1.0 / 720.0, vt)
     for c in (1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0):
-        p = arith.addf(arith.mulf(p, r), splat(c, vt))
-    ni = arith.fptosi(i32v, n)
-    bias = arith.ConstantOp(i32v, ir.DenseElementsAttr.get_splat(i32v, ir.IntegerAttr.get(i32, 127))).result
+        p = vector.fma(p, r, splat(c, vt))
     sh = arith.ConstantOp(i32v, ir.DenseElementsAttr.get_splat(i32v, ir.IntegerAttr.get(i32, 23))).result
-    scale = arith.bitcast(vt, arith.shli(arith.addi(ni, bias), sh))
+    scale = arith.bitcast(vt, arith.shli(arith.bitcast(i32v, t), sh))
     return arith.mulf(p, scale)
