@@ -98,7 +98,9 @@ def _same_as_general(m, x, flag):
         general = lrc.compile(m, (x,))
     finally:
         setattr(ops_spatial, flag, True)
-    assert torch.equal(fast(x), general(x))
+    # Equal up to FMA contraction (lower_to_llvm lets LLVM fuse mul + add, and the two paths
+    # fuse different pairs): within a few ulp.
+    torch.testing.assert_close(fast(x), general(x), rtol=1e-6, atol=1e-6)
 
 
 @SETTINGS

@@ -29,9 +29,29 @@ def llvm_pipeline(threads: int = 1) -> str:
             .replace("reconcile-unrealized-casts)", "convert-openmp-to-llvm, reconcile-unrealized-casts)"))
 
 
+# False leaves mul / add unfused (A/B runs; docs/kernels.md, Round 9).
+CONTRACT = True
+_CONTRACTIBLE = {"arith.mulf", "arith.addf", "arith.subf"}
+
+
+def allow_contraction(module: ir.Module) -> None:
+    """Mark float mul / add / sub `fastmath<contract>` so that LLVM may fuse a multiply and the add
+    that consumes it into one FMA (it never does without the flag); only rounding changes, once
+    instead of twice."""
+    attr = ir.Attribute.parse("#arith.fastmath<contract>")
+
+    def visit(op):
+        if op.name in _CONTRACTIBLE:
+            op.attributes["fastmath"] = attr
+        return ir.WalkResult.ADVANCE
+    module.operation.walk(visit)
+
+
 def lower_to_llvm(module: ir.Module, threads: int = 1) -> ir.Module:
     """Lower `module` in place to the LLVM dialect and return it."""
     with module.context:
+        if CONTRACT:
+            allow_contraction(module)
         PassManager.parse(llvm_pipeline(threads)).run(module.operation)
     return module
 
