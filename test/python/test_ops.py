@@ -107,7 +107,8 @@ def test_pow_other_exponents_refused():
 def test_more_elementwise(check):
     """rsub (1 - x), clamp_min / clamp_max, maximum / minimum with broadcasting, and expand_as into
     broadcasting arithmetic (F.normalize's pattern)."""
-    check(Fn(lambda s, x, y: (1 - torch.sigmoid(x), torch.rsub(x, y, alpha=2), x.clamp_min(0.2), x.clamp_max(-0.1),
+    check(Fn(lambda s, x, y: (1 - torch.sigmoid(x), torch.rsub(x, y, alpha=2), torch.rsub(y, x, alpha=3),
+                              x.clamp_min(0.2), x.clamp_max(-0.1),
                               torch.maximum(x, y), torch.minimum(y, x), x / y.abs().expand_as(x) + 1)),
           x4(2), x4(2, 3, 1, 11))
 

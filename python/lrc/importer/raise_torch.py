@@ -369,7 +369,7 @@ def _rsub(r, op, rt):
     x = r.tensor(o[0])
     alpha = r.const(o[2]) if len(o) > 2 else 1
     if alpha not in (None, 1):
-        x = _emit(r, op, "mul", [x, r.scalar_or_tensor(o[2], op.location)], {}, rt).result
+        x = _emit(r, op, "mul", [x, r.scalar_or_tensor(o[2], op.location)], {}).result  # x's own shape
     return _emit(r, op, "sub", [r.scalar_or_tensor(o[1], op.location), x], {}, rt).result
 
 
