@@ -195,6 +195,20 @@ def test_32_register_tiles(monkeypatch):
     assert (tile(32).KB, tile(32).WB) == (4, 4) and (tile(30).KB, tile(30).WB) == (6, 3)
 
 
+@pytest.mark.parametrize("regs", [16, 32])
+def test_tall_depthwise_tiles(monkeypatch, regs):
+    """5x5 / 7x7 depthwise on rows of one or two vectors stack up to 7 output rows (13 rows: a tile of
+    7 then one of 6), within the register budget; 3x3 and wider rows keep the short stacks."""
+    monkeypatch.setattr(convk, "VECTOR_REGISTERS", regs)
+    monkeypatch.delenv("LRC_VECTOR_REGISTERS", raising=False)
+    dw = lambda C, H, W, k, **kw: S(1, C, H, W, C, k, groups=C, padding=(k // 2,) * 4, **kw)  # noqa: E731
+    specs = [dw(10, 7, 7, 5, act="relu6"), dw(9, 13, 14, 5), dw(8, 14, 14, 7, residual=True),
+             dw(6, 14, 13, 5, stride=(2, 2)), dw(5, 7, 7, 3)]
+    run_specs(specs)
+    rb = [convk._plan(convk._geom_from_spec(s)).RB for s in specs + [dw(8, 56, 56, 5)]]
+    assert rb[0] == 7 and rb[1] == (7 if regs == 32 else 6) and rb[4] <= 4 and rb[5] <= 4, rb
+
+
 def test_cache_blocking():
     """Pixel blocks (1x1, also with the input channels reduced in chunks) and row bands (padded
     scratch; unpadded convs switch to it), forced on small planes by a tiny budget: full and partial
