@@ -296,7 +296,7 @@ def _infer_upsample(a, shapes):
     if oh < 1 or ow < 1:
         raise ShapeError(f"'size' must be positive, got {[oh, ow]}")
     if a["mode"] == "nearest" and a["align_corners"]:
-        raise ShapeError("'align_corners' is only meaningful for mode = \"bilinear\"")
+        raise ShapeError("'align_corners' is only meaningful for mode = \"bilinear\" or \"bicubic\"")
     return (n, c, oh, ow)
 
 
@@ -417,10 +417,11 @@ _SPECS = [
            "average pooling"),
     OpSpec("adaptive_avg_pool2d", 1, 1, {"output_size": _ints(2, required=True)}, _infer_adaptive,
            "adaptive average pooling, torch bin boundaries"),
-    OpSpec("upsample", 1, 1, {"mode": AttrSpec("str", default="nearest", choices=("nearest", "bilinear")),
+    OpSpec("upsample", 1, 1, {"mode": AttrSpec("str", default="nearest", choices=("nearest", "bilinear", "bicubic")),
                               "size": _ints(2, required=True), "align_corners": AttrSpec("bool", default=False),
                               "scales": AttrSpec("floats", default=(), length=None)}, _infer_upsample,
-           "nearest / bilinear resize to 'size'; 'scales' (h, w) when torch was given scale factors"),
+           "nearest / bilinear / bicubic (torch's a = -0.75, clamped borders) resize to 'size'; 'scales' (h, w) "
+           "when torch was given scale factors"),
     OpSpec("pixel_shuffle", 1, 1, {"factor": AttrSpec("int", True)}, _infer_pixel_shuffle,
            "depth to space, torch channel order"),
     OpSpec("pad", 1, 1, {"pads": _ints(4, required=True),

@@ -125,7 +125,9 @@ def resizes():
     return Fn(lambda s, x: (F.interpolate(x, scale_factor=2, mode="nearest"), F.interpolate(x, size=(13, 7)),
                             F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False),
                             F.interpolate(x, scale_factor=1.5, mode="bilinear", align_corners=True),
-                            F.interpolate(x, size=(20, 5), mode="bilinear"))).eval(), (_x(1, 3, 6, 9),)
+                            F.interpolate(x, size=(20, 5), mode="bilinear"),
+                            F.interpolate(x, scale_factor=2, mode="bicubic"),
+                            F.interpolate(x, size=(4, 13), mode="bicubic", align_corners=True))).eval(), (_x(1, 3, 6, 9),)
 
 
 def linears():

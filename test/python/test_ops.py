@@ -295,7 +295,10 @@ def test_spatial_mean(check):
 @pytest.mark.parametrize("kw", [dict(scale_factor=2, mode="nearest"), dict(size=(13, 7), mode="nearest"),
                                 dict(scale_factor=2, mode="bilinear", align_corners=False),
                                 dict(scale_factor=1.5, mode="bilinear", align_corners=True),
-                                dict(size=(20, 5), mode="bilinear", align_corners=False)])
+                                dict(size=(20, 5), mode="bilinear", align_corners=False),
+                                dict(scale_factor=2, mode="bicubic"), dict(scale_factor=3, mode="bicubic"),
+                                dict(scale_factor=1.5, mode="bicubic", align_corners=True),
+                                dict(size=(23, 5), mode="bicubic"), dict(size=(4, 30), mode="bicubic", align_corners=True)])
 def test_upsample(check, kw):
     check(nn.Upsample(**kw), x4(1, 3, 6, 9))
 

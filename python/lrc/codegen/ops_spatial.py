@@ -534,6 +534,8 @@ def emit_upsample(k: Kernel, op: LayerOp):
         return k.build(body)
 
     align = op.attrs["align_corners"]
+    if op.attrs["mode"] == "bicubic":
+        return _upsample_bicubic(k, op, padded, _bicubic_table(oh, h, align, sh_), _bicubic_table(ow, w, align, sw_))
     r0, r1, rl = _bilinear_table(oh, h, align, sh_)
     c0, c1, cl = _bilinear_table(ow, w, align, sw_)
     x2 = _bilinear_x2_span(c0, c1, cl, w) if _BILINEAR_FAST else None
@@ -580,6 +582,78 @@ def emit_upsample(k: Kernel, op: LayerOp):
                     _bilinear_x2_cols(kb, blend, y, orow, w, V, x2, (tc0, tc1, tcl))
                 else:
                     _row_vec(kb, ow, V, col, lambda q, v, lanes: _vstore(kb, v, y, kb.add(orow, q), lanes))
+        kb.dealloc(blend)
+    return k.build(body)
+
+
+_CUBIC_A = -0.75  # torch's upsample_bicubic2d
+
+
+def _bicubic_table(out, inp, align, scale):
+    """(4 x out source indices clamped to the input, 4 x out weights), as torch computes them in
+    float32: source = scale * (dst + 0.5) - 0.5 (not clamped at 0 for cubic), taps floor - 1 .. + 2."""
+    f = np.float32
+    if align:
+        r = f((inp - 1) / (out - 1)) if out > 1 else f(0)
+        src = np.arange(out, dtype=f) * r
+    else:
+        r = f(1.0 / scale) if scale else f(inp / out)
+        src = r * (np.arange(out, dtype=f) + f(0.5)) - f(0.5)
+    i0 = np.floor(src)
+    t = (src - i0).astype(f)
+    A = f(_CUBIC_A)
+
+    def near(x):  # |x| <= 1
+        return ((A + f(2)) * x - (A + f(3))) * x * x + f(1)
+
+    def far(x):  # 1 < |x| < 2
+        return ((A * x - f(5) * A) * x + f(8) * A) * x - f(4) * A
+    w = np.stack([far(t + f(1)), near(t), near(f(1) - t), far(f(2) - t)]).astype(f)
+    idx = np.stack([np.clip(i0.astype(np.int64) + d, 0, inp - 1) for d in (-1, 0, 1, 2)])
+    return idx, w
+
+
+def _upsample_bicubic(k: Kernel, op: LayerOp, padded, rows, cols):
+    """Each output row blends its 4 source rows (weights from the row table) into a row buffer with
+    contiguous vector ops, then every V output columns gather 4 taps from it."""
+    n, c, h, w = op.in_shapes[0]
+    _, _, oh, ow = op.out_shape
+    V = k.vec
+    (ri, rw), (ci, cw) = rows, cols
+    for t in ri:
+        k.param(t.astype(np.int32))
+    for t in rw:
+        k.param(t)
+    for t in ci:
+        k.param(padded(t.astype(np.int32)))
+    for t in cw:
+        k.param(padded(t))
+    k.out(n * c * oh * ow)
+
+    def body(kb, a):
+        x, y = a[0], a[-1]
+        tri, trw, tci, tcw = a[1:5], a[5:9], a[9:13], a[13:17]
+        blend = kb.alloc(w)
+        with kb.loop(0, n * c) as nc:
+            ibase, obase = kb.mul(nc, h * w), kb.mul(nc, oh * ow)
+            with kb.loop(0, oh) as r:
+                srcs = [kb.add(ibase, kb.mul(_i(kb, t, r), w)) for t in tri]
+                wts = [kb.load(t, r) for t in trw]
+                orow = kb.add(obase, kb.mul(r, ow))
+
+                def rowmix(i, lanes):
+                    if lanes == 1:
+                        terms = [kb.fmul(wt, kb.load(x, kb.add(s, i))) for wt, s in zip(wts, srcs)]
+                        kb.store(kb.fadd(kb.fadd(terms[0], terms[1]), kb.fadd(terms[2], terms[3])), blend, i)
+                    else:
+                        terms = [kb.fmul(kb.splat(wt, lanes), kb.vload(x, kb.add(s, i), lanes)) for wt, s in zip(wts, srcs)]
+                        kb.vstore(kb.fadd(kb.fadd(terms[0], terms[1]), kb.fadd(terms[2], terms[3])), blend, i)
+                kb.map_range(w, rowmix)
+
+                def col(q):
+                    terms = [kb.fmul(kb.vload(tw, q), _gather(kb, blend, 0, ti, q, V)) for ti, tw in zip(tci, tcw)]
+                    return kb.fadd(kb.fadd(terms[0], terms[1]), kb.fadd(terms[2], terms[3]))
+                _row_vec(kb, ow, V, col, lambda q, v, lanes: _vstore(kb, v, y, kb.add(orow, q), lanes))
         kb.dealloc(blend)
     return k.build(body)
 

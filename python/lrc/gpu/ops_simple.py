@@ -7,7 +7,7 @@ import numpy as np
 from torch_mlir.dialects import math
 
 from ..codegen.emit import LayerOp
-from ..codegen.ops_spatial import _bilinear_table, _map, _nearest_table
+from ..codegen.ops_spatial import _bicubic_table, _bilinear_table, _map, _nearest_table
 from ..dialects import lr
 from .builder import GpuKernel
 
@@ -266,6 +266,8 @@ def emit_upsample(k: GpuKernel, op: LayerOp):
     if op.attrs["mode"] == "nearest":
         return _plane_gather(k, op, _nearest_table(oh, h, sh), _nearest_table(ow, w, sw))
     align = op.attrs["align_corners"]
+    if op.attrs["mode"] == "bicubic":
+        return _upsample_bicubic(k, op, _bicubic_table(oh, h, align, sh), _bicubic_table(ow, w, align, sw))
     tables = _bilinear_table(oh, h, align, sh) + _bilinear_table(ow, w, align, sw)
     total = _numel(op.out_shape)
     k.inp(0, n * c * h * w)
@@ -284,6 +286,33 @@ def emit_upsample(k: GpuKernel, op: LayerOp):
         top = kb.fadd(kb.fmul(kb.fsub(one, lc), kb.load(x, kb.add(a0, j0))), kb.fmul(lc, kb.load(x, kb.add(a0, j1))))
         bot = kb.fadd(kb.fmul(kb.fsub(one, lc), kb.load(x, kb.add(a1, j0))), kb.fmul(lc, kb.load(x, kb.add(a1, j1))))
         kb.store(kb.fadd(kb.fmul(kb.fsub(one, lr_), top), kb.fmul(lr_, bot)), y, i)
+    return k.build_elementwise(total, fn)
+
+
+def _upsample_bicubic(k: GpuKernel, op: LayerOp, rows, cols):
+    """One work item per output: 4 x 4 taps with the row and column weights of the host's tables."""
+    n, c, h, w = op.in_shapes[0]
+    _, _, oh, ow = op.out_shape
+    total = _numel(op.out_shape)
+    k.inp(0, n * c * h * w)
+    for t in (*rows[0], *rows[1], *cols[0], *cols[1]):
+        k.param(t.astype(np.int32) if t.dtype.kind in "iu" else t)
+    k.out(total)
+
+    def fn(kb, a, i):
+        x, y = a[0], a[-1]
+        tri, trw, tci, tcw = a[1:5], a[5:9], a[9:13], a[13:17]
+        plane, oy, ox = kb.div(i, oh * ow), kb.rem(kb.div(i, ow), oh), kb.rem(i, ow)
+        base = kb.mul(plane, h * w)
+        cols_ = [kb.iload(t, ox) for t in tci]
+        cw = [kb.load(t, ox) for t in tcw]
+        acc = None
+        for ti, tw in zip(tri, trw):
+            row = kb.add(base, kb.mul(kb.iload(ti, oy), w))
+            terms = [kb.fmul(wc, kb.load(x, kb.add(row, j))) for wc, j in zip(cw, cols_)]
+            v = kb.fmul(kb.load(tw, oy), kb.fadd(kb.fadd(terms[0], terms[1]), kb.fadd(terms[2], terms[3])))
+            acc = v if acc is None else kb.fadd(acc, v)
+        kb.store(acc, y, i)
     return k.build_elementwise(total, fn)
 
 

@@ -582,13 +582,14 @@ def _upsample(mode):
     def conv(r, op, rt):
         o = list(op.operands)
         align = False
-        if mode == "bilinear":
-            if op.operation.name.endswith(".vec"):
+        vec = _torch_op_name(op.operation).endswith(".vec")  # (bicubic arrives as a torch.operator)
+        if mode in ("bilinear", "bicubic"):
+            if vec:
                 x, size, align, scales = o[0], o[1], r.const(o[2]), r.const(o[3])
             else:
                 x, align, scales = o[0], r.const(o[2]), [r.const(o[3]), r.const(o[4])]
         else:
-            if op.operation.name.endswith(".vec"):
+            if vec:
                 x, scales = o[0], r.const(o[2])
             else:
                 x, scales = o[0], [r.const(o[2]), r.const(o[3])]
@@ -737,6 +738,7 @@ CONVERTERS = {
     "aten.max_pool2d": _max_pool, "aten.avg_pool2d": _avg_pool, "aten.adaptive_avg_pool2d": _adaptive,
     "aten.upsample_nearest2d.vec": _upsample("nearest"), "aten.upsample_nearest2d": _upsample("nearest"),
     "aten.upsample_bilinear2d.vec": _upsample("bilinear"), "aten.upsample_bilinear2d": _upsample("bilinear"),
+    "aten.upsample_bicubic2d.vec": _upsample("bicubic"), "aten.upsample_bicubic2d": _upsample("bicubic"),
     "aten.pixel_shuffle": _pixel_shuffle,
     "aten.pad": _pad, "aten.constant_pad_nd": _pad, "aten.reflection_pad2d": _pad, "aten.replication_pad2d": _pad,
     "aten.linear": _linear,

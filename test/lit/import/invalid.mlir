@@ -29,8 +29,8 @@ func.func @gelu_unknown_approximation(%arg0: !torch.vtensor<[1,3,4,4],f32>) -> !
 func.func @operator_op(%arg0: !torch.vtensor<[1,3,4,4],f32>) -> !torch.vtensor<[1,3,8,8],f32> {
   %none = torch.constant.none
   %false = torch.constant.bool false
-  // expected-error @+1 {{lrc has no lowering for aten.upsample_bicubic2d.vec (at}}
-  %0 = torch.operator "torch.aten.upsample_bicubic2d.vec"(%arg0, %none, %false, %none) : (!torch.vtensor<[1,3,4,4],f32>, !torch.none, !torch.bool, !torch.none) -> !torch.vtensor<[1,3,8,8],f32>
+  // expected-error @+1 {{lrc has no lowering for aten.grid_sampler_2d (at}}
+  %0 = torch.operator "torch.aten.grid_sampler_2d"(%arg0, %none, %false, %none) : (!torch.vtensor<[1,3,4,4],f32>, !torch.none, !torch.bool, !torch.none) -> !torch.vtensor<[1,3,8,8],f32>
   return %0 : !torch.vtensor<[1,3,8,8],f32>
 }
 

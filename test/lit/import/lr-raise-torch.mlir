@@ -185,3 +185,17 @@ func.func @conv1d_rsub(%arg0: !torch.vtensor<[1,2,9],f32>) -> !torch.vtensor<[1,
   %1 = torch.aten.rsub.Scalar %0, %one, %i1 : !torch.vtensor<[1,3,5],f32>, !torch.float, !torch.int -> !torch.vtensor<[1,3,5],f32>
   return %1 : !torch.vtensor<[1,3,5],f32>
 }
+
+// -----
+
+// Bicubic resize arrives as a torch.operator (the torch dialect has no op for it).
+// CHECK-LABEL: func.func @bicubic
+// CHECK: "lr.upsample"(%arg0) {mode = "bicubic", scales = array<f64: 2.000000e+00, 2.000000e+00>, size = array<i64: 8, 8>}
+func.func @bicubic(%arg0: !torch.vtensor<[1,3,4,4],f32>) -> !torch.vtensor<[1,3,8,8],f32> {
+  %none = torch.constant.none
+  %false = torch.constant.bool false
+  %f2 = torch.constant.float 2.000000e+00
+  %s = torch.prim.ListConstruct %f2, %f2 : (!torch.float, !torch.float) -> !torch.list<float>
+  %0 = torch.operator "torch.aten.upsample_bicubic2d.vec"(%arg0, %none, %false, %s) : (!torch.vtensor<[1,3,4,4],f32>, !torch.none, !torch.bool, !torch.list<float>) -> !torch.vtensor<[1,3,8,8],f32>
+  return %0 : !torch.vtensor<[1,3,8,8],f32>
+}
