@@ -33,7 +33,8 @@ def _check(model, *inputs, **kw):
 
 
 @needs_cross
-@pytest.mark.parametrize("name", ["resnet_basic", "mobilenetv2", "unet", "msgnet", "wdsr", "misc_ops"])
+@pytest.mark.parametrize("name", ["resnet_basic", "mobilenetv2", "unet", "msgnet", "wdsr", "misc_ops", "mobilenetv3",
+                                  "efficientnet", "shufflenetv2"])
 def test_zoo_numerics_under_qemu(name):
     model, x = zoo.ZOO[name]("small")
     _check(model, x)

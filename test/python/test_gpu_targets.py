@@ -34,7 +34,7 @@ def test_cases_cover_every_lr_op(target):
 
 
 @pytest.mark.parametrize("target", TARGETS)
-@pytest.mark.parametrize("name", ["resnet_basic", "mobilenetv2", "unet"])
+@pytest.mark.parametrize("name", ["resnet_basic", "mobilenetv2", "unet", "mobilenetv3", "efficientnet", "shufflenetv2"])
 def test_zoo_model(name, target):
     import zoo
     model, x = zoo.make(name, "small")
