@@ -12,7 +12,7 @@ class CompiledModel:
     """
 
     def __init__(self, runner, input_shapes, output_shapes, target: str, lr_ir: str = "", artifact=None,
-                 stats: dict | None = None, keepalive=None):
+                 stats: dict | None = None, keepalive=None, out_spec: str | None = None):
         self._runner = runner
         self.input_shapes = [tuple(s) for s in input_shapes]
         self.output_shapes = [tuple(s) for s in output_shapes]
@@ -21,6 +21,15 @@ class CompiledModel:
         self._artifact = artifact  # how to build a shared object for save(); None when not supported
         self.stats = stats or {}
         self._keepalive = keepalive  # e.g. the loaded shared object, which must outlive the runner
+        # The PyTorch model's output structure (serialised pytree spec): outputs come back as the
+        # same tuple / list / dict nesting; None (older artifacts): one value, or a flat tuple.
+        self.out_spec = out_spec
+        self._spec = None
+        if out_spec:
+            from torch.utils import _pytree
+
+            spec = _pytree.treespec_loads(out_spec)
+            self._spec = spec if spec.num_leaves == len(self.output_shapes) else None
 
     def _as_array(self, i, x):
         is_torch = False
@@ -57,6 +66,10 @@ class CompiledModel:
             import torch
 
             outs = [torch.from_numpy(o) for o in outs]
+        if self._spec is not None:
+            from torch.utils import _pytree
+
+            return _pytree.tree_unflatten(outs, self._spec)
         return outs[0] if len(outs) == 1 else tuple(outs)
 
     def save(self, path, overwrite: bool = False) -> None:

@@ -7,7 +7,7 @@ import torch
 from torch_mlir import ir
 
 from .compiled_model import CompiledModel
-from .importer import import_model
+from .importer import import_model, out_spec_of
 from .transforms import DEFAULT_OPT_PIPELINE, run_pipeline
 
 from .targets import TARGETS, get_target  # noqa: F401  (TARGETS re-exported)
@@ -48,4 +48,5 @@ def compile(model: torch.nn.Module, example_inputs, target: str = "host", *, fus
     runner, artifact = tgt.build(lr_module, opt_level=opt_level, **options)
     t2 = time.perf_counter()
     stats = {"import_s": t1 - t0, "compile_s": t2 - t1, "total_s": t2 - t0}
-    return CompiledModel(runner, in_shapes, out_shapes, target, lr_text, artifact, stats)
+    return CompiledModel(runner, in_shapes, out_shapes, target, lr_text, artifact, stats,
+                         out_spec=out_spec_of(lr_module))

@@ -106,3 +106,38 @@ def test_compile_keeps_training_flag():
     m = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)).train()
     lrc.compile(m, (torch.randn(1, 3, 8, 8),))
     assert m.training
+
+
+class Heads(nn.Module):
+    """Outputs in a dict holding a list and a nested tuple, as detection / multi-task heads return."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+
+    def forward(self, x):
+        y = self.conv(x)
+        return {"boxes": y, "aux": [torch.relu(y), (x * 2, y.mean((2, 3)))]}
+
+
+def test_output_structure_is_kept(tmp_path):
+    """The compiled model returns the PyTorch model's tuple / list / dict nesting (torch.export's
+    output spec), for torch and numpy inputs, and so does its saved artifact."""
+    m = Heads().eval()
+    x = torch.randn(1, 3, 8, 8)
+    ref = m(x)
+    cm = lrc.compile(m, (x,))
+    for out in (cm(x), lrc.load(_saved(cm, tmp_path))(x.numpy())):
+        assert isinstance(out, dict) and list(out) == ["boxes", "aux"]
+        assert isinstance(out["aux"], list) and isinstance(out["aux"][1], tuple)
+        for got, want in ((out["boxes"], ref["boxes"]), (out["aux"][0], ref["aux"][0]),
+                          (out["aux"][1][0], ref["aux"][1][0]), (out["aux"][1][1], ref["aux"][1][1])):
+            np.testing.assert_allclose(np.asarray(got), want.detach().numpy(), rtol=1e-5, atol=1e-5)
+    single = lrc.compile(nn.Conv2d(3, 4, 3).eval(), (x,))
+    assert isinstance(single(x), torch.Tensor)  # one output: the tensor itself, as before
+
+
+def _saved(cm, tmp_path):
+    path = tmp_path / "heads"
+    cm.save(path)
+    return path

@@ -55,6 +55,8 @@ def write(tmp_dir: str, cm, gpu: dict) -> None:
     meta = {"format": 2, "gpu_format": GPU_FORMAT, "target": cm.target, "entry": "forward",
             "inputs": [list(s) for s in cm.input_shapes], "outputs": [list(s) for s in cm.output_shapes],
             "binaries": gpu["binary_kinds"], "options": {"device": gpu.get("device")}, "plan": plan}
+    if cm.out_spec:
+        meta["out_spec"] = cm.out_spec
     with open(os.path.join(tmp_dir, "model.npz"), "wb") as fh:
         np.savez_compressed(fh, **arrays)  # pruned weights kept dense are mostly zeros
     with open(os.path.join(tmp_dir, "model.json"), "w") as fh:

@@ -39,7 +39,20 @@ def import_model(model: torch.nn.Module, example_inputs) -> ir.Module:
     was_training = model.training
     model.eval()
     try:
-        torch_module = export_to_torch_dialect(model, example_inputs)
+        torch_module, out_spec = export_to_torch_dialect(model, example_inputs)
     finally:
         model.train(was_training)
-    return raise_torch_module(torch_module, sparsity_annotations(model))
+    lr_module = raise_torch_module(torch_module, sparsity_annotations(model))
+    if out_spec:
+        with lr_module.context:
+            lr_module.operation.attributes[OUT_SPEC_ATTR] = ir.StringAttr.get(out_spec)
+    return lr_module
+
+
+# The model's output structure (torch.utils._pytree spec, serialised) on the lr module.
+OUT_SPEC_ATTR = "lrc.out_spec"
+
+
+def out_spec_of(lr_module) -> str | None:
+    attrs = lr_module.operation.attributes
+    return ir.StringAttr(attrs[OUT_SPEC_ATTR]).value if OUT_SPEC_ATTR in attrs else None

@@ -35,12 +35,19 @@ class _WeightsAsDenseElements(FxImporterHooks):
         return ir.Operation.create("torch.vtensor.literal", results=[vtype], attributes=attrs).result
 
 
-def export_to_torch_dialect(model: torch.nn.Module, example_inputs: tuple) -> ir.Module:
-    """Trace `model` with torch.export and import it as torch-dialect IR (in a fresh context)."""
+def export_to_torch_dialect(model: torch.nn.Module, example_inputs: tuple) -> tuple[ir.Module, str | None]:
+    """Trace `model` with torch.export and import it as torch-dialect IR (in a fresh context); also
+    the structure of its outputs (a tuple, list, dict, nesting), as a serialised pytree spec."""
     names = {}
     for n, p in list(model.named_parameters()) + list(model.named_buffers()):
         if p.numel():
             names.setdefault(p.data_ptr(), n)
     with torch.no_grad():
-        return fx.export_and_import(model, *example_inputs, decomposition_table={},
-                                    hooks=_WeightsAsDenseElements(names), func_name="forward")
+        ep = torch.export.export(model, tuple(example_inputs), strict=False)
+        module = fx.export_and_import(ep, decomposition_table={}, hooks=_WeightsAsDenseElements(names),
+                                      func_name="forward")
+    try:
+        out_spec = torch.utils._pytree.treespec_dumps(ep.call_spec.out_spec)
+    except Exception:  # a structure pytree cannot serialise: the outputs come back as a flat tuple
+        out_spec = None
+    return module, out_spec

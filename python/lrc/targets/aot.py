@@ -223,7 +223,7 @@ def _header(entry: str, ins, outs) -> str:
 def build_artifact(out_dir: str, llvm_module, *, target: str, entry: str, input_shapes, output_shapes,
                    weights=None, cflags: list[str] | None = None, clang_target: str | None = None,
                    options: dict | None = None, libs: list[str] | None = None,
-                   sources: dict[str, str] | None = None) -> None:
+                   sources: dict[str, str] | None = None, out_spec: str | None = None) -> None:
     """Write a complete artifact into the existing, empty directory `out_dir`.
 
     `sources`: more C sources (name -> text) compiled into model.so, e.g. lib/omp_team.c.
@@ -254,6 +254,8 @@ def build_artifact(out_dir: str, llvm_module, *, target: str, entry: str, input_
     meta = {"format": FORMAT_VERSION, "target": target, "entry": entry, "options": options or {},
             "inputs": [list(s) for s in input_shapes], "outputs": [list(s) for s in output_shapes],
             "weights": "model.weights", "build_id": build_id, "arena_bytes": arena}
+    if out_spec:
+        meta["out_spec"] = out_spec
     with open(os.path.join(out_dir, "model.json"), "w") as f:
         json.dump(meta, f, indent=1)
 
@@ -313,7 +315,7 @@ def build_host_artifact(cm, out_dir: str, omp_runtime: str = "libomp") -> None:
             libs = [omp, f"-Wl,-rpath,{os.path.dirname(omp)}"]
     build_artifact(out_dir, art["llvm_module"], target=cm.target, entry=art["entry"],
                    input_shapes=cm.input_shapes, output_shapes=cm.output_shapes, weights=art["weights"],
-                   cflags=flags, options=options, libs=libs, sources=sources)
+                   cflags=flags, options=options, libs=libs, sources=sources, out_spec=cm.out_spec)
 
 
 def save_artifact(cm, path, overwrite: bool = False) -> None:
@@ -422,7 +424,8 @@ def load_artifact(path, device: str | None = None):
 
         run, lib = gpu_artifact.load(path, meta, device)
         return CompiledModel(run, meta["inputs"], meta["outputs"], target, artifact={"dir": path},
-                             stats={"loaded_from": path, "device": lib.device_name}, keepalive=lib)
+                             stats={"loaded_from": path, "device": lib.device_name}, keepalive=lib,
+                             out_spec=meta.get("out_spec"))
     if target == "host":
         check_host_cpu(path, (meta.get("options") or {}).get("march", "x86-64-v3"))
         run, lib = open_native(path, meta)
@@ -433,4 +436,4 @@ def load_artifact(path, device: str | None = None):
     else:
         raise NotImplementedError(f"{path}: artifacts for target '{target}' cannot be loaded")
     return CompiledModel(run, meta["inputs"], meta["outputs"], target, artifact={"dir": path},
-                         stats={"loaded_from": path}, keepalive=lib)
+                         stats={"loaded_from": path}, keepalive=lib, out_spec=meta.get("out_spec"))

@@ -26,6 +26,7 @@ from torch_mlir import ir
 
 from ..codegen.lower import lower_to_kernels
 from .aot import ToolchainError, build_artifact, find_tool, open_native, run_tool
+from ..importer import out_spec_of
 from .llvm import lower_to_llvm
 
 ARM64_VEC = 4  # NEON: 4 f32 lanes
@@ -150,7 +151,7 @@ def build(lr_module: ir.Module, *, opt_level: int = 3, mcpu: str = "cortex-a76",
                "omp_runtime": omp_runtime}
     build_artifact(workdir.name, kernels, target="arm64", entry=entry, input_shapes=in_shapes,
                    output_shapes=out_shapes, cflags=flags, clang_target=clang_target(android_api),
-                   options=options, libs=libs, sources=sources)
+                   options=options, libs=libs, sources=sources, out_spec=out_spec_of(lr_module))
     if omp:
         shutil.copyfile(omp, os.path.join(workdir.name, "libomp.so.5"))
     meta = {"entry": entry, "inputs": in_shapes, "outputs": out_shapes, "options": options,
