@@ -21,15 +21,15 @@ class CompiledModel:
         self._artifact = artifact  # how to build a shared object for save(); None when not supported
         self.stats = stats or {}
         self._keepalive = keepalive  # e.g. the loaded shared object, which must outlive the runner
-        # The PyTorch model's output structure (serialised pytree spec): outputs come back as the
-        # same tuple / list / dict nesting; None (older artifacts): one value, or a flat tuple.
+        # The PyTorch model's output structure (importer.fx_import._structure_json): outputs come back
+        # as the same tuple / list / dict nesting; None (older artifacts): one value, or a flat tuple.
         self.out_spec = out_spec
         self._spec = None
         if out_spec:
-            from torch.utils import _pytree
+            import json
 
-            spec = _pytree.treespec_loads(out_spec)
-            self._spec = spec if spec.num_leaves == len(self.output_shapes) else None
+            spec = json.loads(out_spec)
+            self._spec = spec if _leaves(spec) == len(self.output_shapes) else None
 
     def _as_array(self, i, x):
         is_torch = False
@@ -67,9 +67,7 @@ class CompiledModel:
 
             outs = [torch.from_numpy(o) for o in outs]
         if self._spec is not None:
-            from torch.utils import _pytree
-
-            return _pytree.tree_unflatten(outs, self._spec)
+            return _unflatten(self._spec, iter(outs))
         return outs[0] if len(outs) == 1 else tuple(outs)
 
     def save(self, path, overwrite: bool = False) -> None:
@@ -79,3 +77,16 @@ class CompiledModel:
         from .targets.aot import save_artifact
 
         save_artifact(self, path, overwrite=overwrite)
+
+
+def _leaves(spec) -> int:
+    return 1 if spec["t"] == "leaf" else sum(_leaves(c) for c in spec["c"])
+
+
+def _unflatten(spec, it):
+    if spec["t"] == "leaf":
+        return next(it)
+    kids = [_unflatten(c, it) for c in spec["c"]]
+    if spec["t"] == "dict":
+        return dict(zip(spec["k"], kids))
+    return tuple(kids) if spec["t"] == "tuple" else kids

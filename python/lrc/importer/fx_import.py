@@ -46,8 +46,25 @@ def export_to_torch_dialect(model: torch.nn.Module, example_inputs: tuple) -> tu
         ep = torch.export.export(model, tuple(example_inputs), strict=False)
         module = fx.export_and_import(ep, decomposition_table={}, hooks=_WeightsAsDenseElements(names),
                                       func_name="forward")
+    return module, _structure_json(ep.call_spec.out_spec)
+
+
+def _structure_json(spec) -> str | None:
+    """The output structure as lrc's own JSON (read back without torch, so that a saved artifact loads
+    on a machine without it): {"t": "leaf"} / {"t": "tuple" | "list", "c": [...]} /
+    {"t": "dict", "k": [keys], "c": [...]}; None for anything else (the outputs stay a flat tuple)."""
+    import json
+
+    def conv(s):
+        if s.is_leaf():
+            return {"t": "leaf"}
+        kids = [conv(c) for c in s.children_specs]
+        if s.type in (tuple, list):
+            return {"t": s.type.__name__, "c": kids}
+        if s.type is dict and all(isinstance(k, (str, int)) for k in s.context):
+            return {"t": "dict", "k": list(s.context), "c": kids}
+        raise TypeError(s.type)
     try:
-        out_spec = torch.utils._pytree.treespec_dumps(ep.call_spec.out_spec)
-    except Exception:  # a structure pytree cannot serialise: the outputs come back as a flat tuple
-        out_spec = None
-    return module, out_spec
+        return json.dumps(conv(spec))
+    except (TypeError, AttributeError):
+        return None
