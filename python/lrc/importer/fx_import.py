@@ -58,7 +58,7 @@ def _structure_json(spec) -> str | None:
     def conv(s):
         if s.is_leaf():
             return {"t": "leaf"}
-        kids = [conv(c) for c in s.children_specs]
+        kids = [conv(c) for c in s.children()]
         if s.type in (tuple, list):
             return {"t": s.type.__name__, "c": kids}
         if s.type is dict and all(isinstance(k, (str, int)) for k in s.context):
