@@ -9,16 +9,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-ACTIVATIONS = ("none", "relu", "relu6", "leaky_relu", "clamp", "sigmoid", "tanh", "hardswish", "hardsigmoid",
-               "silu", "gelu", "gelu_tanh", "elu", "mish", "softplus", "abs", "neg", "exp", "log", "sqrt", "rsqrt",
-               "reciprocal", "square")
-# The `act_params` of each parametrised activation, in order: the attributes of its standalone op.
-ACT_PARAMS = {"leaky_relu": ("alpha",), "clamp": ("min", "max"), "elu": ("alpha", "scale", "input_scale"),
-              "softplus": ("beta", "threshold")}
 # Standalone activation ops (each fuses into its producer as that producer's `act`).
 ACTIVATION_OPS = ("relu", "relu6", "leaky_relu", "clamp", "sigmoid", "tanh", "hardswish", "hardsigmoid", "silu",
                   "gelu", "elu", "mish", "softplus", "abs", "neg", "exp", "log", "sqrt", "rsqrt", "reciprocal",
                   "square")
+# Values of a layer's `act`: every activation op, gelu's tanh form (`activation_of`), and none.
+ACTIVATIONS = ("none",) + ACTIVATION_OPS + ("gelu_tanh",)
+# The `act_params` of each parametrised activation, in order: the attributes of its standalone op.
+ACT_PARAMS = {"leaky_relu": ("alpha",), "clamp": ("min", "max"), "elu": ("alpha", "scale", "input_scale"),
+              "softplus": ("beta", "threshold")}
 
 
 def activation_of(op_name: str, attrs: dict) -> tuple[str, tuple]:

@@ -36,7 +36,8 @@ EMITTERS = {
     "prelu": emit_prelu, "batch_norm": emit_batch_norm, "instance_norm": emit_instance_norm,
     "add": emit_binary, "sub": emit_binary, "mul": emit_binary, "div": emit_binary, "maximum": emit_binary,
     "minimum": emit_binary,
-    "concat": emit_concat, "slice": emit_slice, "softmax": emit_softmax, "reduce": emit_reduce, "permute": emit_permute, "pad": emit_pad,
+    "concat": emit_concat, "slice": emit_slice, "softmax": emit_softmax, "reduce": emit_reduce,
+    "permute": emit_permute, "pad": emit_pad,
     "max_pool2d": emit_pool, "avg_pool2d": emit_pool, "adaptive_avg_pool2d": emit_adaptive_avg_pool,
     "upsample": emit_upsample, "pixel_shuffle": emit_pixel_shuffle,
 }

@@ -110,7 +110,8 @@ def emit_prelu(k: Kernel, op: LayerOp):
     return k.build(body)
 
 
-_BINARY = {"add": "fadd", "sub": "fsub", "mul": "fmul", "div": "fdiv", "maximum": "fmax", "minimum": "fmin"}
+# lr binary op -> the builder method (host KernelBuilder and GpuBuilder alike) that combines two values.
+BINARY_FNS = {"add": "fadd", "sub": "fsub", "mul": "fmul", "div": "fdiv", "maximum": "fmax", "minimum": "fmin"}
 
 
 def _strides(shape, out_shape):
@@ -149,7 +150,7 @@ def emit_binary(k: Kernel, op: LayerOp):
     k.inp(0, _numel(xs))
     k.inp(1, _numel(ys))
     k.out(_numel(out_shape))
-    fn = _BINARY[op.name]
+    fn = BINARY_FNS[op.name]
 
     def body(kb, a):
         x, y, o = a

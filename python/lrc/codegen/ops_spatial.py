@@ -646,7 +646,8 @@ def _upsample_bicubic(k: Kernel, op: LayerOp, padded, rows, cols):
                         terms = [kb.fmul(wt, kb.load(x, kb.add(s, i))) for wt, s in zip(wts, srcs)]
                         kb.store(kb.fadd(kb.fadd(terms[0], terms[1]), kb.fadd(terms[2], terms[3])), blend, i)
                     else:
-                        terms = [kb.fmul(kb.splat(wt, lanes), kb.vload(x, kb.add(s, i), lanes)) for wt, s in zip(wts, srcs)]
+                        terms = [kb.fmul(kb.splat(wt, lanes), kb.vload(x, kb.add(s, i), lanes))
+                                 for wt, s in zip(wts, srcs)]
                         kb.vstore(kb.fadd(kb.fadd(terms[0], terms[1]), kb.fadd(terms[2], terms[3])), blend, i)
                 kb.map_range(w, rowmix)
 
@@ -868,7 +869,8 @@ def emit_reduce(k: Kernel, op: LayerOp):
                     at = kb.add(base, i)
                     loop = scf.ForOp(kb.idx(1), kb.idx(red), kb.idx(1), [ld(at)])
                     with ir.InsertionPoint(loop.body):
-                        scf.YieldOp([comb(loop.inner_iter_args[0], ld(kb.add(at, kb.mul(loop.induction_variable, inner))))])
+                        nxt = ld(kb.add(at, kb.mul(loop.induction_variable, inner)))
+                        scf.YieldOp([comb(loop.inner_iter_args[0], nxt)])
                     v = loop.results[0]
                     if kind == "mean":
                         v = kb.fmul(v, kb.const_like(v, 1.0 / red))

@@ -7,6 +7,7 @@ import numpy as np
 from torch_mlir.dialects import math
 
 from ..codegen.emit import LayerOp
+from ..codegen.ops_elementwise import BINARY_FNS
 from ..codegen.ops_spatial import _bicubic_table, _bilinear_table, _map, _nearest_table
 from ..dialects import lr
 from .builder import GpuKernel
@@ -96,7 +97,7 @@ def emit_binary(k: GpuKernel, op: LayerOp):
     for s in op.in_shapes:
         s = (1,) * (r - len(s)) + tuple(s)
         strides.append(None if s == tuple(out) else [st if d != 1 else 0 for d, st in zip(s, _strides(s))])
-    fop = {"add": "fadd", "sub": "fsub", "mul": "fmul", "div": "fdiv", "maximum": "fmax", "minimum": "fmin"}[op.name]
+    fop = BINARY_FNS[op.name]
 
     def fn(kb, a, i):
         xs = [a[0], a[0]] if len(a) == 2 else a[:2]  # x + x binds one buffer
@@ -169,14 +170,11 @@ def emit_softmax(k: GpuKernel, op: LayerOp):
         m = kb.reduce_loop(0, d, [kb.load(x, base)], lambda c, acc: [kb.fmax(acc[0], kb.load(x, at(c)))], bound=d)[0]
         s = kb.reduce_loop(0, d, [kb.f(0.0)], lambda c, acc: [
             kb.fadd(acc[0], math.ExpOp(kb.fsub(kb.load(x, at(c)), m)).result)], bound=d)[0]
-        if log:
-            lse = kb.fadd(m, math.LogOp(s).result)
-            kb.reduce_loop(0, d, [], lambda c, acc: (kb.store(kb.fsub(kb.load(x, at(c)), lse), y, at(c)), [])[1],
-                           bound=d)
-        else:
-            r = kb.fdiv(kb.f(1.0), s)
-            kb.reduce_loop(0, d, [], lambda c, acc: (kb.store(
-                kb.fmul(math.ExpOp(kb.fsub(kb.load(x, at(c)), m)).result, r), y, at(c)), [])[1], bound=d)
+        lse = kb.fadd(m, math.LogOp(s).result) if log else None
+        r = None if log else kb.fdiv(kb.f(1.0), s)
+        with kb.loop(0, d) as c:
+            v = kb.fsub(kb.load(x, at(c)), lse if log else m)
+            kb.store(v if log else kb.fmul(math.ExpOp(v).result, r), y, at(c))
     return k.build_elementwise(positions, fn)
 
 

@@ -49,7 +49,7 @@ def import_model(model: torch.nn.Module, example_inputs) -> ir.Module:
     return lr_module
 
 
-# The model's output structure (torch.utils._pytree spec, serialised) on the lr module.
+# The model's output structure (fx_import._structure_json: tuple / list / dict nesting) on the lr module.
 OUT_SPEC_ATTR = "lrc.out_spec"
 
 

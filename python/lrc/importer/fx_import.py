@@ -37,7 +37,7 @@ class _WeightsAsDenseElements(FxImporterHooks):
 
 def export_to_torch_dialect(model: torch.nn.Module, example_inputs: tuple) -> tuple[ir.Module, str | None]:
     """Trace `model` with torch.export and import it as torch-dialect IR (in a fresh context); also
-    the structure of its outputs (a tuple, list, dict, nesting), as a serialised pytree spec."""
+    the structure of its outputs (tuple / list / dict nesting) as `_structure_json` writes it."""
     names = {}
     for n, p in list(model.named_parameters()) + list(model.named_buffers()):
         if p.numel():

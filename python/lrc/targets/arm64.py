@@ -25,8 +25,8 @@ import numpy as np
 from torch_mlir import ir
 
 from ..codegen.lower import lower_to_kernels
-from .aot import ToolchainError, build_artifact, find_tool, open_native, run_tool
 from ..importer import out_spec_of
+from .aot import ToolchainError, build_artifact, find_tool, open_native, run_tool
 from .llvm import lower_to_llvm
 
 ARM64_VEC = 4  # NEON: 4 f32 lanes

@@ -40,6 +40,10 @@ from .fusion import lr_ops
 PASS_THROUGH = {"lr.max_pool2d", "lr.avg_pool2d", "lr.upsample", "lr.pad"} | {f"lr.{a}" for a in lr.ACTIVATION_OPS}
 
 
+_MATH = {"abs": np.abs, "neg": np.negative, "exp": np.exp, "log": np.log, "sqrt": np.sqrt,
+         "rsqrt": lambda v: 1 / np.sqrt(v), "reciprocal": lambda v: 1 / v, "square": np.square}
+
+
 def _act(kind: str, params, x: np.ndarray) -> np.ndarray:
     x = x.astype(np.float64)
     if kind == "none":
@@ -66,11 +70,9 @@ def _act(kind: str, params, x: np.ndarray) -> np.ndarray:
         return 0.5 * x * (1 + np.vectorize(math.erf)(x / math.sqrt(2)))
     if kind == "gelu_tanh":
         return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
-    if kind in ("abs", "neg", "exp", "log", "sqrt", "rsqrt", "reciprocal", "square"):
+    if kind in _MATH:
         with np.errstate(all="ignore"):  # a NaN / inf result counts as "varies": nothing is shrunk
-            return {"abs": np.abs, "neg": np.negative, "exp": np.exp, "log": np.log, "sqrt": np.sqrt,
-                    "rsqrt": lambda v: 1 / np.sqrt(v), "reciprocal": lambda v: 1 / v,
-                    "square": np.square}[kind](x)
+            return _MATH[kind](x)
     if kind == "mish":
         return x * np.tanh(np.logaddexp(0, x))
     if kind == "softplus":

@@ -13,17 +13,16 @@ from typing import Callable, Sequence, Union
 from torch_mlir import ir
 from torch_mlir.dialects import arith, func, math as mmath, memref, scf, vector
 
-from ..act_math import EXTRA_ACTIVATIONS, extra_activation
+from ...dialects.lr.spec import ACT_PARAMS, ACTIVATIONS
+from ..act_math import extra_activation
 
 Index = Union[int, ir.Value]
-
-ACTIVATIONS = ("none", "relu", "relu6", "leaky_relu", "clamp", "sigmoid", "tanh", "hardswish") + EXTRA_ACTIVATIONS
 
 
 def check_act(act: str, act_params: Sequence[float]) -> None:
     if act not in ACTIVATIONS:
         raise ValueError(f"unsupported activation {act!r}")
-    need = {"leaky_relu": 1, "clamp": 2, "elu": 3, "softplus": 2}.get(act, 0)
+    need = len(ACT_PARAMS.get(act, ()))
     if len(act_params) < need:
         raise ValueError(f"activation {act} needs {need} parameter(s), got {tuple(act_params)}")
 

@@ -60,8 +60,7 @@ def torch_act(y, act: str, params: Sequence[float] = ()):
     if act in ("gelu", "gelu_tanh"):
         return F.gelu(y, approximate="tanh" if act == "gelu_tanh" else "none")
     if act in ("abs", "neg", "exp", "log", "sqrt", "rsqrt", "reciprocal", "square"):
-        return {"abs": torch.abs, "neg": torch.neg, "exp": torch.exp, "log": torch.log, "sqrt": torch.sqrt,
-                "rsqrt": torch.rsqrt, "reciprocal": torch.reciprocal, "square": torch.square}[act](y)
+        return getattr(torch, act)(y)
     if act == "mish":
         return F.mish(y)
     if act == "softplus":
