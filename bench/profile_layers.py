@@ -56,15 +56,19 @@ def nz_macs(name, attrs, out_shape):
 
 
 def kernel_kind(name, attrs, in_shape, out_shape) -> str:
-    """'sparse' where the lowering's cost model picks the sparse kernel for this conv, else 'dense'."""
-    if name != "conv2d" or attrs.get("sparsity") is None:
-        return "dense" if name in ("conv2d", "linear") else ""
+    """'sparse' / 'winograd' / 'dense': the kernel the lowering's cost model picks for this conv."""
+    if name != "conv2d":
+        return "dense" if name == "linear" else ""
     from lrc.codegen.emit import Kernel, LayerOp
+    from lrc.codegen.kernels.winograd import use_winograd
     from lrc.codegen.ops_dense import _conv_spec, _sparse_pack
 
     k = Kernel("", 8)
     op = LayerOp(name=name, attrs=attrs, in_shapes=[in_shape], out_shape=out_shape, location=None)
-    return "sparse" if _sparse_pack(_conv_spec(k, op), attrs) is not None else "dense"
+    spec = _conv_spec(k, op)
+    if attrs.get("sparsity") is not None and _sparse_pack(spec, attrs) is not None:
+        return "sparse"
+    return "winograd" if use_winograd(spec) else "dense"
 
 
 def profile(model, x, repeats=5, chain=True):
@@ -269,7 +273,7 @@ def main(argv=None):
     print("top layers:")
     for r in sorted(rows, key=lambda r: -r["ms"])[:a.top]:
         nz = f"  {r['nz_gflops']:6.1f} non-zero ({r['macs'] / max(1, r['nz_macs']):.2f}x fewer)" if r["nz_macs"] else ""
-        print(f"  #{r['i']:<4d} {r['layer']:45s} {r['kind']:6s} {r['ms']:8.2f} ms  {r['gflops']:6.1f} GFLOP/s{nz}")
+        print(f"  #{r['i']:<4d} {r['layer']:45s} {r['kind']:8s} {r['ms']:8.2f} ms  {r['gflops']:6.1f} GFLOP/s{nz}")
 
 
 ORT_KINDS = {"conv2d": ("Conv", "FusedConv", "NchwcConv"), "max_pool2d": ("MaxPool", "NchwcMaxPool"),

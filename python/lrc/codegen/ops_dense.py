@@ -74,6 +74,10 @@ def conv_pool_fusable(conv: LayerOp, vec: int, keep: bool = False) -> bool:
     sparse = _sparse_pack(spec, conv.attrs)
     if sparse is not None:
         return sparse_pool_supported(sparse)
+    from .kernels import winograd
+
+    if winograd.use_winograd(spec):
+        return True  # its output transform pools any plane: a pool window is one 2x2 tile
     return pool_supported(dataclasses.replace(spec, vec=dense_lanes(spec)))
 
 
@@ -307,11 +311,18 @@ def _emit_conv2d(k: Kernel, op: LayerOp, spec, force_sparse: bool | None, units=
     else:
         import dataclasses
 
-        from .kernels.conv import dense_lanes
+        from .kernels import winograd
 
-        spec = dataclasses.replace(spec, vec=dense_lanes(spec))
-        packed = pack_conv_weights(spec, a["weight"], a["bias"])
-        fn = emit_conv_func(spec, k.name, packed, external_scratch=ARENA_SCRATCH)
+        if winograd.use_winograd(spec):
+            spec = dataclasses.replace(spec, vec=winograd.lanes(spec))
+            packed = winograd.pack_winograd_weights(spec, a["weight"], a["bias"])
+            fn = winograd.emit_winograd_func(spec, k.name, packed, external_scratch=ARENA_SCRATCH)
+        else:
+            from .kernels.conv import dense_lanes
+
+            spec = dataclasses.replace(spec, vec=dense_lanes(spec))
+            packed = pack_conv_weights(spec, a["weight"], a["bias"])
+            fn = emit_conv_func(spec, k.name, packed, external_scratch=ARENA_SCRATCH)
     args = [Arg("in", 0)] + [Arg("param", array=np.ascontiguousarray(p).reshape(-1)) for p in packed]
     if spec.residual:
         args.append(Arg("in", 1))
