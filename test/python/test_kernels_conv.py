@@ -75,7 +75,10 @@ FAST_PATHS = {
     "strided": [S(1, 4, 16, 16, 8, 3, stride=(2, 2), padding=P1), S(1, 3, 15, 17, 5, 3, stride=(2, 2), padding=P1),
                 S(1, 3, 12, 19, 4, 3, stride=(2, 2), padding=(0, 1, 1, 0)), S(1, 8, 14, 14, 16, 1, stride=(2, 2)),
                 S(1, 2, 13, 14, 3, 3, stride=(3, 3), padding=(1, 2, 1, 0)), S(1, 3, 11, 40, 4, 3, stride=(1, 2)),
-                S(1, 3, 10, 10, 4, 3, stride=(2, 1))],
+                S(1, 3, 10, 10, 4, 3, stride=(2, 1)),
+                # stride 4 (column phases by lane shuffles, _copy_phases): patchify stems, padded, odd widths
+                S(1, 3, 17, 37, 6, 4, stride=(4, 4)), S(1, 2, 9, 70, 3, 3, stride=(4, 4), padding=(1, 2, 0, 1)),
+                S(1, 3, 12, 13, 4, 5, stride=(1, 4), padding=P1), S(1, 2, 8, 150, 3, 4, stride=(4, 4), vec=16)],
     "depthwise": [S(1, 8, 12, 12, 8, 3, padding=P1, groups=8), S(1, 5, 9, 17, 10, 3, padding=P1, groups=5),
                   S(1, 6, 14, 14, 6, 3, stride=(2, 2), padding=P1, groups=6), S(1, 4, 10, 10, 4, 5, padding=(2, 2, 2, 2), groups=4),
                   S(2, 3, 7, 9, 9, 3, groups=3)],

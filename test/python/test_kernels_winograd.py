@@ -1,4 +1,4 @@
-"""Winograd F(2x2, 3x3) conv kernel (lrc.codegen.kernels.winograd) against torch, through the JIT."""
+"""Winograd F(2x2, 3x3) and F(4x4, 3x3) conv kernel (lrc.codegen.kernels.winograd) against torch, through the JIT."""
 from __future__ import annotations
 
 import dataclasses
@@ -25,11 +25,13 @@ def pooled(ref: np.ndarray) -> np.ndarray:
 
 
 def run_cases(cases, seed=0):
-    """cases: (spec, band_rows or None, with bias). JIT all in one module, check each against torch."""
+    """cases: (spec, band_rows or None, with bias[, tile size m]), each run with the given m or with
+    both F(2x2) and F(4x4). JIT all in one module, check each against torch."""
     rng = np.random.default_rng(seed)
     built = []
-    for s, band_rows, with_bias in cases:
-        lay = wg.layout_for(s, band_rows=band_rows)
+    cases = [(c[0], c[1], c[2], m) for c in cases for m in (c[3:] or (2, 4))]
+    for s, band_rows, with_bias, m in cases:
+        lay = wg.layout_for(s, band_rows=band_rows, m=m)
         x = rng.standard_normal((s.N, s.C, s.H, s.W)).astype(np.float32)
         w = rng.standard_normal((s.K, s.C, 3, 3)).astype(np.float32)
         b = rng.standard_normal(s.K).astype(np.float32) if with_bias else None
@@ -43,7 +45,7 @@ def run_cases(cases, seed=0):
         outs = [np.full(q.size, np.nan, np.float32) for q in refs]
         jm.call(f"w{i}_c", x.reshape(-1), *packed, *([r.reshape(-1)] if r is not None else []), *outs)
         for o, q in zip(outs, refs):
-            assert_close(o, q, f"{s} BT={lay.BT}")
+            assert_close(o, q, f"{s} m={lay.m} BT={lay.BT}")
 
 
 GEOMETRIES = [
@@ -96,20 +98,21 @@ def test_random_specs(data):
           residual=d(st.booleans()), act=d(st.sampled_from(["none", "relu"])))
     if d(st.booleans()) and not s.residual and s.OH >= 2 and s.OW >= 2:
         s = dataclasses.replace(s, pool=2, pool_keep=d(st.booleans()))
-    run_cases([(s, d(st.sampled_from([None, 1, 2, 3])), d(st.booleans()))], seed=d(st.integers(0, 9)))
+    run_cases([(s, d(st.sampled_from([None, 1, 2, 3])), d(st.booleans()), d(st.sampled_from([2, 4])))],
+              seed=d(st.integers(0, 9)))
 
 
-def test_transform_algebra():
-    """A^T [(G g G^T) * (B^T d B)] A is the 2x2 valid correlation of a 4x4 patch d with g."""
+@pytest.mark.parametrize("m", [2, 4])
+def test_transform_algebra(m):
+    """A^T [(G g G^T) * (B^T d B)] A is the m x m valid correlation of an (m+2) x (m+2) patch d with g."""
     rng = np.random.default_rng(3)
     g = rng.standard_normal((1, 1, 3, 3))
-    d = rng.standard_normal((4, 4))
-    BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.float64)
-    AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], np.float64)
-    u = wg.filter_transform(g).astype(np.float64).reshape(4, 4)
+    d = rng.standard_normal((m + 2, m + 2))
+    BT, _, AT = wg.matrices(m)
+    u = wg.filter_transform(g, m).astype(np.float64).reshape(m + 2, m + 2)
     y = AT @ (u * (BT @ d @ BT.T)) @ AT.T
-    ref = np.array([[np.sum(d[i:i + 3, j:j + 3] * g[0, 0]) for j in range(2)] for i in range(2)])
-    np.testing.assert_allclose(y, ref, rtol=1e-6, atol=1e-6)
+    ref = np.array([[np.sum(d[i:i + 3, j:j + 3] * g[0, 0]) for j in range(m)] for i in range(m)])
+    np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5)
 
 
 def test_choice():
@@ -123,6 +126,7 @@ def test_choice():
     assert not wg.use_winograd(S(1, 64, 56, 56, 64, dilation=(2, 2), padding=(2, 2, 2, 2)))
     assert not wg.use_winograd(S(1, 64, 56, 56, 64, groups=2))
     assert not wg.use_winograd(ConvSpec(1, 64, 56, 56, 64, 5, 5, padding=(2, 2, 2, 2)))
+    assert wg.tile_size(S(1, 64, 56, 56, 64)) == 4 and wg.tile_size(S(1, 64, 7, 7, 64)) == 2
 
 
 def test_switch_off(monkeypatch):
@@ -131,7 +135,7 @@ def test_switch_off(monkeypatch):
 
 
 def test_refuses_other_geometry():
-    with pytest.raises(NotImplementedError, match="Winograd F.2x2, 3x3. needs a 3x3 stride-1"):
+    with pytest.raises(NotImplementedError, match="Winograd F.m x m, 3x3. needs a 3x3 stride-1"):
         wg.emit_winograd_func(S(1, 4, 8, 8, 4, stride=(2, 2)), "k", [np.zeros(1, np.float32)])
 
 
@@ -160,17 +164,24 @@ def test_compiled_model_uses_and_matches(monkeypatch):
 
 
 def test_sparse_needs_more_against_winograd():
-    """A pattern-sparse conv whose dense alternative is Winograd needs >= 2.25x fewer MACs (4-of-9
-    patterns) to take the sparse kernel; against the direct kernel 1.6x is enough."""
+    """A pattern-sparse conv whose dense alternative is Winograd needs >= 3x fewer MACs against
+    F(4x4), 2.25x (4-of-9 patterns) against F(2x2) to take the sparse kernel; against the direct
+    kernel 1.6x is enough."""
     from lrc.codegen.kernels.sparse_conv import pack_sparse_conv, worth_it
 
     rng = np.random.default_rng(4)
     w = rng.standard_normal((16, 16, 3, 3)).astype(np.float32)
     w.reshape(16, 16, 9)[:, :, [0, 2, 6, 8]] = 0  # 5 of 9 taps: 1.8x fewer MACs
-    s1 = S(1, 16, 20, 20, 16)
-    s2 = S(1, 16, 20, 20, 16, stride=(2, 2))
+    big, small = S(1, 16, 20, 20, 16), S(1, 16, 6, 6, 16)
+    assert (wg.tile_size(big), wg.tile_size(small)) == (4, 2)
+    strided = S(1, 16, 20, 20, 16, stride=(2, 2))
     five = [(1, 3, 4, 5, 7)]
-    assert not worth_it(pack_sparse_conv(s1, w, None, library=five))
-    assert worth_it(pack_sparse_conv(s2, w, None, library=five))
+    assert not worth_it(pack_sparse_conv(big, w, None, library=five))
+    assert not worth_it(pack_sparse_conv(small, w, None, library=five))
+    assert worth_it(pack_sparse_conv(strided, w, None, library=five))
     w.reshape(16, 16, 9)[:, :, 4] = 0  # 4 of 9: 2.25x
-    assert worth_it(pack_sparse_conv(s1, w, None, library=[(1, 3, 5, 7)]))
+    four = [(1, 3, 5, 7)]
+    assert worth_it(pack_sparse_conv(small, w, None, library=four))
+    assert not worth_it(pack_sparse_conv(big, w, None, library=four))
+    w.reshape(16, 16, 9)[:, :, 1] = 0  # 3 of 9: 3x
+    assert worth_it(pack_sparse_conv(big, w, None, library=[(3, 5, 7)]))

@@ -1142,6 +1142,8 @@ class _ConvEmitter:
                     self._copy_run(xr, b.add(sr, wp0), L)
                 elif g.sw == 2 and g.lw == 1:
                     self._copy_deinterleave(xr, sr, wp0, L)
+                elif g.sw == 4 and g.lw == 1:
+                    self._copy_phases(xr, sr, wp0, L)
                 else:
                     self._copy_scalar(xr, sr, L)
 
@@ -1229,6 +1231,33 @@ class _ConvEmitter:
             b.store(ev, S, b.add(ev_base, nfull * V), (r + 1) // 2)
             if r // 2:
                 b.store(od, S, b.add(od_base, nfull * V), r // 2)
+
+    def _copy_phases(self, xr, sr, wp0, L):
+        """Column stride s = 4 (Winograd F(4x4, 3x3) patches): a run of s*V source elements is
+        split into its s column phases by one lane shuffle each. Source element t lands in phase
+        (wp0 + t) % s at column (wp0 + t) // s."""
+        b, V, s = self.b, self.g.V, self.g.sw
+        S, Wq = self.src, self.p.Wq
+        vts = ir.VectorType.get([s * V], b.f32)
+        nfull = L // (s * V)
+
+        def split(i, idx, lanes):
+            if lanes is None:
+                vv = vector.load(vts, self.x, [b.v(idx)])
+            else:
+                vv = vector.maskedload(vts, self.x, [b.v(idx)], b.mask(lanes, s * V), b.splat(0.0, vts))
+            n = lanes if lanes is not None else s * V
+            for ph in range(s):
+                u0 = (ph - wp0) % s
+                cnt = len(range(u0, n, s))
+                if not cnt:
+                    continue
+                part = vector.shuffle(vv, vv, [min(u0 + s * q, s * V - 1) for q in range(V)])
+                b.store(part, S, b.add(sr, ph * Wq + (wp0 + u0) // s, b.mul(i, V)), cnt if cnt < V else None)
+
+        b.loop(0, nfull, 1, lambda i, _: split(i, b.add(xr, b.mul(i, s * V)), None))
+        if L - nfull * s * V:
+            split(nfull, b.add(xr, nfull * s * V), L - nfull * s * V)
 
     def _copy_scalar(self, xr, sr, L):
         g, p, b = self.g, self.p, self.b

@@ -231,21 +231,21 @@ def shifted_loads(s: ConvSpec, g: "_Geometry", tile: SparseTile) -> bool:
 # the sparse loops run at ~55-70 % of the dense kernels' FLOP rate (bench/results/table1.md), so
 # they win from ~1.6x fewer MACs; one-tap kernels (1x1 SpMM) reuse nothing and need ~2x.
 MIN_MAC_REDUCTION = {"pattern": 1.6, "one_tap": 2.0}
-# Where the dense alternative is the Winograd kernel (3x3 stride 1, kernels/winograd.py; 1.45-1.63x
-# the direct one), kernel alone, 16 lanes: 4-of-9 patterns alone (2.25x fewer MACs) 0.90-1.09x the
-# Winograd kernel's speed (64->64 at 56x56, 128->128 at 28x28, 32->32 at 112x112), 2.84-3.20x fewer
-# MACs 1.38-1.74x faster (docs/kernels.md, Round 10).
-MIN_MAC_REDUCTION_VS_WINOGRAD = 2.25
+# Where the dense alternative is the Winograd kernel (3x3 stride 1, kernels/winograd.py), by its
+# tile size m. Kernel alone, 16 lanes (docs/kernels.md, Round 10): 4-of-9 patterns alone (2.25x
+# fewer MACs) run 0.90-1.09x the speed of F(2x2) and 0.77-0.91x of F(4x4) (64->64 at 56x56,
+# 128->128 at 28x28, 32->32 at 112x112); 2.83-2.84x fewer MACs 0.98-1.08x of F(4x4), 3.2x 1.07x.
+MIN_MAC_REDUCTION_VS_WINOGRAD = {2: 2.25, 4: 3.0}
 
 
 def worth_it(pack: "SparsePack") -> bool:
-    from .winograd import use_winograd
+    from .winograd import tile_size, use_winograd
 
     s = pack.spec
     dense = s.K * (s.C // s.groups) * s.KH * s.KW
     ratio = dense / max(1, pack.nnz)
     one_tap = all(len(p) == 1 for p in pack.patterns)
-    if use_winograd(s) and ratio < MIN_MAC_REDUCTION_VS_WINOGRAD:
+    if use_winograd(s) and ratio < MIN_MAC_REDUCTION_VS_WINOGRAD[tile_size(s)]:
         return False
     return ratio >= MIN_MAC_REDUCTION["one_tap" if one_tap else "pattern"]
 

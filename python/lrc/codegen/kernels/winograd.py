@@ -1,24 +1,26 @@
-"""Dense 3x3 stride-1 convolution by Winograd's minimal filtering F(2x2, 3x3) (Lavin & Gray 2016).
+"""Dense 3x3 stride-1 convolution by Winograd's minimal filtering F(m x m, 3x3), m = 4 or 2
+(Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2016).
 
-Each 2x2 block of outputs ("tile") is computed from the 4x4 input patch under it with 16 products per
-input channel instead of 36: the patch d goes to V = B^T d B, the filter g to U = G g G^T (once, at
-compile time), the 16 positions xi of the transformed domain are independent matrix products
-M[xi] = U[xi] . V[xi] over the input channels, and the output tile is A^T M A. The multiplications,
-all in those products, drop 2.25x; the transforms are additions only.
+Each m x m block of outputs ("tile") is computed from the a x a input patch under it (a = m + 2)
+with a*a products per input channel instead of 9*m*m: the patch d goes to V = B^T d B, the filter g
+to U = G g G^T (once, at compile time, in float64), the a*a positions xi of the transformed domain
+are independent matrix products M[xi] = U[xi] . V[xi] over the input channels, and the output tile
+is A^T M A. Multiplications drop 4x for F(4x4) (36 per 16 outputs), 2.25x for F(2x2); the
+transforms are additions and a few multiplications by small constants.
 
-Layout, per band of BT tile rows (so that the transformed input and products stay in L2):
+Layout, per band of BT tile rows (so that the transformed input and products stay in cache):
 
-* the input rows the band reads are copied, zero padded and split into even / odd column phases,
-  by the dense conv's own prep (a 4x4 stride-2 "conv" over the input has exactly these patches), so
+* the input rows the band reads are copied, zero padded and split into m column phases, by the
+  direct conv's own prep (an a x a stride-m "conv" over the input has exactly these patches), so
   the patches of V consecutive tiles are contiguous vector loads;
 * V[xi][c][t] for the band's tiles t (row-major over the band, unpadded), vectorised over tiles;
-* the 16 products are one grouped 1x1 conv (16 groups of C -> K over the band's tiles), run by the
-  dense conv's flat GEMM tiles;
-* the output transform adds bias, residual, activation and a fused 2x2 max pool (a pool window is
-  exactly one tile) and writes the NCHW output, interleaving the tiles' two columns.
+* the a*a products are one grouped 1x1 conv (a*a groups of C -> K over the band's tiles), run by
+  the direct conv's flat GEMM tiles;
+* the output transform adds bias, residual, activation and a fused 2x2 max pool (pool windows never
+  straddle tiles, m being even) and writes the NCHW output, interleaving the tiles' m columns.
 
-The weights are packed as the GEMM's grouped [16 K, C, 1, 1] conv weights. Rounding: the transforms
-have coefficients 0, +-1, +-1/2; measured errors stay within 2-4x those of the direct kernel.
+The weights are packed as the GEMM's grouped [a*a K, C, 1, 1] conv weights. Rounding: F(2x2)
+errors stay at a few 1e-7 of the output's magnitude, F(4x4) at a few 1e-6 (tests: 1e-4).
 """
 from __future__ import annotations
 
@@ -44,8 +46,27 @@ MIN_CHANNELS = 16
 # 14x14, 7 vs 14+ tiles: 0.90x vs 1.42x), and beyond ~100 tiles the speed is flat within noise
 # (128->128 at 28x28 1.64-1.68x for 14-112 tiles; 64->64 at 56x56 1.48-1.62x, best at 112).
 BAND_TILES = 112
+# F(4x4, 3x3) (4x fewer multiplications instead of 2.25x) on planes of at least this size.
+TILE4 = True
+TILE4_MIN_PLANE = 8
 
-_G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
+# Transform matrices (Lavin & Gray 2016), by output tile size m: F(m x m, 3x3) reads an
+# (m + 2) x (m + 2) patch. F(4x4) interpolates at 0, +-1, +-2 and infinity.
+_MATRICES = {
+    2: ([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]],
+        [[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]],
+        [[1, 1, 1, 0], [0, 1, -1, -1]]),
+    4: ([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0], [0, -2, -1, 2, 1, 0],
+         [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]],
+        [[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6], [1 / 24, 1 / 12, 1 / 6],
+         [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]],
+        [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]]),
+}
+
+
+def matrices(m: int):
+    """(B^T, G, A^T) of F(m x m, 3x3) as float64 arrays."""
+    return tuple(np.array(x, np.float64) for x in _MATRICES[m])
 
 
 def supported(spec: ConvSpec) -> bool:
@@ -62,6 +83,11 @@ def use_winograd(spec: ConvSpec) -> bool:
     return spec.C >= MIN_CHANNELS and spec.K >= MIN_CHANNELS and spec.OH >= 4 and spec.OW >= 4
 
 
+def tile_size(spec: ConvSpec) -> int:
+    """m of F(m x m, 3x3): 4 where the plane holds enough 4x4 tiles, else 2."""
+    return 4 if TILE4 and spec.OH >= TILE4_MIN_PLANE and spec.OW >= TILE4_MIN_PLANE else 2
+
+
 def lanes(spec: ConvSpec) -> int:
     """16 lanes where the x86 tiles may use 32 registers on AVX-512VL (as kernels.conv.dense_lanes:
     the GEMM runs on whole vectors, and zmm halves its loads per FMA), else the spec's width."""
@@ -72,37 +98,42 @@ def lanes(spec: ConvSpec) -> int:
     return spec.vec
 
 
-def filter_transform(weight: np.ndarray) -> np.ndarray:
-    """[K, C, 3, 3] -> U [16, K, C] (xi = 4 * row + column of G g G^T), in float64 then rounded."""
+def filter_transform(weight: np.ndarray, m: int = 2) -> np.ndarray:
+    """[K, C, 3, 3] -> U [a*a, K, C] (xi = a * row + column of G g G^T, a = m + 2), in float64."""
+    _, G, _ = matrices(m)
     w = np.asarray(weight, np.float64)
-    u = np.einsum("ai,kcij,bj->abkc", _G, w, _G)
-    return u.reshape(16, w.shape[0], w.shape[1]).astype(np.float32)
+    u = np.einsum("ai,kcij,bj->abkc", G, w, G)
+    return u.reshape(-1, w.shape[0], w.shape[1]).astype(np.float32)
 
 
 class _Layout:
-    """Tile counts, the band, and the geometries of the prep copy and of the grouped GEMM."""
+    """Tile size, tile counts, the band, and the geometries of the prep copy and of the grouped GEMM."""
 
-    def __init__(self, spec: ConvSpec, band_rows: int | None = None):
+    def __init__(self, spec: ConvSpec, band_rows: int | None = None, m: int | None = None):
         g = _geom_from_spec(spec)
         self.g, self.V = g, spec.vec
+        self.m = m = m or tile_size(spec)
+        self.a = a = m + 2
+        self.P = a * a  # transformed positions: GEMM groups
         V = self.V
-        self.TH, self.TW = -(-g.OH // 2), -(-g.OW // 2)
-        # The input patches as a 4x4 stride-2 conv: its prep copy is the padded, phase-split band.
-        self.gin = _Geom(g.N, g.C, g.H, g.W, 1, 4, 4, self.TH, self.TW, 2, 2, 1, 1, g.pt, g.pl, 1, 1, 1,
+        self.TH, self.TW = -(-g.OH // m), -(-g.OW // m)
+        # The input patches as an a x a stride-m conv: its prep copy is the padded, phase-split band.
+        self.gin = _Geom(g.N, g.C, g.H, g.W, 1, a, a, self.TH, self.TW, m, m, 1, 1, g.pt, g.pl, 1, 1, 1,
                          "none", (), False, V)
         pin = _plan(self.gin)
         assert pin.mode == "prep" and pin.border_zero, pin
         last_tx0 = (self.TW - 1) // V * V
-        pin.Wq = max(self.TW + 1, last_tx0 + V + 1)  # the phase-1 loads of the last vector stay in the row
-        pin.RS = 2 * pin.Wq
+        reach = (a - 1) // m  # phase columns a patch reaches beyond its tile's first
+        pin.Wq = max(self.TW + reach, last_tx0 + V + reach)  # the last vector's loads stay in the row
+        pin.RS = m * pin.Wq
         self.pin = pin
         self.BT = min(band_rows or -(-BAND_TILES // self.TW), self.TH)
-        pin.BH, pin.BR = self.BT, 2 * self.BT + 2
+        pin.BH, pin.BR = self.BT, m * (self.BT - 1) + a
         pin.CS = pin.BR * pin.RS
         self.Tb = -(-self.BT * self.TW // V) * V  # GEMM columns of a full band
-        # The 16 products: a 1x1 conv with 16 groups of C -> K over the band's Tb tiles.
-        self.gg = _Geom(1, 16 * g.C, 1, self.Tb, 16 * g.K, 1, 1, 1, self.Tb, 1, 1, 1, 1, 0, 0, 1, 1, 16,
-                        "none", (), False, V)
+        # The products: a 1x1 conv with P groups of C -> K over the band's Tb tiles.
+        self.gg = _Geom(1, self.P * g.C, 1, self.Tb, self.P * g.K, 1, 1, 1, self.Tb, 1, 1, 1, 1, 0, 0, 1, 1,
+                        self.P, "none", (), False, V)
         pg = _plan(self.gg)
         assert pg.mode == "flat", pg
         pg.PT, pg.c_bounds = 0, None  # the band is the cache block
@@ -110,7 +141,7 @@ class _Layout:
 
     def scratch_sizes(self) -> list[int]:
         g = self.g
-        return [g.C * self.pin.CS, 16 * g.C * self.Tb + self.V, 16 * g.K * self.Tb + self.V]
+        return [g.C * self.pin.CS, self.P * g.C * self.Tb + self.V, self.P * g.K * self.Tb + self.V]
 
 
 def pack_winograd_weights(spec: ConvSpec, weight: np.ndarray, bias: np.ndarray | None,
@@ -119,7 +150,7 @@ def pack_winograd_weights(spec: ConvSpec, weight: np.ndarray, bias: np.ndarray |
     if tuple(weight.shape) != want:
         raise ValueError(f"weight shape {tuple(weight.shape)} != {want}")
     lay = layout or _Layout(spec)
-    u = filter_transform(weight).reshape(16 * spec.K, spec.C, 1, 1)
+    u = filter_transform(weight, lay.m).reshape(lay.P * spec.K, spec.C, 1, 1)
     out = [_pack(lay.gg, lay.pg, u)]
     if bias is not None:
         out.append(np.ascontiguousarray(np.asarray(bias, np.float32).reshape(spec.K)))
@@ -131,11 +162,12 @@ def emit_winograd_func(spec: ConvSpec, name: str, packed: Sequence[np.ndarray], 
     """Private func with emit_conv_func's signature: `(in, weights, [bias], [residual], out,
     [pooled out], [scratch])`."""
     if not supported(spec):
-        raise NotImplementedError(f"{name}: Winograd F(2x2, 3x3) needs a 3x3 stride-1 undilated ungrouped conv: {spec}")
+        raise NotImplementedError(f"{name}: Winograd F(m x m, 3x3) needs a 3x3 stride-1 undilated ungrouped conv: "
+                                  f"{spec}")
     lay = layout or _Layout(spec)
     g = lay.g
     has_bias = len(packed) == 2
-    wsize = 16 * lay.pg.nkb * g.C * lay.pg.KB
+    wsize = lay.P * lay.pg.nkb * g.C * lay.pg.KB
     if packed[0].size != wsize:
         raise ValueError(f"packed weight size {packed[0].size} != {wsize} (packed for another spec?)")
     in_size = g.N * g.C * g.H * g.W
@@ -165,6 +197,45 @@ def emit_winograd_func(spec: ConvSpec, name: str, packed: Sequence[np.ndarray], 
     return fn
 
 
+def _combine(b: KernelBuilder, coeffs, xs):
+    """sum_k coeffs[k] * xs[k] with adds / subs for +-1 and FMAs for the other coefficients."""
+    acc = None
+    for c, x in zip(coeffs, xs):
+        c = float(c)
+        if c == 0.0:
+            continue
+        if acc is None:
+            acc = x if c == 1.0 else arith.negf(x) if c == -1.0 else arith.mulf(x, b.splat(c))
+        elif c == 1.0:
+            acc = arith.addf(acc, x)
+        elif c == -1.0:
+            acc = arith.subf(acc, x)
+        else:
+            acc = vector.fma(x, b.splat(c), acc)
+    return acc if acc is not None else b.splat(0.0)
+
+
+def _interleave(vs):
+    """Lane j of vector i -> lane len(vs) * j + i (len(vs) = 1, 2 or 4)."""
+    if len(vs) == 1:
+        return vs[0]
+    if len(vs) == 2:
+        return vector.interleave(vs[0], vs[1])
+    return vector.interleave(vector.interleave(vs[0], vs[2]), vector.interleave(vs[1], vs[3]))
+
+
+def _deinterleave(v, n: int):
+    """The inverse of _interleave for n vectors."""
+    if n == 1:
+        return [v]
+    ev, od = vector.deinterleave(v)
+    if n == 2:
+        return [ev, od]
+    e0, e2 = vector.deinterleave(ev)
+    o1, o3 = vector.deinterleave(od)
+    return [e0, o1, e2, o3]
+
+
 class _WinogradEmitter:
     def __init__(self, lay: _Layout, b: KernelBuilder, scratch: Scratch, x, wts, bias, res, out, pout):
         self.lay, self.b, self.g = lay, b, lay.g
@@ -173,36 +244,37 @@ class _WinogradEmitter:
         g = lay.g
         self.pool_only = bool(g.pool) and not g.pool_keep
         self.pout = out if pout is None else pout
+        self.BT_, self.G_, self.AT_ = matrices(lay.m)
         self.prep_em = _ConvEmitter(lay.gin, lay.pin, x, None, None, None, None, b)
         self.gemm = _ConvEmitter(lay.gg, lay.pg, None, wts, None, None, None, b)
 
     def run(self):
         lay, g, b = self.lay, self.g, self.b
-        sc = self.scratch.alloc(lay.scratch_sizes()[0])
-        vb = self.scratch.alloc(lay.scratch_sizes()[1])
-        mb = self.scratch.alloc(lay.scratch_sizes()[2])
+        sizes = lay.scratch_sizes()
+        sc, vb, mb = (self.scratch.alloc(n) for n in sizes)
         self.prep_em.src = sc
         self.gemm.src, self.gemm.out = vb, mb
         self.sc, self.vb, self.mb = sc, vb, mb
         BT, TH = lay.BT, lay.TH
-        nfull = (TH - 1) // BT  # the last band is emitted on its own: it may end in a half tile row
+        nfull = (TH - 1) // BT  # the last band is emitted on its own: its last tile row may be partial
 
         def image(n, _):
-            b.loop(0, nfull, 1, lambda bi, _: self.band(n, b.mul(bi, BT), BT, False))
-            self.band(n, nfull * BT, TH - nfull * BT, g.OH % 2 == 1)
+            b.loop(0, nfull, 1, lambda bi, _: self.band(n, b.mul(bi, BT), BT, lay.m))
+            self.band(n, nfull * BT, TH - nfull * BT, g.OH - lay.m * (TH - 1))
 
         b.loop(0, g.N, 1, image)
         for buf in (mb, vb, sc):
             self.scratch.free(buf)
 
-    def band(self, n, ty0, bt: int, half_last: bool):
+    def band(self, n, ty0, bt: int, last_rows: int):
+        """Tile rows [ty0, ty0 + bt); the last of them has `last_rows` valid output rows."""
         lay, g, b, V = self.lay, self.g, self.b, self.lay.V
         self.prep_em.prep(n, 0, ty0, bt)
         self.input_transform(bt)
         cols = -(-bt * lay.TW // V) * V
         C, K, Tb = g.C, g.K, lay.Tb
-        b.loop(0, 16, 1, lambda xi, _: self.gemm.group(xi, b.mul(xi, C * Tb), b.mul(xi, K * Tb), 1, cols))
-        self.output_transform(n, ty0, bt, half_last)
+        b.loop(0, lay.P, 1, lambda xi, _: self.gemm.group(xi, b.mul(xi, C * Tb), b.mul(xi, K * Tb), 1, cols))
+        self.output_transform(n, ty0, bt, last_rows)
 
     def _tile_vectors(self):
         """(tx0, valid tiles) of the vectors across one tile row."""
@@ -211,79 +283,83 @@ class _WinogradEmitter:
 
     def input_transform(self, bt: int):
         lay, g, b = self.lay, self.g, self.b
-        pin, TW, Tb, C = lay.pin, lay.TW, lay.Tb, g.C
-        RS, Wq = pin.RS, pin.Wq
+        pin, TW, Tb, C, m, a = lay.pin, lay.TW, lay.Tb, g.C, lay.m, lay.a
+        RS, Wq, BTm = pin.RS, pin.Wq, self.BT_
 
         def row(c, r):
-            src = b.add(b.mul(c, pin.CS), b.mul(r, 2 * RS))
+            src = b.add(b.mul(c, pin.CS), b.mul(r, m * RS))
             dst = b.add(b.mul(c, Tb), b.mul(r, TW))
             for tx0, nt in self._tile_vectors():
-                d = [[b.load(self.sc, b.add(src, i * RS + (j % 2) * Wq + j // 2 + tx0)) for j in range(4)]
-                     for i in range(4)]
-                t = [[arith.subf(d[0][j], d[2][j]) for j in range(4)],
-                     [arith.addf(d[1][j], d[2][j]) for j in range(4)],
-                     [arith.subf(d[2][j], d[1][j]) for j in range(4)],
-                     [arith.subf(d[1][j], d[3][j]) for j in range(4)]]
-                for i in range(4):
-                    vs = (arith.subf(t[i][0], t[i][2]), arith.addf(t[i][1], t[i][2]),
-                          arith.subf(t[i][2], t[i][1]), arith.subf(t[i][1], t[i][3]))
-                    for j in range(4):
-                        b.store(vs[j], self.vb, b.add(dst, (4 * i + j) * C * Tb + tx0), nt)
+                d = [[b.load(self.sc, b.add(src, i * RS + (j % m) * Wq + j // m + tx0)) for j in range(a)]
+                     for i in range(a)]
+                t = [[_combine(b, BTm[i], [d[k][j] for k in range(a)]) for j in range(a)] for i in range(a)]
+                for i in range(a):
+                    for j in range(a):
+                        v = _combine(b, BTm[j], t[i])
+                        b.store(v, self.vb, b.add(dst, (a * i + j) * C * Tb + tx0), nt)
 
         b.loop(0, C, 1, lambda c, _: b.loop(0, bt, 1, lambda r, _: row(c, r)))
 
-    def output_transform(self, n, ty0, bt: int, half_last: bool):
+    def output_transform(self, n, ty0, bt: int, last_rows: int):
         lay, g, b, V = self.lay, self.g, self.b, self.lay.V
-        K, Tb, TW = g.K, lay.Tb, lay.TW
+        K, Tb, TW, m, a = g.K, lay.Tb, lay.TW, lay.m, lay.a
         OHW, PHW = g.OH * g.OW, g.PH * g.PW
-        vt2 = ir.VectorType.get([2 * V], b.f32)
+        ATm = self.AT_
+        vtm = ir.VectorType.get([m * V], b.f32)
 
         def row(k, r, rows_out: int):
             ty = b.add(ty0, r)
             src = b.add(b.mul(k, Tb), b.mul(r, TW))
             bias = b.bcast(self.bias, k) if self.bias is not None else None
-            obase = b.add(b.mul(n, K * OHW), b.mul(k, OHW), b.mul(ty, 2 * g.OW))
-            pbase = b.add(b.mul(n, K * PHW), b.mul(k, PHW), b.mul(ty, g.PW))
+            obase = b.add(b.mul(n, K * OHW), b.mul(k, OHW), b.mul(ty, m * g.OW))
+            pbase = b.add(b.mul(n, K * PHW), b.mul(k, PHW), b.mul(ty, m // 2 * g.PW))
             for tx0, nt in self._tile_vectors():
-                m = [[b.load(self.mb, b.add(src, (4 * i + j) * K * Tb + tx0)) for j in range(4)] for i in range(4)]
-                s = [[arith.addf(arith.addf(m[0][j], m[1][j]), m[2][j]) for j in range(4)],
-                     [arith.subf(arith.subf(m[1][j], m[2][j]), m[3][j]) for j in range(4)]]
-                y = [[arith.addf(arith.addf(s[a][0], s[a][1]), s[a][2]),
-                      arith.subf(arith.subf(s[a][1], s[a][2]), s[a][3])] for a in range(rows_out)]
+                M = [[b.load(self.mb, b.add(src, (a * i + j) * K * Tb + tx0)) for j in range(a)] for i in range(a)]
+                s = [[_combine(b, ATm[p], [M[i][j] for i in range(a)]) for j in range(a)] for p in range(rows_out)]
+                y = [[_combine(b, ATm[q], s[p]) for q in range(m)] for p in range(rows_out)]
                 if bias is not None:
-                    y = [[arith.addf(v, bias) for v in ya] for ya in y]
-                ncols = min(2 * V, g.OW - 2 * tx0)
-                mask = b.mask(ncols, 2 * V) if ncols < 2 * V else None
-                idxs = [b.v(b.add(obase, a * g.OW + 2 * tx0)) for a in range(rows_out)]
+                    y = [[arith.addf(v, bias) for v in yp] for yp in y]
+                ncols = min(m * V, g.OW - m * tx0)
+                mask = b.mask(ncols, m * V) if ncols < m * V else None
+                idxs = [b.v(b.add(obase, p * g.OW + m * tx0)) for p in range(rows_out)]
                 if self.res is not None:
-                    # Even / odd lanes of the residual's output columns are the tiles' two columns.
-                    for a in range(rows_out):
+                    for p in range(rows_out):
                         if mask is None:
-                            r2 = vector.load(vt2, self.res, [idxs[a]])
+                            r2 = vector.load(vtm, self.res, [idxs[p]])
                         else:
-                            r2 = vector.maskedload(vt2, self.res, [idxs[a]], mask, b.splat(0.0, vt2))
-                        ev, od = vector.deinterleave(r2)
-                        y[a] = [arith.addf(y[a][0], ev), arith.addf(y[a][1], od)]
-                y = [[b.activation(v, g.act, g.act_params) for v in ya] for ya in y]
+                            r2 = vector.maskedload(vtm, self.res, [idxs[p]], mask, b.splat(0.0, vtm))
+                        y[p] = [arith.addf(v, rv) for v, rv in zip(y[p], _deinterleave(r2, m))]
+                y = [[b.activation(v, g.act, g.act_params) for v in yp] for yp in y]
                 if not self.pool_only:
-                    for a in range(rows_out):
-                        val = vector.interleave(y[a][0], y[a][1])
+                    for p in range(rows_out):
+                        val = _interleave(y[p])
                         if mask is None:
-                            vector.store(val, self.out, [idxs[a]])
+                            vector.store(val, self.out, [idxs[p]])
                         else:
-                            vector.maskedstore(self.out, [idxs[a]], mask, val)
-                if g.pool and rows_out == 2:
-                    pw = min(V, g.PW - tx0)
-                    if pw > 0:
-                        pm = arith.maximumf(arith.maximumf(y[0][0], y[0][1]), arith.maximumf(y[1][0], y[1][1]))
-                        b.store(pm, self.pout, b.add(pbase, tx0), pw)
+                            vector.maskedstore(self.out, [idxs[p]], mask, val)
+                if g.pool:
+                    # Pool window (pr, pc) of a tile is its outputs [2pr, 2pr+1] x [2pc, 2pc+1]; floor
+                    # mode: only windows whose two rows exist.
+                    pcols = min(m // 2 * V, g.PW - m // 2 * tx0)
+                    for pr in range(m // 2):
+                        if 2 * pr + 1 >= rows_out or pcols <= 0:
+                            break
+                        win = [arith.maximumf(arith.maximumf(y[2 * pr][2 * pc], y[2 * pr][2 * pc + 1]),
+                                              arith.maximumf(y[2 * pr + 1][2 * pc], y[2 * pr + 1][2 * pc + 1]))
+                               for pc in range(m // 2)]
+                        pidx = b.v(b.add(pbase, pr * g.PW + m // 2 * tx0))
+                        val = _interleave(win)
+                        if pcols < m // 2 * V:
+                            vector.maskedstore(self.pout, [pidx], b.mask(pcols, m // 2 * V), val)
+                        else:
+                            vector.store(val, self.pout, [pidx])
 
-        full = bt - 1 if half_last else bt
-        b.loop(0, K, 1, lambda k, _: b.loop(0, full, 1, lambda r, _: row(k, r, 2)))
-        if half_last:
-            b.loop(0, K, 1, lambda k, _: row(k, bt - 1, 1))
+        full = bt - 1 if last_rows < m else bt
+        b.loop(0, K, 1, lambda k, _: b.loop(0, full, 1, lambda r, _: row(k, r, m)))
+        if last_rows < m:
+            b.loop(0, K, 1, lambda k, _: row(k, bt - 1, last_rows))
 
 
 def layout_for(spec: ConvSpec, **kw) -> _Layout:
-    """The band / GEMM layout (tests and benchmarks force band sizes through it)."""
+    """The band / GEMM layout (tests and benchmarks force band sizes and tile sizes through it)."""
     return _Layout(replace(spec), **kw)
