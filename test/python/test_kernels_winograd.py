@@ -185,3 +185,79 @@ def test_sparse_needs_more_against_winograd():
     assert not worth_it(pack_sparse_conv(big, w, None, library=four))
     w.reshape(16, 16, 9)[:, :, 1] = 0  # 3 of 9: 3x
     assert worth_it(pack_sparse_conv(big, w, None, library=[(3, 5, 7)]))
+
+
+@pytest.mark.parametrize("m", [2, 4])
+def test_tile_row_parts(m):
+    """Tile-row ranges (a thread's share) of one conv, run one after another over the same buffers,
+    give the whole conv: the last range ends in the partial tile row, a kept pooled plane is
+    written by every part."""
+    rng = np.random.default_rng(5)
+    for s in (S(1, 6, 15, 21, 5, residual=True, act="relu"), S(2, 5, 14, 19, 7, pool=2, pool_keep=True)):
+        lay = wg.layout_for(s, band_rows=2, m=m)
+        x = rng.standard_normal((s.N, s.C, s.H, s.W)).astype(np.float32)
+        w = rng.standard_normal((s.K, s.C, 3, 3)).astype(np.float32)
+        b = rng.standard_normal(s.K).astype(np.float32)
+        r = rng.standard_normal((s.N, s.K, s.OH, s.OW)).astype(np.float32) if s.residual else None
+        packed = wg.pack_winograd_weights(s, w, b, lay)
+        bounds = [0, 1, lay.TH // 2 + 1, lay.TH]
+        parts = list(zip(bounds, bounds[1:]))
+        jm = jit_kernels([(f"p{i}", lambda name, rows=rows: wg.emit_winograd_func(s, name, packed, layout=lay,
+                                                                                   rows=rows))
+                          for i, rows in enumerate(parts)])
+        ref = conv_ref(s, x, w, b, r)
+        refs = [ref, pooled(ref)] if s.pool else [ref]
+        outs = [np.full(q.size, np.nan, np.float32) for q in refs]
+        for i in range(len(parts)):
+            jm.call(f"p{i}_c", x.reshape(-1), *packed, *([r.reshape(-1)] if r is not None else []), *outs)
+        for o, q in zip(outs, refs):
+            assert_close(o, q, f"{s} m={m} parts={parts}")
+    with pytest.raises(ValueError, match="tile rows"):
+        wg.emit_winograd_func(s, "bad", packed, layout=lay, rows=(0, lay.TH + 1))
+
+
+def test_threads_split_tile_rows(monkeypatch):
+    """threads=2: a dense Winograd conv on a big plane is split by tile rows (not output channels),
+    one on a small plane by channels; numerics as torch."""
+    import torch
+
+    import lrc
+    from lrc.codegen import ops_dense
+
+    torch.manual_seed(1)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 16, 3, padding=1), torch.nn.ReLU(),
+        torch.nn.Conv2d(16, 32, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+        torch.nn.Conv2d(32, 32, 3, padding=1)).eval()
+    x = torch.randn(1, 3, 64, 64)
+    rows = []
+    real = wg.emit_winograd_func
+    monkeypatch.setattr(wg, "emit_winograd_func", lambda *a, **k: rows.append(k.get("rows")) or real(*a, **k))
+    cm = lrc.compile(model, (x,), threads=2)
+    assert_close(cm(x.numpy()), model(x).detach().numpy(), "threads=2")
+    # 16->32 at 64x64: 16 rows of 16 tiles, two parts of 8 rows; 32->32 at 32x32: 8 rows of 8 tiles,
+    # too few per part (WINOGRAD_MIN_PART_TILES): two output-channel parts, each over every row.
+    assert sorted(r for r in rows if r) == [(0, 8), (8, 16)] and rows.count(None) == 2, rows
+    big, small = [op for op in _layers(model, x) if op.attrs["weight"].shape[1] == 16 or
+                  op.attrs["weight"].shape[:2] == (32, 32)]
+    assert ops_dense.conv_channel_split(big, 2) is None
+    assert ops_dense.conv_pixel_split(big, 2, 8) == [(0, 8), (8, 16)]
+    assert ops_dense.conv_pixel_split(small, 2, 8) is None
+    assert ops_dense.conv_channel_split(small, 2) == [(0, 16), (16, 32)]
+
+
+def _layers(model, x):
+    """The fused lr conv layers of a model as the lowering sees them (LayerOps)."""
+    import lrc
+    from lrc.codegen.emit import LayerOp
+    from lrc.dialects import lr
+    from lrc.transforms import DEFAULT_OPT_PIPELINE
+
+    mod = lrc.import_model(model, (x,))
+    lrc.optimize(mod, DEFAULT_OPT_PIPELINE)
+    fn = [o for o in mod.body.operations if o.operation.name == "func.func"][0]
+    for op in fn.regions[0].blocks[0].operations:
+        op = op.operation
+        if op.name == "lr.conv2d":
+            yield LayerOp(name="conv2d", attrs=lr.attrs_of(op), in_shapes=[tuple(op.operands[0].type.shape)],
+                          out_shape=tuple(op.results[0].type.shape), location=None)

@@ -102,6 +102,8 @@ def conv_channel_split(op: LayerOp, threads: int) -> list[tuple[int, int]] | Non
     if threads <= 1 or op.name != "conv2d" or "pointwise_chain" in op.attrs or op.attrs.get("pool_keep"):
         return None  # a fused 1x1 pair would recompute its intermediate in every part; (a conv that
         # also writes its pooled plane keeps one kernel: parts would need slices of both outputs)
+    if winograd_row_split(op, threads):
+        return None  # split by tile rows instead (conv_pixel_split)
     a = op.attrs
     n = op.in_shapes[0][0]
     kk = a["weight"].shape[0]
@@ -223,6 +225,9 @@ def conv_pixel_split(op: LayerOp, threads: int, vec: int) -> list[tuple[int, int
     off exactly there. Only kernels that copy their input per panel / row block split this way."""
     if threads <= 1 or op.name != "conv2d" or "pointwise_chain" in op.attrs:
         return None
+    rows = winograd_row_split(op, threads)
+    if rows:
+        return rows
     a = op.attrs
     if op.in_shapes[0][0] != 1 or a["groups"] != 1 or a.get("sparsity") is None:
         return None
@@ -239,6 +244,35 @@ def conv_pixel_split(op: LayerOp, threads: int, vec: int) -> list[tuple[int, int
     return even_ranges(units, parts)
 
 
+# False: Winograd convs split over output channels like the direct ones (the A/B switch).
+WINOGRAD_ROW_PARTS = True
+# Tiles a tile-row part must hold at least. Whole models, 2 threads, tile rows vs channel parts
+# (docs/threads.md): VGG 0.74-0.87x, U-Net 0.68-0.80x the time, but ResNet basic 1.05-1.07x, whose
+# 28x28 / 14x14 / 7x7 layers gave each part bands of 8-28 tiles (the kernel alone needs ~16+).
+WINOGRAD_MIN_PART_TILES = 64
+
+
+def winograd_row_split(op: LayerOp, threads: int) -> list[tuple[int, int]] | None:
+    """Tile-row ranges [ty0, ty1) for `threads` parts of a conv that runs as a dense Winograd kernel,
+    or None. Output-channel parts would each pad and transform the whole input (the input transform
+    is 10-25 % of an F(4x4) kernel's time); tile-row parts transform only their own bands and write
+    disjoint output rows (also of a kept pooled plane)."""
+    if not WINOGRAD_ROW_PARTS or threads <= 1 or op.name != "conv2d" or "pointwise_chain" in op.attrs:
+        return None
+    from .kernels import winograd
+
+    spec = _conv_spec(Kernel("", 8), op)
+    if not winograd.use_winograd(spec) or _sparse_pack(spec, op.attrs) is not None:
+        return None
+    if int(np.prod(op.out_shape)) * max(1, spec.pool) ** 2 * spec.C * 9 < MIN_PART_MACS * 2:
+        return None  # (a fused pool's output is the pooled plane)
+    th, tw = winograd.tile_grid(spec)
+    parts = min(threads, th)
+    if parts < 2 or th // parts * tw < WINOGRAD_MIN_PART_TILES:
+        return None  # short bands starve the kernel's GEMM: channel parts instead
+    return even_ranges(th, parts)
+
+
 def sparse_conv_pack(op: LayerOp, vec: int):
     """The compact sparse form lrc.compile gives this conv at lane width `vec`, or None (dense kernel);
     packed once per layer (packing a big layer, with its storage report, takes ~0.1 s)."""
@@ -249,10 +283,11 @@ def sparse_conv_pack(op: LayerOp, vec: int):
 
 
 def emit_conv2d_pixel_part(k: Kernel, op: LayerOp, u0: int, u1: int, shared: list | None, pack) -> KernelSig:
-    """Pixel units [u0, u1) of a sparse conv (conv_pixel_split) over the whole input and output.
-    `pack`: the layer's sparse_conv_pack, packed once for all parts; `shared`: an earlier part's
-    Args, whose parameter arrays (the same weights) this part reuses."""
-    return _share_params(_emit_conv2d(k, op, _conv_spec(k, op), True, (u0, u1), pack), shared)
+    """Pixel units [u0, u1) of a sparse conv, or tile rows of a dense Winograd one (pack None),
+    (conv_pixel_split) over the whole input and output. `pack`: the layer's sparse_conv_pack, packed
+    once for all parts; `shared`: an earlier part's Args, whose parameter arrays (the same weights)
+    this part reuses."""
+    return _share_params(_emit_conv2d(k, op, _conv_spec(k, op), pack is not None, (u0, u1), pack), shared)
 
 
 def emit_pointwise_chain_part(k: Kernel, op: LayerOp, q0: int, q1: int, shared: list | None) -> KernelSig:
@@ -316,7 +351,9 @@ def _emit_conv2d(k: Kernel, op: LayerOp, spec, force_sparse: bool | None, units=
         if winograd.use_winograd(spec):
             spec = dataclasses.replace(spec, vec=winograd.lanes(spec))
             packed = winograd.pack_winograd_weights(spec, a["weight"], a["bias"])
-            fn = winograd.emit_winograd_func(spec, k.name, packed, external_scratch=ARENA_SCRATCH)
+            fn = winograd.emit_winograd_func(spec, k.name, packed, external_scratch=ARENA_SCRATCH, rows=units)
+        elif units is not None:
+            raise NotImplementedError(f"{k.name}: pixel parts of a dense conv that is not a Winograd one: {spec}")
         else:
             from .kernels.conv import dense_lanes
 
