@@ -51,6 +51,9 @@ SINGLE_OPS = {
     "depthwise": (lambda: _conv(12, 12, 3, padding=1, groups=12), (1, 12, 10, 9)),
     "strided": (lambda: _conv(6, 10, 3, stride=2, padding=1), (1, 6, 15, 14)),
     "conv1x1": (lambda: _conv(16, 24, 1), (1, 16, 7, 9)),
+    # dense Winograd at vec=4: F(4x4) with a fused pool (odd plane), F(2x2) on a small plane
+    "winograd4_pool": (lambda: nn.Sequential(_conv(16, 20, 3, padding=1), nn.MaxPool2d(2)), (1, 16, 13, 18)),
+    "winograd2": (lambda: _conv(16, 17, 3, padding=1), (1, 16, 6, 7)),
     "grouped": (lambda: _conv(8, 12, 3, padding=1, groups=4), (1, 8, 9, 9)),
     "linear": (lambda: nn.Sequential(nn.Flatten(), nn.Linear(3 * 5 * 5, 19)), (2, 3, 5, 5)),
     "conv_transpose": (lambda: nn.ConvTranspose2d(6, 5, 4, stride=2, padding=1), (1, 6, 7, 7)),
