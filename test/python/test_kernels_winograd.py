@@ -61,7 +61,16 @@ GEOMETRIES = [
     (S(1, 16, 9, 33, 24, vec=16), 2, True),  # 16 lanes
     (S(1, 16, 9, 33, 24, vec=4), None, True),  # NEON width
     (S(1, 20, 10, 70, 6, vec=16), 3, True),  # a tile row of several vectors plus a partial one
+    # short tile rows: transforms on 8 / 4 lanes next to the GEMM's 16 (_Layout.VT)
+    (S(1, 16, 28, 28, 20, vec=16, act="relu"), None, True),
+    (S(1, 16, 14, 13, 16, vec=16, pool=2, pool_keep=True), None, True),
+    (S(1, 16, 14, 14, 16, vec=16, residual=True), 2, False),
 ]
+
+
+def test_transform_lanes():
+    assert [wg.layout_for(S(1, 16, n, n, 16, vec=16), m=4).VT for n in (56, 28, 14, 6)] == [16, 8, 4, 4]
+    assert wg.layout_for(S(1, 16, 28, 28, 16, vec=16), m=2).VT == 16  # 14 tiles per row
 
 
 def test_geometries():

@@ -122,9 +122,15 @@ class _Layout:
                          "none", (), False, V)
         pin = _plan(self.gin)
         assert pin.mode == "prep" and pin.border_zero, pin
-        last_tx0 = (self.TW - 1) // V * V
+        # The transforms run on vectors of VT tiles, narrower than the GEMM's V where a tile row is
+        # short (7 tiles: 8 lanes, 4 tiles: 4), so that their lanes are not mostly padding.
+        VT = V
+        while NARROW_TRANSFORMS and VT > 4 and self.TW <= VT // 2:
+            VT //= 2
+        self.VT = VT
+        last_tx0 = (self.TW - 1) // VT * VT
         reach = (a - 1) // m  # phase columns a patch reaches beyond its tile's first
-        pin.Wq = max(self.TW + reach, last_tx0 + V + reach)  # the last vector's loads stay in the row
+        pin.Wq = max(self.TW + reach, last_tx0 + VT + reach)  # the last vector's loads stay in the row
         pin.RS = m * pin.Wq
         self.pin = pin
         self.BT = min(band_rows or -(-BAND_TILES // self.TW), self.TH)
@@ -196,7 +202,9 @@ def emit_winograd_func(spec: ConvSpec, name: str, packed: Sequence[np.ndarray], 
         bias = args[2] if has_bias else None
         res = args[-2] if g.residual else None
         out = args[-1]
-        _WinogradEmitter(lay, KernelBuilder(fn, lay.V), scratch, x, wts, bias, res, out, pout).run(*rows)
+        b = KernelBuilder(fn, lay.V)
+        bt = KernelBuilder(fn, lay.VT) if lay.VT != lay.V else b
+        _WinogradEmitter(lay, b, bt, scratch, x, wts, bias, res, out, pout).run(*rows)
         func.ReturnOp([])
     return fn
 
@@ -219,6 +227,9 @@ def _combine(b: KernelBuilder, coeffs, xs):
     return acc if acc is not None else b.splat(0.0)
 
 
+# Transforms on vectors narrower than the GEMM's where tile rows are short (_Layout.VT); False: the
+# GEMM's width everywhere (the A/B switch).
+NARROW_TRANSFORMS = True
 # Factored F(4x4) transforms (shared partial sums): 13 instead of 22 ops per 1-D input transform,
 # 10 instead of 17 per output transform. False: every row as its own _combine (the A/B switch).
 FACTORED = True
@@ -273,8 +284,10 @@ def _deinterleave(v, n: int):
 
 
 class _WinogradEmitter:
-    def __init__(self, lay: _Layout, b: KernelBuilder, scratch: Scratch, x, wts, bias, res, out, pout):
-        self.lay, self.b, self.g = lay, b, lay.g
+    def __init__(self, lay: _Layout, b: KernelBuilder, bt: KernelBuilder, scratch: Scratch, x, wts, bias, res,
+                 out, pout):
+        """`b`: V lanes (prep copy, GEMM); `bt`: VT lanes (transforms)."""
+        self.lay, self.b, self.bt, self.g = lay, b, bt, lay.g
         self.scratch = scratch
         self.x, self.bias, self.res, self.out = x, bias, res, out
         g = lay.g
@@ -315,11 +328,11 @@ class _WinogradEmitter:
 
     def _tile_vectors(self):
         """(tx0, valid tiles) of the vectors across one tile row."""
-        TW, V = self.lay.TW, self.lay.V
+        TW, V = self.lay.TW, self.lay.VT
         return [(tx0, min(V, TW - tx0)) for tx0 in range(0, TW, V)]
 
     def input_transform(self, bt: int):
-        lay, g, b = self.lay, self.g, self.b
+        lay, g, b = self.lay, self.g, self.bt
         pin, TW, Tb, C, m, a = lay.pin, lay.TW, lay.Tb, g.C, lay.m, lay.a
         RS, Wq, BTm = pin.RS, pin.Wq, self.BT_
 
@@ -338,7 +351,7 @@ class _WinogradEmitter:
         b.loop(0, C, 1, lambda c, _: b.loop(0, bt, 1, lambda r, _: row(c, r)))
 
     def output_transform(self, n, ty0, bt: int, last_rows: int):
-        lay, g, b, V = self.lay, self.g, self.b, self.lay.V
+        lay, g, b, V = self.lay, self.g, self.bt, self.lay.VT
         K, Tb, TW, m, a = g.K, lay.Tb, lay.TW, lay.m, lay.a
         OHW, PHW = g.OH * g.OW, g.PH * g.PW
         ATm = self.AT_
