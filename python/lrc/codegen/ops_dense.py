@@ -157,10 +157,16 @@ def emit_conv2d(k: Kernel, op: LayerOp) -> KernelSig:
     return _emit_conv2d(k, op, spec, None)
 
 
+# A dense 1x1 pair is fused (kernels/dense_chain.py) where its intermediate is at least this big:
+# smaller ones stay in L2 between two kernels anyway.
+DENSE_CHAIN_MIN_BYTES = 4 << 20
+
+
 def plan_pointwise_chain(first: LayerOp, second: LayerOp, vec: int):
     """The fused kernel's packs for a marked 1x1 pair (lr-fuse-pointwise-chain), or None to emit the
-    two convs separately: only where the sparse kernels would be used for both (a dense pair keeps
-    the register-blocked dense GEMMs, which the one-tap SpMM of the fused kernel would not beat)."""
+    two convs separately: the sparse pair kernel where the sparse kernels would be used for both,
+    the dense one (the dense GEMM tiles on both stages) where neither is sparse and the intermediate
+    would not stay in cache (DENSE_CHAIN_MIN_BYTES); a mixed pair stays two kernels."""
     import dataclasses
 
     from .kernels.pointwise_chain import check_chain, pack_pointwise_chain
@@ -168,7 +174,10 @@ def plan_pointwise_chain(first: LayerOp, second: LayerOp, vec: int):
 
     k = Kernel("", vec)
     s1, s2 = _conv_spec(k, first), _conv_spec(k, second)
-    if _sparse_pack(s1, first.attrs) is None or _sparse_pack(s2, second.attrs) is None:
+    sp1, sp2 = _sparse_pack(s1, first.attrs), _sparse_pack(s2, second.attrs)
+    if sp1 is None and sp2 is None:
+        return _plan_dense_chain(first, second, s1, s2)
+    if sp1 is None or sp2 is None:
         return None
     s1 = dataclasses.replace(s1, vec=sparse_lanes(s1))
     s2 = dataclasses.replace(s2, vec=sparse_lanes(s2))
@@ -182,6 +191,28 @@ def plan_pointwise_chain(first: LayerOp, second: LayerOp, vec: int):
         libs.append(sp["library"] if sp["kind"] in ("pattern", "pattern+kernel") else None)
     return pack_pointwise_chain(s1, first.attrs["weight"], first.attrs["bias"], s2, second.attrs["weight"],
                                 second.attrs["bias"], library1=libs[0], library2=libs[1])
+
+
+def _plan_dense_chain(first: LayerOp, second: LayerOp, s1, s2):
+    import dataclasses
+
+    from .kernels.dense_chain import chain_lanes, pack_dense_chain
+    from .kernels.pointwise_chain import check_chain
+
+    if not DENSE_CHAIN or s1.N * s1.K * s1.H * s1.W * 4 < DENSE_CHAIN_MIN_BYTES:
+        return None
+    try:
+        check_chain(s1, s2)
+    except ValueError:
+        return None
+    v = chain_lanes(s1, s2)
+    s1, s2 = dataclasses.replace(s1, vec=v), dataclasses.replace(s2, vec=v)
+    return pack_dense_chain(s1, first.attrs["weight"], first.attrs["bias"], s2, second.attrs["weight"],
+                            second.attrs["bias"])
+
+
+# False: dense 1x1 pairs stay two kernels (the A/B switch).
+DENSE_CHAIN = True
 
 
 def even_ranges(units: int, parts: int) -> list[tuple[int, int]]:
@@ -298,10 +329,12 @@ def emit_pointwise_chain_part(k: Kernel, op: LayerOp, q0: int, q1: int, shared: 
 
 
 def _emit_pointwise_chain(k: Kernel, op: LayerOp, panels: tuple[int, int] | None = None) -> KernelSig:
+    from .kernels.dense_chain import DenseChainPack, emit_dense_chain_func
     from .kernels.pointwise_chain import emit_pointwise_chain_func
 
     chain = op.attrs["pointwise_chain"]
-    fn = emit_pointwise_chain_func(chain, k.name, panels, external_scratch=ARENA_SCRATCH)
+    emit = emit_dense_chain_func if isinstance(chain, DenseChainPack) else emit_pointwise_chain_func
+    fn = emit(chain, k.name, panels, external_scratch=ARENA_SCRATCH)
     args = [Arg("in", 0)] + [Arg("param", array=np.ascontiguousarray(p).reshape(-1)) for p in chain.arrays()]
     if chain.second.spec.residual:
         args.append(Arg("in", 1))
