@@ -329,11 +329,11 @@ def emit_pointwise_chain_part(k: Kernel, op: LayerOp, q0: int, q1: int, shared: 
 
 
 def _emit_pointwise_chain(k: Kernel, op: LayerOp, panels: tuple[int, int] | None = None) -> KernelSig:
-    from .kernels.dense_chain import DenseChainPack, emit_dense_chain_func
+    from .kernels.dense_chain import DenseStage, emit_dense_chain_func
     from .kernels.pointwise_chain import emit_pointwise_chain_func
 
     chain = op.attrs["pointwise_chain"]
-    emit = emit_dense_chain_func if isinstance(chain, DenseChainPack) else emit_pointwise_chain_func
+    emit = emit_dense_chain_func if isinstance(chain.first, DenseStage) else emit_pointwise_chain_func
     fn = emit(chain, k.name, panels, external_scratch=ARENA_SCRATCH)
     args = [Arg("in", 0)] + [Arg("param", array=np.ascontiguousarray(p).reshape(-1)) for p in chain.arrays()]
     if chain.second.spec.residual:

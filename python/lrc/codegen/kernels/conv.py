@@ -681,36 +681,17 @@ def _scratch_sizes(g: _Geom, gs: _Geom | None, p: _Plan) -> list[int]:
 def _emit(g: _Geom, name: str, packed: Sequence[np.ndarray], external_scratch: bool = False) -> func.FuncOp:
     gs = _subsample_geom(g)
     p = _plan(gs or g)
-    has_bias = len(packed) == 2
     wsize = g.groups * p.nkb * g.Cg * g.KH * g.KW * p.KB
     if packed[0].size != wsize:
         raise ValueError(f"packed weight size {packed[0].size} != {wsize} (packed for another spec?)")
-    in_size = g.N * g.C * g.H * g.W
-    out_size = g.N * g.K * (g.OH * g.OW if g.pool_keep or not g.pool else g.PH * g.PW)
     if g.pool and (gs is not None or p.mode not in ("direct", "prep") or p.cvec):
         kind = "strided-1x1 panel" if gs is not None else "channel-vectorised" if p.cvec else p.mode
         raise NotImplementedError(f"{name}: a 2x2 max pool fused into a conv that runs as a {kind} kernel "
                                   f"(only the row tiles pool): {g}")
-    arg_types = [flat_memref(in_size)] + [flat_memref(a.size) for a in packed]
-    if g.residual:
-        arg_types.append(flat_memref(out_size))
-    arg_types.append(flat_memref(out_size))
-    if g.pool_keep:
-        arg_types.append(flat_memref(g.N * g.K * g.PH * g.PW))
     nscratch = scratch_bytes(_scratch_sizes(g, gs, p)) if external_scratch else 0
-    if nscratch:
-        arg_types.append(scratch_arg_type(nscratch))
-    fn = func.FuncOp(name, (arg_types, []), visibility="private")
-    mark_scratch(fn, nscratch)
-    fn.add_entry_block()
+    fn, a = open_conv_func(g, name, packed, nscratch)
+    scratch, pout, x, wts, bias, res, out = a.scratch, a.pout, a.x, a.wts, a.bias, a.res, a.out
     with ir.InsertionPoint(fn.entry_block):
-        args = list(fn.arguments)
-        scratch = Scratch(args.pop() if nscratch else None)
-        pout = args.pop() if g.pool_keep else None
-        x, wts = args[0], args[1]
-        bias = args[2] if has_bias else None
-        res = args[-2] if g.residual else None
-        out = args[-1]
         b = KernelBuilder(fn, g.V)
         if gs is None:
             _ConvEmitter(g, p, x, wts, bias, res, out, b, scratch, pout).run()
@@ -721,6 +702,44 @@ def _emit(g: _Geom, name: str, packed: Sequence[np.ndarray], external_scratch: b
             scratch.free(sub)
         func.ReturnOp([])
     return fn
+
+
+@dataclass
+class ConvArgs:
+    """The arguments of a conv kernel function, by role (None where the kernel has none)."""
+
+    x: ir.Value
+    wts: ir.Value
+    bias: ir.Value | None
+    res: ir.Value | None
+    out: ir.Value
+    pout: ir.Value | None  # the pooled plane, with pool_keep
+    scratch: Scratch
+
+
+def open_conv_func(g: _Geom, name: str, packed: Sequence[np.ndarray], nscratch: int) -> tuple[func.FuncOp, ConvArgs]:
+    """A private func with the dense conv signature `(in, weights, [bias], [residual], out,
+    [pooled out], [scratch])` for geometry g and these packed arrays (shared by the direct and the
+    Winograd kernels), its entry block, and its arguments by role."""
+    in_size = g.N * g.C * g.H * g.W
+    out_size = g.N * g.K * (g.OH * g.OW if g.pool_keep or not g.pool else g.PH * g.PW)
+    arg_types = [flat_memref(in_size)] + [flat_memref(a.size) for a in packed]
+    if g.residual:
+        arg_types.append(flat_memref(out_size))
+    arg_types.append(flat_memref(out_size))
+    if g.pool_keep:
+        arg_types.append(flat_memref(g.N * g.K * g.PH * g.PW))
+    if nscratch:
+        arg_types.append(scratch_arg_type(nscratch))
+    fn = func.FuncOp(name, (arg_types, []), visibility="private")
+    mark_scratch(fn, nscratch)
+    fn.add_entry_block()
+    with ir.InsertionPoint(fn.entry_block):
+        args = list(fn.arguments)
+        scratch = Scratch(args.pop() if nscratch else None)
+        pout = args.pop() if g.pool_keep else None
+    return fn, ConvArgs(args[0], args[1], args[2] if len(packed) == 2 else None,
+                        args[-2] if g.residual else None, args[-1], pout, scratch)
 
 
 class _ConvEmitter:

@@ -25,7 +25,7 @@ from torch_mlir.dialects import func
 
 from ._builder import KernelBuilder, Scratch, scratch_bytes
 from .conv import ConvSpec, _ConvEmitter, _Geom, _pack, _plan, dense_lanes
-from .pointwise_chain import chain_panel_pixels, check_chain
+from .pointwise_chain import ChainPack, chain_panel_pixels, check_chain, for_panels
 from .sparse_conv import packed_kernel_func
 
 
@@ -41,16 +41,6 @@ class DenseStage:
 
     def arrays(self) -> list[np.ndarray]:
         return [self.weights] + ([self.bias] if self.bias is not None else [])
-
-
-@dataclass
-class DenseChainPack:
-    first: DenseStage  # C -> M, its act; writes the intermediate panel
-    second: DenseStage  # M -> K, residual and act; reads the intermediate panel
-    PB: int  # pixels per panel
-
-    def arrays(self) -> list[np.ndarray]:
-        return self.first.arrays() + self.second.arrays()
 
 
 def chain_lanes(s1: ConvSpec, s2: ConvSpec) -> int:
@@ -71,14 +61,15 @@ def _stage(s: ConvSpec, w, b, PB: int, out_stride: int) -> DenseStage:
     return DenseStage(s, g, p, wp, bias)
 
 
-def pack_dense_chain(s1: ConvSpec, w1, b1, s2: ConvSpec, w2, b2, panel: int | None = None) -> DenseChainPack:
-    """Both convs packed for the shared panels; `panel` (pixels, a multiple of V) overrides PB."""
+def pack_dense_chain(s1: ConvSpec, w1, b1, s2: ConvSpec, w2, b2, panel: int | None = None) -> ChainPack:
+    """Both convs packed for the shared panels (a ChainPack of two DenseStages); `panel` (pixels, a
+    multiple of V) overrides PB."""
     check_chain(s1, s2)
     PB = panel or chain_panel_pixels(s1, s2)
-    return DenseChainPack(_stage(s1, w1, b1, PB, PB), _stage(s2, w2, b2, PB, s2.H * s2.W), PB)
+    return ChainPack(_stage(s1, w1, b1, PB, PB), _stage(s2, w2, b2, PB, s2.H * s2.W), PB)
 
 
-def emit_dense_chain_func(chain: DenseChainPack, name: str, panels: tuple[int, int] | None = None,
+def emit_dense_chain_func(chain: ChainPack, name: str, panels: tuple[int, int] | None = None,
                           external_scratch: bool = False) -> func.FuncOp:
     """Private func `(x, w1, [b1], w2, [b2], [residual], out, [scratch])`, as
     pointwise_chain.emit_pointwise_chain_func: `panels` = [q0, q1) of every image (a thread's share),
@@ -115,15 +106,7 @@ def emit_dense_chain_func(chain: DenseChainPack, name: str, panels: tuple[int, i
                 e1.group(0, 0, 0, 1, plen)
                 e2.group(0, 0, b.add(out_img, p0), 1, plen)
 
-            npan, rem = divmod(HW, PB)
-            q0, q1 = panels or (0, npan + bool(rem))
-            full = min(q1, npan)
-            if full - q0 == 1:
-                panel(q0 * PB, PB)
-            elif full > q0:
-                b.loop(q0, full, 1, lambda i, _: panel(b.mul(i, PB), PB))
-            if rem and q1 > npan:
-                panel(npan * PB, rem)
+            for_panels(b, HW, PB, panels, panel)
 
         b.loop(0, s1.N, 1, image)
         scratch.free(xs)

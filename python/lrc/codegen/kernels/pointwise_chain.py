@@ -38,6 +38,9 @@ CHAIN_PANEL_BYTES = 256 << 10
 
 @dataclass
 class ChainPack:
+    """The two stages of a fused 1x1 pair: SparsePacks, or dense_chain.DenseStages for the dense pair
+    kernel (dense_chain.pack_dense_chain)."""
+
     first: SparsePack  # C -> M, its act; writes the intermediate panel
     second: SparsePack  # M -> K, residual and act; reads the intermediate panel
     PB: int  # pixels per panel
@@ -165,18 +168,24 @@ def emit_pointwise_chain_func(chain: ChainPack, name: str, panels: tuple[int, in
                             b.loop(0, count, 1, lambda wi, _, st=start, span=span, f=tiles: f(b.add(st, b.mul(wi, span))))
                         start += count * span
 
-            npan, rem = divmod(s1.H * s1.W, PB)
-            q0, q1 = panels or (0, npan + bool(rem))
-            full = min(q1, npan)
-            if full - q0 == 1:
-                panel(q0 * PB, PB)
-            elif full > q0:
-                b.loop(q0, full, 1, lambda i, _: panel(b.mul(i, PB), PB))
-            if rem and q1 > npan:
-                panel(npan * PB, rem)
+            for_panels(b, s1.H * s1.W, PB, panels, panel)
 
         b.loop(0, s1.N, 1, image)
         scratch.free(xs)
         scratch.free(hs)
         func.ReturnOp([])
     return fn
+
+
+def for_panels(b: KernelBuilder, plane: int, PB: int, panels: tuple[int, int] | None, panel) -> None:
+    """`panel(p0, plen)` for panels [q0, q1) of a plane (all when `panels` is None): full panels in
+    a loop, a partial last one on its own."""
+    npan, rem = divmod(plane, PB)
+    q0, q1 = panels or (0, npan + bool(rem))
+    full = min(q1, npan)
+    if full - q0 == 1:
+        panel(q0 * PB, PB)
+    elif full > q0:
+        b.loop(q0, full, 1, lambda i, _: panel(b.mul(i, PB), PB))
+    if rem and q1 > npan:
+        panel(npan * PB, rem)

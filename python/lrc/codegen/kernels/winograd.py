@@ -32,8 +32,8 @@ import numpy as np
 from torch_mlir import ir
 from torch_mlir.dialects import arith, func, vector
 
-from ._builder import KernelBuilder, Scratch, flat_memref, mark_scratch, scratch_arg_type, scratch_bytes
-from .conv import ConvSpec, _ConvEmitter, _Geom, _geom_from_spec, _pack, _plan, vector_registers
+from ._builder import KernelBuilder, Scratch, scratch_bytes
+from .conv import ConvSpec, _ConvEmitter, _Geom, _geom_from_spec, _pack, _plan, open_conv_func, vector_registers
 
 # The A/B switch (LRC_WINOGRAD=0 turns it off too).
 WINOGRAD = True
@@ -176,35 +176,15 @@ def emit_winograd_func(spec: ConvSpec, name: str, packed: Sequence[np.ndarray], 
     rows = rows or (0, lay.TH)
     if not 0 <= rows[0] < rows[1] <= lay.TH:
         raise ValueError(f"{name}: tile rows {rows} outside [0, {lay.TH})")
-    has_bias = len(packed) == 2
     wsize = lay.P * lay.pg.nkb * g.C * lay.pg.KB
     if packed[0].size != wsize:
         raise ValueError(f"packed weight size {packed[0].size} != {wsize} (packed for another spec?)")
-    in_size = g.N * g.C * g.H * g.W
-    out_size = g.N * g.K * (g.OH * g.OW if g.pool_keep or not g.pool else g.PH * g.PW)
-    arg_types = [flat_memref(in_size)] + [flat_memref(a.size) for a in packed]
-    if g.residual:
-        arg_types.append(flat_memref(out_size))
-    arg_types.append(flat_memref(out_size))
-    if g.pool_keep:
-        arg_types.append(flat_memref(g.N * g.K * g.PH * g.PW))
     nscratch = scratch_bytes(lay.scratch_sizes()) if external_scratch else 0
-    if nscratch:
-        arg_types.append(scratch_arg_type(nscratch))
-    fn = func.FuncOp(name, (arg_types, []), visibility="private")
-    mark_scratch(fn, nscratch)
-    fn.add_entry_block()
+    fn, a = open_conv_func(g, name, packed, nscratch)
     with ir.InsertionPoint(fn.entry_block):
-        args = list(fn.arguments)
-        scratch = Scratch(args.pop() if nscratch else None)
-        pout = args.pop() if g.pool_keep else None
-        x, wts = args[0], args[1]
-        bias = args[2] if has_bias else None
-        res = args[-2] if g.residual else None
-        out = args[-1]
         b = KernelBuilder(fn, lay.V)
         bt = KernelBuilder(fn, lay.VT) if lay.VT != lay.V else b
-        _WinogradEmitter(lay, b, bt, scratch, x, wts, bias, res, out, pout).run(*rows)
+        _WinogradEmitter(lay, b, bt, a.scratch, a.x, a.wts, a.bias, a.res, a.out, a.pout).run(*rows)
         func.ReturnOp([])
     return fn
 
