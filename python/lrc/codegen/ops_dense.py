@@ -158,8 +158,9 @@ def emit_conv2d(k: Kernel, op: LayerOp) -> KernelSig:
 
 
 # A dense 1x1 pair is fused (kernels/dense_chain.py) where its intermediate is at least this big:
-# smaller ones stay in L2 between two kernels anyway.
+# smaller ones stay in L2 between two kernels anyway. DENSE_CHAIN False: never (the A/B switch).
 DENSE_CHAIN_MIN_BYTES = 4 << 20
+DENSE_CHAIN = True
 
 
 def plan_pointwise_chain(first: LayerOp, second: LayerOp, vec: int):
@@ -210,9 +211,6 @@ def _plan_dense_chain(first: LayerOp, second: LayerOp, s1, s2):
     return pack_dense_chain(s1, first.attrs["weight"], first.attrs["bias"], s2, second.attrs["weight"],
                             second.attrs["bias"])
 
-
-# False: dense 1x1 pairs stay two kernels (the A/B switch).
-DENSE_CHAIN = True
 
 
 def even_ranges(units: int, parts: int) -> list[tuple[int, int]]:
@@ -293,7 +291,7 @@ def winograd_row_split(op: LayerOp, threads: int) -> list[tuple[int, int]] | Non
     from .kernels import winograd
 
     spec = _conv_spec(Kernel("", 8), op)
-    if not winograd.use_winograd(spec) or _sparse_pack(spec, op.attrs) is not None:
+    if not winograd.use_winograd(spec) or sparse_conv_pack(op, 8) is not None:  # (memoised: asked twice)
         return None
     if int(np.prod(op.out_shape)) * max(1, spec.pool) ** 2 * spec.C * 9 < MIN_PART_MACS * 2:
         return None  # (a fused pool's output is the pooled plane)
@@ -383,8 +381,10 @@ def _emit_conv2d(k: Kernel, op: LayerOp, spec, force_sparse: bool | None, units=
 
         if winograd.use_winograd(spec):
             spec = dataclasses.replace(spec, vec=winograd.lanes(spec))
-            packed = winograd.pack_winograd_weights(spec, a["weight"], a["bias"])
-            fn = winograd.emit_winograd_func(spec, k.name, packed, external_scratch=ARENA_SCRATCH, rows=units)
+            lay = winograd.layout_for(spec)
+            packed = winograd.pack_winograd_weights(spec, a["weight"], a["bias"], lay)
+            fn = winograd.emit_winograd_func(spec, k.name, packed, external_scratch=ARENA_SCRATCH, layout=lay,
+                                             rows=units)
         elif units is not None:
             raise NotImplementedError(f"{k.name}: pixel parts of a dense conv that is not a Winograd one: {spec}")
         else:

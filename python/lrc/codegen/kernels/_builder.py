@@ -172,17 +172,22 @@ class KernelBuilder:
         return list(f.results)
 
     # ---- vectors -----------------------------------------------------------------------------
-    def load(self, mem: ir.Value, idx: Index, lanes: int | None = None) -> ir.Value:
-        """A vector load; `lanes` < V reads only the first lanes (the rest are zero)."""
-        if lanes is None or lanes >= self.V:
-            return vector.load(self.vt, mem, [self.v(idx)])
-        return vector.maskedload(self.vt, mem, [self.v(idx)], self.mask(lanes), self.splat(0.0))
+    def load(self, mem: ir.Value, idx: Index, lanes: int | None = None, vt: ir.VectorType | None = None) -> ir.Value:
+        """A vector load of type `vt` (default V lanes); `lanes` below its width reads only the first
+        lanes (the rest are zero)."""
+        vt = vt or self.vt
+        n = ir.VectorType(vt).shape[0]
+        if lanes is None or lanes >= n:
+            return vector.load(vt, mem, [self.v(idx)])
+        return vector.maskedload(vt, mem, [self.v(idx)], self.mask(lanes, n), self.splat(0.0, vt))
 
     def store(self, val: ir.Value, mem: ir.Value, idx: Index, lanes: int | None = None) -> None:
-        if lanes is None or lanes >= self.V:
+        """Store `val` (any width); `lanes` below its width stores only the first lanes."""
+        n = ir.VectorType(val.type).shape[0]
+        if lanes is None or lanes >= n:
             vector.store(val, mem, [self.v(idx)])
         else:
-            vector.maskedstore(mem, [self.v(idx)], self.mask(lanes), val)
+            vector.maskedstore(mem, [self.v(idx)], self.mask(lanes, n), val)
 
     def bcast(self, mem: ir.Value, idx: Index) -> ir.Value:
         return vector.broadcast(self.vt, memref.load(mem, [self.v(idx)]))

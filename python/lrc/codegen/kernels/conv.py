@@ -690,16 +690,15 @@ def _emit(g: _Geom, name: str, packed: Sequence[np.ndarray], external_scratch: b
                                   f"(only the row tiles pool): {g}")
     nscratch = scratch_bytes(_scratch_sizes(g, gs, p)) if external_scratch else 0
     fn, a = open_conv_func(g, name, packed, nscratch)
-    scratch, pout, x, wts, bias, res, out = a.scratch, a.pout, a.x, a.wts, a.bias, a.res, a.out
     with ir.InsertionPoint(fn.entry_block):
         b = KernelBuilder(fn, g.V)
         if gs is None:
-            _ConvEmitter(g, p, x, wts, bias, res, out, b, scratch, pout).run()
+            _ConvEmitter(g, p, a.x, a.wts, a.bias, a.res, a.out, b, a.scratch, a.pout).run()
         else:
-            sub = scratch.alloc(g.N * g.C * g.OH * g.OW)
-            _subsample(b, g, x, sub)
-            _ConvEmitter(gs, p, sub, wts, bias, res, out, b, scratch).run()
-            scratch.free(sub)
+            sub = a.scratch.alloc(g.N * g.C * g.OH * g.OW)
+            _subsample(b, g, a.x, sub)
+            _ConvEmitter(gs, p, sub, a.wts, a.bias, a.res, a.out, b, a.scratch).run()
+            a.scratch.free(sub)
         func.ReturnOp([])
     return fn
 
@@ -734,10 +733,9 @@ def open_conv_func(g: _Geom, name: str, packed: Sequence[np.ndarray], nscratch: 
     fn = func.FuncOp(name, (arg_types, []), visibility="private")
     mark_scratch(fn, nscratch)
     fn.add_entry_block()
-    with ir.InsertionPoint(fn.entry_block):
-        args = list(fn.arguments)
-        scratch = Scratch(args.pop() if nscratch else None)
-        pout = args.pop() if g.pool_keep else None
+    args = list(fn.arguments)
+    scratch = Scratch(args.pop() if nscratch else None)
+    pout = args.pop() if g.pool_keep else None
     return fn, ConvArgs(args[0], args[1], args[2] if len(packed) == 2 else None,
                         args[-2] if g.residual else None, args[-1], pout, scratch)
 

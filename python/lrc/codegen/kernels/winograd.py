@@ -25,7 +25,6 @@ errors stay at a few 1e-7 of the output's magnitude, F(4x4) at a few 1e-6 (tests
 from __future__ import annotations
 
 import os
-from dataclasses import replace
 from typing import Sequence
 
 import numpy as np
@@ -269,11 +268,11 @@ class _WinogradEmitter:
         """`b`: V lanes (prep copy, GEMM); `bt`: VT lanes (transforms)."""
         self.lay, self.b, self.bt, self.g = lay, b, bt, lay.g
         self.scratch = scratch
-        self.x, self.bias, self.res, self.out = x, bias, res, out
+        self.bias, self.res, self.out = bias, res, out
         g = lay.g
         self.pool_only = bool(g.pool) and not g.pool_keep
         self.pout = out if pout is None else pout
-        self.BT_, self.G_, self.AT_ = matrices(lay.m)
+        self.BT_, _, self.AT_ = matrices(lay.m)
         self.prep_em = _ConvEmitter(lay.gin, lay.pin, x, None, None, None, None, b)
         self.gemm = _ConvEmitter(lay.gg, lay.pg, None, wts, None, None, None, b)
 
@@ -349,24 +348,16 @@ class _WinogradEmitter:
                 y = [_apply_at(b, m, ATm, [cols[j][p] for j in range(a)], m) for p in range(rows_out)]
                 if bias is not None:
                     y = [[arith.addf(v, bias) for v in yp] for yp in y]
-                ncols = min(m * V, g.OW - m * tx0)
-                mask = b.mask(ncols, m * V) if ncols < m * V else None
-                idxs = [b.v(b.add(obase, p * g.OW + m * tx0)) for p in range(rows_out)]
+                ncols = min(m * V, g.OW - m * tx0)  # output pixels of the m interleaved columns
+                idxs = [b.add(obase, p * g.OW + m * tx0) for p in range(rows_out)]
                 if self.res is not None:
                     for p in range(rows_out):
-                        if mask is None:
-                            r2 = vector.load(vtm, self.res, [idxs[p]])
-                        else:
-                            r2 = vector.maskedload(vtm, self.res, [idxs[p]], mask, b.splat(0.0, vtm))
+                        r2 = b.load(self.res, idxs[p], ncols, vtm)
                         y[p] = [arith.addf(v, rv) for v, rv in zip(y[p], _deinterleave(r2, m))]
                 y = [[b.activation(v, g.act, g.act_params) for v in yp] for yp in y]
                 if not self.pool_only:
                     for p in range(rows_out):
-                        val = _interleave(y[p])
-                        if mask is None:
-                            vector.store(val, self.out, [idxs[p]])
-                        else:
-                            vector.maskedstore(self.out, [idxs[p]], mask, val)
+                        b.store(_interleave(y[p]), self.out, idxs[p], ncols)
                 if g.pool:
                     # Pool window (pr, pc) of a tile is its outputs [2pr, 2pr+1] x [2pc, 2pc+1]; floor
                     # mode: only windows whose two rows exist.
@@ -377,12 +368,7 @@ class _WinogradEmitter:
                         win = [arith.maximumf(arith.maximumf(y[2 * pr][2 * pc], y[2 * pr][2 * pc + 1]),
                                               arith.maximumf(y[2 * pr + 1][2 * pc], y[2 * pr + 1][2 * pc + 1]))
                                for pc in range(m // 2)]
-                        pidx = b.v(b.add(pbase, pr * g.PW + m // 2 * tx0))
-                        val = _interleave(win)
-                        if pcols < m // 2 * V:
-                            vector.maskedstore(self.pout, [pidx], b.mask(pcols, m // 2 * V), val)
-                        else:
-                            vector.store(val, self.pout, [pidx])
+                        b.store(_interleave(win), self.pout, b.add(pbase, pr * g.PW + m // 2 * tx0), pcols)
 
         full = bt - 1 if last_rows < m else bt
         b.loop(0, K, 1, lambda k, _: b.loop(0, full, 1, lambda r, _: row(k, r, m)))
@@ -393,10 +379,11 @@ class _WinogradEmitter:
 def tile_grid(spec: ConvSpec) -> tuple[int, int]:
     """(tile rows, tiles per row) of the output; thread parts split the rows (emit_winograd_func's
     `rows`)."""
-    lay = _Layout(spec)
-    return lay.TH, lay.TW
+    m = tile_size(spec)
+    return -(-spec.OH // m), -(-spec.OW // m)
 
 
 def layout_for(spec: ConvSpec, **kw) -> _Layout:
-    """The band / GEMM layout (tests and benchmarks force band sizes and tile sizes through it)."""
-    return _Layout(replace(spec), **kw)
+    """The band / GEMM layout: made once per conv for packing and emission (tests and benchmarks
+    force band sizes and tile sizes through it)."""
+    return _Layout(spec, **kw)
