@@ -38,6 +38,7 @@ import argparse
 import copy
 import json
 import math
+import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -85,7 +86,8 @@ class Recipe:
 
 # Step counts keep each app near 10 minutes on one thread of the shared box.
 RECIPES: Dict[str, Recipe] = {
-    # superres: 0.5 / 0.78 (4.24x fewer MACs) gave +0.09 dB over dense; 0.7 / 0.85 (6.35x) -0.04 dB.
+    # superres: against the converged 10000-step dense model 0.7 / 0.85 (6.35x fewer MACs) costs
+    # ~1 dB (bench/results/quality.md); lower rates: bench/results/quality_sweep.md.
     "superres": Recipe("pattern+kernel", rate=0.7, rate_1x1=0.85, admm_steps=1500, retrain_steps=1800,
                        batch=8, crop=64, lr=5e-4, retrain_lr=5e-4, rho=1e-2, update_every=75),
     "color": Recipe("pattern+kernel", rate=0.55, rate_1x1=0.78, admm_steps=500, retrain_steps=500,
@@ -357,6 +359,14 @@ def recipe_from_args(args) -> Recipe:
     return Recipe(**{**asdict(RECIPES[args.app]), **{k: v for k, v in over.items() if v is not None}})
 
 
+def _same_loss_network(args, meta: Dict, src: Path) -> None:
+    """Prune against the random loss network the dense model was trained with: --seed then only
+    changes the crops (a seed's own ADMM run and reference), not the objective."""
+    m = re.match(r"random\(seed=(-?\d+), width_mult=", str(meta.get("vgg", "")))
+    if args.vgg_seed is None and args.vgg_weights is None and m:
+        args.vgg_seed = int(m.group(1))
+
+
 def main(argv=None) -> Dict:
     from .train import TASKS, default_out
 
@@ -383,13 +393,22 @@ def main(argv=None) -> Dict:
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
 
-    task = TASKS[args.app](args)
     src = Path(args.from_ckpt) if args.from_ckpt else default_out(args.app, None, args.scale)
     if not src.is_file():
         raise SystemExit(f"{src}: no dense checkpoint; train one first (python -m lrapps.train {args.app})")
     model = models.load(src)
     if model.checkpoint_meta.get("app", args.app) != args.app:
         raise SystemExit(f"{src} is not a {args.app} checkpoint")
+    if args.app == "style":
+        _same_loss_network(args, model.checkpoint_meta, src)
+    task = TASKS[args.app](args)
+    if args.app == "style":
+        meta = model.checkpoint_meta
+        for key, mine in (("vgg", task.vgg.source), ("style_image", task.style_name)):
+            if meta.get(key) is not None and meta[key] != mine:
+                raise SystemExit(f"style: {src} was trained with {key} {meta[key]}, this run would prune with "
+                                 f"{mine}: pruning must keep the objective the dense model was trained on "
+                                 "(--vgg-seed / --vgg-width / --vgg-weights / --style-image)")
     from_fingerprint = models.fingerprint(model)
     tag = "_dense_equal" if args.reference else "_pruned"
     out = Path(args.out) if args.out else src.with_name(src.name.replace("_dense", tag)

@@ -33,10 +33,11 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import re
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -44,7 +45,7 @@ import torch
 from . import data as D
 from . import metrics as M
 
-__all__ = ["evaluate", "evaluate_models", "eval_crops", "main", "BUDGET", "REFERENCES", "budget_terms", "budget_check",
+__all__ = ["evaluate", "evaluate_models", "eval_options", "task_for", "eval_crops", "main", "BUDGET", "REFERENCES", "budget_terms", "budget_check",
            "reference_path", "reference_mismatch"]
 
 # (metric, dense vs pruned rule): "db" = absolute dB drop allowed, "rel" = relative
@@ -53,14 +54,71 @@ BUDGET = {"superres": [("psnr_y", "db", 0.2)],
           "style": [("style_loss", "rel", 0.02), ("content_loss", "rel", 0.02)]}
 
 
-def _task(app: str, eval_size: int):
+_RANDOM_VGG = re.compile(r"random\(seed=(-?\d+), width_mult=([0-9.eE+-]+)\)$")
+_FILE_VGG = re.compile(r"file\((.+)\)$")
+
+
+def eval_options(app: str, meta: Optional[Dict] = None, config: Optional[Dict] = None) -> List[str]:
+    """``python -m lrapps.train`` options that rebuild the evaluation a checkpoint was trained
+    for, from what it records: the held-out split of the same data (the built-in images or the
+    user's ``--data`` folder), for style the same style image and loss network, for super
+    resolution the model's scale. Judging a model on another folder's images or against another
+    style would give numbers that look right and mean nothing."""
+    meta, config = meta or {}, config or {}
+    argv = []
+    data = meta.get("data")
+    if data and data != "builtin":
+        if not Path(data).is_dir():
+            raise ValueError(f"the model was trained on --data {data}, which is not a folder here; "
+                             "run from where it was trained or give the checkpoint's folder")
+        argv += ["--data", str(data)]
+    if app == "superres" and "scale" in config:
+        argv += ["--scale", str(config["scale"])]
+    if app == "style":
+        spec = meta.get("style_spec") or meta.get("style_image")
+        if spec:
+            argv += ["--style-image", str(spec)]
+        if "style_size" in meta:
+            argv += ["--style-size", str(meta["style_size"])]
+        vgg = str(meta.get("vgg", ""))
+        m_rand, m_file = _RANDOM_VGG.match(vgg), _FILE_VGG.match(vgg)
+        if m_rand:
+            argv += ["--vgg-seed", m_rand.group(1), "--vgg-width", m_rand.group(2)]
+        elif m_file:
+            argv += ["--vgg-weights", m_file.group(1)]
+        elif vgg:
+            raise ValueError(f"style: unknown loss network record {vgg!r} in the checkpoint")
+    return argv
+
+
+def _task(app: str, eval_size: int, meta: Optional[Dict] = None, config: Optional[Dict] = None):
     from .train import TASKS, build_parser
 
-    args = build_parser().parse_args([app, "--eval-size", str(eval_size)])
+    args = build_parser().parse_args([app, "--eval-size", str(eval_size), *eval_options(app, meta, config)])
     for k, v in TASKS[app].defaults.items():
         if getattr(args, k) is None:
             setattr(args, k, v)
     return TASKS[app](args)
+
+
+def task_for(app: str, models: Dict, eval_size: int = 256):
+    """The evaluation task every model in ``models`` (name -> model) was trained for; a
+    ValueError names the models if they disagree (a pruned model from another folder's data,
+    another style image, another scale): they cannot be compared on one set of images."""
+    from .train import build_parser
+
+    opts = {name: eval_options(app, getattr(m, "checkpoint_meta", {}), getattr(m, "config", {}))
+            for name, m in models.items()}
+    # compare what the options mean (a record without style_size means the default size)
+    distinct = {tuple(sorted(vars(build_parser().parse_args([app, *o])).items())) for o in opts.values()}
+    if len(distinct) > 1:
+        raise ValueError(f"{app}: the models were trained for different evaluations and cannot be judged "
+                         "on the same images: " + "; ".join(f"{n}: {' '.join(o) or 'built-in defaults'}"
+                                                          for n, o in opts.items()))
+    first = next(iter(models.values()), None)
+    if first is None:
+        return _task(app, eval_size)
+    return _task(app, eval_size, getattr(first, "checkpoint_meta", {}), getattr(first, "config", {}))
 
 
 # Positions of the extra crops for --crops: fractions of the free space (0 = top/left, 1 = bottom/right).
@@ -162,7 +220,10 @@ def evaluate_models(app: str, variants: Dict, eval_size: int = 256,
     unknown = set(variants) - {k for k, _ in VARIANTS}
     if unknown:
         raise ValueError(f"unknown model variants {sorted(unknown)}; choose from {[k for k, _ in VARIANTS]}")
-    task = _task(app, eval_size)
+    task = task_for(app, variants, eval_size)
+    if not task.heldout_images:
+        raise ValueError(f"{app}: no held-out images in --data {task.args.data} (a folder needs at least "
+                         "2 images for one to be held out)")
     rows, grid = [], []
     for name, xs in eval_crops(task, eval_size, crops):
         per_crop = []
@@ -299,13 +360,14 @@ def _change(mean: Dict, metric: str, a: str, b: str) -> str:
     return f"{y - x:+.3f} dB" if metric == "psnr_y" else f"{100 * (y - x) / x:+.1f} %"
 
 
-def report(results: Dict, eval_size: int, seconds: float, crops: int = 1) -> str:
+def report(results: Dict, eval_size: int, seconds: float, crops: int = 1, sources: Optional[str] = None) -> str:
+    """``sources``: which checkpoints and images (default: the shipped checkpoints, the built-in images)."""
+    sources = sources or "the checkpoints `apps/checkpoints/<app>_{dense,dense_equal,pruned}.pt`"
     where = (f"centre crops of {eval_size} px" if crops == 1 else
              f"{crops} crops of {eval_size} px per image (centre, then corners/edges; per-image values "
              "are means over the crops)")
     L = ["# Quality of the dense and pruned apps on held-out images", "",
-         "Written by `python -m lrapps.quality` (apps/lrapps/quality.py) from the checkpoints "
-         "`apps/checkpoints/<app>_{dense,dense_equal,pruned}.pt`; do not edit by hand.",
+         f"Written by `python -m lrapps.quality` (apps/lrapps/quality.py) from {sources}; do not edit by hand.",
          f"Held-out images (never trained on): {where} (rounded down to the "
          "model's multiple). PyTorch fp32 on CPU; the lrc-compiled models match these outputs to 1e-4 "
          f"relative. Host: {platform.machine()}, torch {torch.__version__}; took {seconds:.0f} s.", "",
@@ -382,10 +444,11 @@ def report(results: Dict, eval_size: int, seconds: float, crops: int = 1) -> str
                      f"{res['dense_meta'].get('style_image', 'n/a')}.")
         if app == "color":
             d, p = mean["dense_colorfulness"], mean["pruned_colorfulness"]
+            above = [r["image"] for r in res["rows"] if r["dense_colorfulness"] > r["gt_colorfulness"]]
             L.append(f"Colourfulness pruned vs dense: {100 * (p - d) / d:+.1f} %; distance to the ground "
                      f"truth's colourfulness: dense {mean['dense_colorfulness_err']:.2f}, pruned "
-                     f"{mean['pruned_colorfulness_err']:.2f} (a colourfulness *above* the ground truth's, "
-                     "as dense on chelsea, is not better).")
+                     f"{mean['pruned_colorfulness_err']:.2f} (a colourfulness *above* the ground truth's"
+                     + (f", as dense on {', '.join(above)}," if above else "") + " is not better).")
         if app == "style":
             d, p = mean["dense_content_loss"], mean["pruned_content_loss"]
             L.append(f"Content loss pruned vs dense: {100 * (p - d) / d:+.1f} %.")
@@ -438,21 +501,43 @@ def main(argv=None) -> int:
                    help="crops per held-out image: 1 = the centre crop (as training evaluates), 5 = centre + "
                         "4 corners, 9 = 3x3 grid; means over more pixels of the same images")
     root = Path(__file__).resolve().parents[2]
-    p.add_argument("--out-dir", default=str(root / "bench" / "results"))
+    p.add_argument("--out-dir", help="default bench/results (the shipped checkpoints) or out/quality "
+                                     "(with --dense / --pruned)")
     p.add_argument("--no-reference", action="store_true",
                    help="ignore apps/checkpoints/<app>_dense_equal.pt (only the shipped-dense verdict)")
+    g = p.add_argument_group("your own checkpoints (one app; judged on the held-out split of the data "
+                             "they were trained on, e.g. your --data folder)")
+    g.add_argument("--dense", metavar="CKPT", help="dense model (default apps/checkpoints/<app>_dense.pt)")
+    g.add_argument("--pruned", metavar="CKPT", help="pruned model (default apps/checkpoints/<app>_pruned.pt)")
+    g.add_argument("--reference", metavar="CKPT",
+                   help="dense, equal-steps reference (python -m lrapps.prune APP --reference --from DENSE)")
     a = p.parse_args(argv)
+    apps = [x for x in a.apps.split(",") if x]
+    unknown = [x for x in apps if x not in BUDGET]
+    if unknown:
+        raise SystemExit(f"--apps: unknown app(s) {', '.join(unknown)}; choose from {', '.join(BUDGET)}")
+    custom = {k: getattr(a, k) for k in ("dense", "pruned", "reference") if getattr(a, k)}
+    if custom:
+        if len(apps) != 1:
+            raise SystemExit(f"--{next(iter(custom))} names one app's checkpoint: give --apps with that app alone")
+        for k, f in custom.items():
+            if not Path(f).is_file():
+                raise SystemExit(f"--{k} {f}: no such checkpoint")
+            c_app = torch.load(f, map_location="cpu", weights_only=True).get("app")
+            if c_app != apps[0]:
+                raise SystemExit(f"--{k} {f} is a {c_app!r} checkpoint, not {apps[0]!r}")
     torch.set_num_threads(1)
-    out = Path(a.out_dir)
+    # the committed report describes the shipped checkpoints: a run on others does not replace it
+    out = Path(a.out_dir or (Path("out") / "quality" if custom else root / "bench" / "results"))
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     results = {}
-    for app in a.apps.split(","):
-        dense_file = checkpoint_path(app, dense=True)
+    for app in apps:
+        dense_file = Path(a.dense) if a.dense else checkpoint_path(app, dense=True)
         dense = models.load(dense_file)
-        pruned = models.load(checkpoint_path(app, dense=False))
+        pruned = models.load(a.pruned or checkpoint_path(app, dense=False))
         ref, note = None, None
-        ref_file = reference_path(app)
+        ref_file = Path(a.reference) if a.reference else reference_path(app)
         if not a.no_reference and ref_file.is_file():
             ref = models.load(ref_file)
             # as lrapps.prune records "from": relative to the repository when inside it
@@ -471,7 +556,10 @@ def main(argv=None) -> int:
                     "not of a model with its own pruned version.")
             print(f"{app}: warning: the pruned model was made from other dense weights than {dense_file}")
             note = warn + (" " + note if note else "")
-        rows, grid = evaluate(app, dense, pruned, a.eval_size, reference=ref, crops=a.crops)
+        try:
+            rows, grid = evaluate(app, dense, pruned, a.eval_size, reference=ref, crops=a.crops)
+        except ValueError as e:
+            raise SystemExit(str(e)) from None
         mean = mean_row(rows)
         budget = {"dense": budget_check(app, mean, "dense")}
         if ref is not None:
@@ -483,9 +571,15 @@ def main(argv=None) -> int:
             save_grid(grid, out / f"quality_{app}.png", title=f"{app}: held-out images")
         for ref_name, (ok, text) in budget.items():
             print(f"{app} vs {REFERENCES[ref_name]}: {text} -> {'OK' if ok else 'MISSED'}")
-    text = report(results, a.eval_size, time.time() - t0, a.crops)
+    sources = None
+    if custom:
+        app = apps[0]
+        data = results[app]["dense_meta"].get("data", "builtin")
+        sources = (", ".join(f"{k} `{f}`" for k, f in custom.items()) + " (the others: the shipped ones), "
+                   "held-out images of " + ("the built-in split" if data == "builtin" else f"`{data}`"))
+    text = report(results, a.eval_size, time.time() - t0, a.crops, sources)
     sweep = out / "quality_sweep.json"
-    if sweep.is_file() and a.crops == 1:  # the sweep measured centre crops
+    if sweep.is_file() and a.crops == 1 and not custom:  # the sweep measured centre crops
         import json
         from .sweep import summary_lines
 

@@ -36,6 +36,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Dict, List, Optional
 
+import numpy as np
 import torch
 
 from . import models
@@ -117,8 +118,11 @@ def _key(e: Dict):
 
 def run_sweep(app: str, rates: List[float], rates_1x1: Optional[List[Optional[float]]], seeds: List[int],
               ckpt_dir: Path, eval_size: int = 256, shipped: bool = True, from_ckpt: Optional[str] = None,
-              threads: int = 1, extra: Optional[List[str]] = None, log=print) -> List[Dict]:
-    """Prune (or reuse) one checkpoint per (rate, seed) and measure each; returns the entries."""
+              threads: int = 1, extra: Optional[List[str]] = None, log=print,
+              references: bool = False, ref_dir: Optional[Path] = None) -> List[Dict]:
+    """Prune (or reuse) one checkpoint per (rate, seed) and measure each; returns the entries.
+    ``references``: first train each seed's dense, equal-steps reference into ``ckpt_dir`` where
+    neither ``ref_dir`` nor ``ckpt_dir`` holds its twin."""
     extra = list(extra or [])
     if rates_1x1 is None:
         rates_1x1 = [None] * len(rates)
@@ -129,14 +133,15 @@ def run_sweep(app: str, rates: List[float], rates_1x1: Optional[List[Optional[fl
         raise SystemExit(f"{src}: no dense checkpoint to prune (python -m lrapps.train {app})")
     dense = models.load(src)
     src_fp = models.fingerprint(dense)
-    vgg = str(dense.checkpoint_meta.get("vgg", ""))
-    if app == "style" and vgg.startswith("random(") and "--vgg-weights" not in extra:
-        # --seed also seeds the random loss network: another seed would prune
-        # against a different objective than the one dense was trained and is judged on.
-        other = [s for s in seeds if not vgg.startswith(f"random(seed={s},")]
-        if other:
-            raise SystemExit(f"--seeds {','.join(map(str, other))}: for style the seed also picks the random "
-                             f"VGG loss network, and {_shown(src)} was trained with {vgg}; use that seed")
+    if "--data" in extra:
+        # the runs are judged on the held-out split of the data the dense model was trained on
+        i = extra.index("--data")
+        given = extra[i + 1] if i + 1 < len(extra) else None
+        trained = dense.checkpoint_meta.get("data", "builtin")
+        if given is None or Path(given).resolve() != Path(trained).resolve():
+            raise SystemExit(f"--data {given}: {_shown(src)} was trained on {trained}; prune the dense model "
+                             "of that data (train one with --data, then --from it), so that dense and pruned "
+                             "are judged on the same held-out images")
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     entries = []
     if shipped:
@@ -145,6 +150,10 @@ def run_sweep(app: str, rates: List[float], rates_1x1: Optional[List[Optional[fl
         if ship_meta.get("from") == _shown(src) and ship_meta.get("from_fingerprint") in (None, src_fp):
             entries.append(_entry(app, "shipped", ship, dense, eval_size, None))
             log(f"{app} shipped rate {entries[-1]['rate']}: within budget {entries[-1]['within_budget']}")
+    if references:
+        for seed in seeds:
+            _ensure_reference(app, seed, src, src_fp, ckpt_dir, [d for d in (ref_dir, ckpt_dir) if d],
+                              threads, eval_size, extra, log)
     for seed in seeds:
         for rate, r1 in zip(rates, rates_1x1):
             argv = [app, "--rate", str(rate), "--seed", str(seed), "--threads", str(threads),
@@ -171,25 +180,59 @@ def run_sweep(app: str, rates: List[float], rates_1x1: Optional[List[Optional[fl
     return entries
 
 
-def add_reference(data: Dict, ref_dir: Path, log=print) -> Dict:
+def _ensure_reference(app: str, seed: int, src: Path, src_fp: str, ckpt_dir: Path, ref_dirs: List[Path],
+                      threads: int, eval_size: int, extra: List[str], log) -> Path:
+    """The equal-steps twin of this seed's runs: found in ``ref_dirs``, or trained into ``ckpt_dir``."""
+    argv = [app, "--reference", "--seed", str(seed), "--threads", str(threads), "--no-progress",
+            "--eval-size", str(eval_size), "--from", str(src), *extra]
+    recipe = P.recipe_from_args(P.build_parser().parse_args(argv))
+    twin = {"recipe": P.recipe_meta(recipe), "seed": seed, "from": _shown(src), "from_fingerprint": src_fp}
+    found = _find_reference(app, seed, ref_dirs)
+    if found is not None:
+        meta = torch.load(found, weights_only=True, map_location="cpu").get("meta", {})
+        if not Q.reference_mismatch(meta, twin, _shown(src)):
+            log(f"{app} seed {seed}: equal-steps reference {_shown(found)}")
+            return found
+    out = ckpt_dir / f"{app}_dense_equal_seed{seed}.pt"
+    log(f"{app} seed {seed}: training the equal-steps reference -> {_shown(out)}")
+    P.main(argv + ["--out", str(out)])
+    torch.set_num_threads(threads)
+    return out
+
+
+def _find_reference(app: str, seed, ref_dirs: List[Path]) -> Optional[Path]:
+    """A seed's own crop sequence needs its own reference (``<app>_dense_equal_seedN.pt``, first
+    directory that has it); the plain name is the recipe's seed."""
+    for name in (f"{app}_dense_equal_seed{seed}.pt", f"{app}_dense_equal.pt"):
+        for d in ref_dirs:
+            if (d / name).is_file():
+                return d / name
+    return None
+
+
+def add_reference(data: Dict, ref_dirs, log=print) -> Dict:
     """Judge every stored run also against the dense, equal-steps reference
-    (``<ref_dir>/<app>_dense_equal.pt``, made by ``python -m lrapps.prune APP
+    (``<app>_dense_equal.pt``, made by ``python -m lrapps.prune APP
     --reference``; for a run of seed N, ``<app>_dense_equal_seedN.pt`` if
-    present, made with ``--seed N``) where that reference is the run's twin:
-    same dense model, seed, steps, batch, crop and learning rates (the rate may
-    differ: that is what is being judged). Each reference is measured once per
-    eval size; the metrics are deterministic, so merging them into the stored
-    ones gives what a joint evaluation would. In place; returns ``data``."""
+    present, made with ``--seed N``), looked for in each of ``ref_dirs`` in
+    turn, where that reference is the run's twin: same dense model, seed,
+    steps, batch, crop and learning rates (the rate may differ: that is what is
+    being judged). Each reference is measured once per eval size; the metrics
+    are deterministic, so merging them into the stored ones gives what a joint
+    evaluation would. A run whose reference is nowhere to be found keeps the
+    verdict stored with it (like its own metrics, measured when the file was
+    there). In place; returns ``data``."""
+    ref_dirs = [ref_dirs] if isinstance(ref_dirs, Path) else list(ref_dirs)
     cache: Dict = {}
     for e in data.get("runs", []):
+        was = e.get("reference")
+        if e.get("terms_equal") and was and not (ROOT / was).is_file() and not Path(was).is_file():
+            continue  # judged against a file not here now (e.g. a seed's reference under out/)
+        ref_file = _find_reference(e["app"], e["seed"], ref_dirs)
+        if ref_file is None:
+            continue
         for k in ("terms_equal", "within_budget_equal", "reference", "reference_mismatch"):
             e.pop(k, None)
-        # a seed's own crop sequence needs its own reference; the plain name is the recipe's seed
-        ref_file = ref_dir / f"{e['app']}_dense_equal_seed{e['seed']}.pt"
-        if not ref_file.is_file():
-            ref_file = ref_dir / f"{e['app']}_dense_equal.pt"
-        if not ref_file.is_file():
-            continue
         if ref_file not in cache:
             cache[ref_file] = models.load(ref_file)
         ref = cache[ref_file]
@@ -244,6 +287,85 @@ def best_run(entries: List[Dict], key: str = "within_budget") -> Optional[Dict]:
     return max(ok, key=lambda e: e["mac_reduction"]) if ok else None
 
 
+def seed_means(runs: List[Dict]) -> List[Dict]:
+    """Per recipe judged against its own twin on two or more seeds: over the seeds, the mean and
+    standard deviation of how much worse pruned is than its twin, per budget metric, and whether
+    the mean is within the budget. One seed's verdict is a coin flip where the metric moves between
+    seeds by about the budget; the mean over seeds is the estimate of what pruning costs."""
+    groups: Dict[str, Dict] = {}
+    for e in runs:
+        if e.get("terms_equal"):
+            # the shipped checkpoint and a sweep run of its recipe and seed are the same run
+            groups.setdefault(json.dumps(e["recipe"], sort_keys=True), {}).setdefault(e["seed"], e)
+    out = []
+    for by_seed in groups.values():
+        if len(by_seed) < 2:
+            continue
+        es = [by_seed[k] for k in sorted(by_seed)]
+        terms = []
+        for i, t0 in enumerate(es[0]["terms_equal"]):
+            w = np.array([e["terms_equal"][i]["worse"] for e in es])
+            terms.append({"metric": t0["metric"], "rule": t0["rule"], "tol": t0["tol"], "mean": float(w.mean()),
+                          "sd": float(w.std(ddof=1)), "ok": bool(w.mean() <= t0["tol"])})
+        out.append({"run": es[0], "seeds": sorted(by_seed), "terms": terms, "ok": all(t["ok"] for t in terms)})
+    return sorted(out, key=lambda g: g["run"]["mac_reduction"])
+
+
+def reference_spread(runs: List[Dict]) -> Optional[Dict]:
+    """The noise floor: how the equal-steps references of different seeds (same dense model, same
+    schedule, another crop order; nothing pruned) differ, per budget metric: {metric: (seeds,
+    mean, sd)}. None with fewer than two seeds' references."""
+    per_seed: Dict = {}
+    for e in runs:
+        if e.get("terms_equal"):
+            per_seed.setdefault(e["seed"], {t["metric"]: t["dense"] for t in e["terms_equal"]})
+    if len(per_seed) < 2:
+        return None
+    seeds = sorted(per_seed)
+    return {m: (seeds, float(np.mean([per_seed[k][m] for k in seeds])),
+                float(np.std([per_seed[k][m] for k in seeds], ddof=1))) for m in per_seed[seeds[0]]}
+
+
+def _seed_lines(app: str, runs: List[Dict]) -> List[str]:
+    groups = seed_means(runs)
+    if not groups:
+        return []
+    L = ["Over seeds (fair test: each seed's run against its own twin; mean ± standard deviation over "
+         "the seeds of how much worse pruned is, positive = worse; budget applied to the mean):", "",
+         "| rate | rate_1x1 | seeds | conv MACs (reduction) | "
+         + " | ".join(f"{t['metric']} worse" for t in groups[0]["terms"]) + " | mean within budget |",
+         "|---" * (5 + len(groups[0]["terms"])) + "|"]
+    for g in groups:
+        e = g["run"]
+        r1 = "-" if e["rate_1x1"] is None else f"{e['rate_1x1']:g}"
+        cells = [(f"{t['mean']:+.3f} ± {t['sd']:.3f} dB" if t["rule"] == "db" else
+                  f"{100 * t['mean']:+.1f} ± {100 * t['sd']:.1f} %") + ("" if t["ok"] else " ✗")
+                 for t in g["terms"]]
+        L.append(f"| {_rate(e)} | {r1} | {', '.join(map(str, g['seeds']))} | {e['mac_reduction']:.2f}x | "
+                 + " | ".join(cells) + f" | {'yes' if g['ok'] else '**no**'} |")
+    spread = reference_spread(runs)
+    if spread:
+        parts = []
+        for m, (seeds, mean, sd) in spread.items():
+            rule = next(t["rule"] for t in groups[0]["terms"] if t["metric"] == m)
+            parts.append(f"{m} {mean:.4g} ± {sd:.3f} dB" if rule == "db" else
+                         f"{m} {mean:.4g} ± {sd:.3g} ({100 * sd / abs(mean):.1f} %)")
+        L += ["", f"Noise floor: the equal-steps references of seeds {', '.join(map(str, seeds))} (nothing "
+              "pruned, another crop order) measure " + "; ".join(parts) + " (mean ± standard deviation)."]
+    ok = [g for g in groups if g["ok"]]
+    if ok:
+        best = max(ok, key=lambda g: g["run"]["mac_reduction"])
+        L += ["", f"**{app}, mean over seeds: best rate meeting the budget: {_rate(best['run'])}"
+              + ("" if best["run"]["rate_1x1"] is None else f" / rate_1x1 {best['run']['rate_1x1']:g}")
+              + f" ({best['run']['mac_reduction']:.2f}x fewer conv MACs, seeds "
+              f"{', '.join(map(str, best['seeds']))})** (of {len(groups)} rates judged on several seeds)."]
+    else:
+        lo = groups[0]["run"]
+        L += ["", f"**{app}, mean over seeds: none of the {len(groups)} rates judged on several seeds meets "
+              f"the budget**, down to {lo['mac_reduction']:.2f}x fewer conv MACs."]
+    return L + [""]
+
+
 def render_markdown(data: Dict) -> str:
     L = ["# Pruning rate sweep against the quality budget", "",
          "Written by `python -m lrapps.sweep APP --rates ...` (apps/lrapps/sweep.py); do not edit by hand. "
@@ -294,6 +416,7 @@ def render_markdown(data: Dict) -> str:
                      + f" | {'yes' if e['within_budget'] else '**no**'} | " + " | ".join(fair)
                      + f" | {fair_ok} | {secs} | `{e['checkpoint']}` |")
         L += ["", _verdict(app, runs), ""]
+        L += _seed_lines(app, runs)
         L += _per_image(runs, metrics)
     return "\n".join(L)
 
@@ -363,23 +486,37 @@ def summary_lines(data: Dict) -> List[str]:
     by_app: Dict[str, List[Dict]] = {}
     for e in data.get("runs", []):
         by_app.setdefault(e["app"], []).append(e)
-    return [f"* {_verdict(app, runs)}" for app, runs in sorted(by_app.items())]
+    out = []
+    for app, runs in sorted(by_app.items()):
+        seed_verdict = [line for line in _seed_lines(app, runs) if line.startswith(f"**{app}, mean over seeds")]
+        out.append(f"* {_verdict(app, runs)}" + "".join(f" {v}" for v in seed_verdict))
+    return out
 
 
 def merge(old: Dict, new: List[Dict]) -> Dict:
-    """Replace entries of the same app, kind, recipe, seed, dense model and eval size; keep the rest."""
+    """Replace entries of the same app, kind, recipe, seed, dense model and eval size; keep the rest,
+    except runs pruned from other weights at a path the new runs come from: the dense model was
+    retrained in place, so those rows would judge a model nobody can rebuild against one that is gone."""
     keys = {_key(e) for e in new}
-    before = {_key(e): e for e in old.get("runs", [])}
+    current = {(e["app"], e["from"]): e.get("from_fingerprint") for e in new}
+    before = {_key(e): e for e in old.get("runs", []) if _key(e) in keys
+              and e.get("from_fingerprint") == current[(e["app"], e["from"])]}
     for e in new:  # a reused checkpoint keeps the CPU time of the run that made it
         if e.get("prune_cpu_seconds") is None and _key(e) in before:
             e["prune_cpu_seconds"] = before[_key(e)].get("prune_cpu_seconds")
-    runs = [e for e in old.get("runs", []) if _key(e) not in keys] + new
+
+    def kept(e: Dict) -> bool:
+        fp = current.get((e["app"], e["from"]), e.get("from_fingerprint"))
+        return _key(e) not in keys and e.get("from_fingerprint") == fp
+
+    runs = [e for e in old.get("runs", []) if kept(e)] + new
     return {"budget": Q.BUDGET, "runs": runs}
 
 
-def write_results(out_dir: Path, entries: List[Dict], ref_dir: Optional[Path] = None) -> Dict:
-    """Merge ``entries`` into ``out_dir``/quality_sweep.{json,md}; with ``ref_dir``, (re)judge
-    every stored run against the equal-steps reference there (``add_reference``)."""
+def write_results(out_dir: Path, entries: List[Dict], ref_dir=None) -> Dict:
+    """Merge ``entries`` into ``out_dir``/quality_sweep.{json,md}; with ``ref_dir`` (a directory or a
+    list searched in order), (re)judge every stored run against its equal-steps reference there
+    (``add_reference``)."""
     path = out_dir / "quality_sweep.json"
     old = {}
     if path.is_file():
@@ -406,8 +543,8 @@ def main(argv=None) -> int:
                    help="prune and measure nothing: re-judge the runs stored in quality_sweep.json against "
                         "the equal-steps references (measured once each) and rewrite the .json and .md")
     p.add_argument("--ref-dir", default=str(ROOT / "apps" / "checkpoints"),
-                   help="where <app>_dense_equal.pt references are looked for (python -m lrapps.prune APP "
-                        "--reference)")
+                   help="where <app>_dense_equal[_seedN].pt references are looked for first (python -m "
+                        "lrapps.prune APP --reference), then in --ckpt-dir")
     p.add_argument("--rates-1x1", help="comma-separated 1x1 kernel rates, one per --rates value "
                                        "(default: the recipe's)")
     p.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
@@ -419,6 +556,10 @@ def main(argv=None) -> int:
                    help="dense checkpoint (default apps/checkpoints/<app>_dense.pt)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--no-shipped", action="store_true", help="do not measure the shipped pruned checkpoint")
+    p.add_argument("--references", action="store_true",
+                   help="first train each seed's dense, equal-steps reference (python -m lrapps.prune APP "
+                        "--reference --seed N) into --ckpt-dir where --ref-dir and --ckpt-dir hold none, so "
+                        "every run gets the fair verdict (one more run per seed)")
     a, extra = p.parse_known_args(argv)
     torch.set_num_threads(a.threads)
     if a.render:
@@ -427,7 +568,7 @@ def main(argv=None) -> int:
         path = Path(a.out_dir) / "quality_sweep.json"
         if not path.is_file():
             raise SystemExit(f"{path}: no stored sweep to render")
-        write_results(Path(a.out_dir), [], Path(a.ref_dir))
+        write_results(Path(a.out_dir), [], [Path(a.ref_dir), Path(a.ckpt_dir)])
         print(f"rewrote {path} and quality_sweep.md")
         return 0
     if a.app is None or a.rates is None:
@@ -442,8 +583,8 @@ def main(argv=None) -> int:
     except ValueError:
         raise SystemExit(f"--seeds: expected comma-separated integers, got {a.seeds!r}") from None
     entries = run_sweep(a.app, rates, r1, seeds, Path(a.ckpt_dir), a.eval_size, not a.no_shipped,
-                        a.from_ckpt, a.threads, extra)
-    write_results(Path(a.out_dir), entries, Path(a.ref_dir))
+                        a.from_ckpt, a.threads, extra, references=a.references, ref_dir=Path(a.ref_dir))
+    write_results(Path(a.out_dir), entries, [Path(a.ref_dir), Path(a.ckpt_dir)])
     print(f"wrote {Path(a.out_dir) / 'quality_sweep.json'} and quality_sweep.md")
     return 0
 

@@ -200,7 +200,8 @@ class StyleTask(Task):
     def __init__(self, args):
         super().__init__(args)
         self.multiple = 4
-        self.vgg = make_extractor(args.vgg_weights, seed=args.seed, width_mult=args.vgg_width)
+        vgg_seed = args.seed if getattr(args, "vgg_seed", None) is None else args.vgg_seed
+        self.vgg = make_extractor(args.vgg_weights, seed=vgg_seed, width_mult=args.vgg_width)
         name, img = D.resolve_style_image(args.style_image)
         self.style_name = name
         style = D.to_tensor(img).unsqueeze(0)
@@ -242,7 +243,9 @@ class StyleTask(Task):
         return model(x).clamp(0, 1)
 
     def meta(self):
-        return {"style_image": self.style_name, "vgg": self.vgg.source,
+        # style_image is for reading; style_spec (as given: a built-in name or a path) is what
+        # lets lrapps.quality rebuild the same style target to judge the model on.
+        return {"style_image": self.style_name, "style_spec": self.args.style_image, "vgg": self.vgg.source,
                 "style_size": self.args.style_size,
                 "content_weight": self.args.content_weight,
                 "style_weight": self.args.style_weight}
@@ -315,6 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--vgg-weights", metavar="FILE", help="torchvision VGG-16 state_dict")
     g.add_argument("--vgg-width", type=float, default=0.25,
                    help="width of the random fallback extractor (x VGG-16)")
+    g.add_argument("--vgg-seed", type=int,
+                   help="seed of the random fallback extractor (default: --seed when training; when pruning, "
+                        "the dense model's, so that other --seed values change only the crops)")
     g.add_argument("--content-weight", type=float, default=1.0)
     g.add_argument("--style-weight", type=float, default=5.0)
     return p

@@ -92,13 +92,29 @@ def test_best_run_needs_every_seed_and_prefers_compression():
     assert sweep.best_run([runs[3]]) is None
 
 
-def test_style_seed_must_match_the_random_loss_network(tmp_path):
-    # The shipped style_dense.pt was trained against random(seed=0) features; seed 1 would prune
-    # against another loss network, so the sweep refuses before any work.
-    with pytest.raises(SystemExit, match="for style the seed also picks the random VGG loss network"):
-        sweep.main(["style", "--rates", "0.5", "--seeds", "1", "--ckpt-dir", str(tmp_path / "c"),
-                    "--out-dir", str(tmp_path / "r")])
-    assert not (tmp_path / "c").exists() and not (tmp_path / "r").exists()
+def test_style_seeds_change_the_crops_not_the_loss_network(tmp_path):
+    # The dense model was trained against random(seed=0) features: a seed-1 run prunes against the
+    # same loss network (its seed changes only the crops), and so does its reference; asking for
+    # another network is refused rather than pruning against a different objective.
+    torch.manual_seed(0)
+    dense = tmp_path / "style_dense.pt"
+    models.save(dense, models.build("style", widths=[8, 4, 8, 4, 2], n_res=1), "style",
+                {"steps": 0, "vgg": "random(seed=0, width_mult=0.25)", "style_image": "immunohistochemistry"})
+    fast = ["--admm-steps", "2", "--retrain-steps", "1", "--update-every", "1", "--crop", "32", "--batch", "1",
+            "--eval-size", "32", "--no-progress"]
+    assert sweep.main(["style", "--rates", "0.5", "--seeds", "1", "--references", "--from", str(dense),
+                       "--ref-dir", str(tmp_path / "none"), "--ckpt-dir", str(tmp_path / "c"),
+                       "--out-dir", str(tmp_path / "r"), *fast]) == 0
+    run = json.loads((tmp_path / "r" / "quality_sweep.json").read_text())["runs"][0]
+    assert run["seed"] == 1 and run["terms_equal"]
+    for f in (run["checkpoint"], tmp_path / "c" / "style_dense_equal_seed1.pt"):
+        meta = models.load(f).checkpoint_meta
+        assert meta["seed"] == 1 and meta["vgg"] == "random(seed=0, width_mult=0.25)"
+    from lrapps import prune
+    with pytest.raises(SystemExit, match="trained with vgg random\\(seed=0, width_mult=0.25\\), this run would "
+                                         "prune with random\\(seed=0, width_mult=0.5\\)"):
+        prune.main(["style", "--from", str(dense), "--vgg-width", "0.5", "--out", str(tmp_path / "x.pt"), *fast])
+    assert not (tmp_path / "x.pt").exists()
 
 
 def test_rows_of_another_scheme_name_it():
@@ -106,3 +122,80 @@ def test_rows_of_another_scheme_name_it():
         return {"app": "superres", "rate": 0.0, "recipe": {"scheme": scheme, "rate": 0.0}}
     assert sweep._rate(e("pattern+kernel")) == "0"  # the recipe's own scheme: as before
     assert sweep._rate(e("kernel")) == "0 (kernel)"
+
+
+def test_merge_drops_runs_of_a_dense_model_retrained_in_place():
+    def e(rate, fp, src="apps/checkpoints/color_dense.pt", app="color"):
+        return {"app": app, "kind": "sweep", "recipe": {"rate": rate}, "seed": 0, "from": src,
+                "from_fingerprint": fp, "eval_size": 256, "prune_cpu_seconds": 7.0, "rate": rate}
+    old = {"runs": [e(0.2, "old"), e(0.5, "old"), e(0.5, "old", src="elsewhere.pt"),
+                    e(0.5, "old", app="style", src="apps/checkpoints/style_dense.pt")]}
+    new = [e(0.5, "new")]
+    new[0]["prune_cpu_seconds"] = None
+    runs = sweep.merge(old, new)["runs"]
+    # rate 0.2 came from the weights that used to be at the path: gone; another path / app: kept
+    assert [(r["app"], r["from"], r["rate"], r["from_fingerprint"]) for r in runs] == [
+        ("color", "elsewhere.pt", 0.5, "old"),
+        ("style", "apps/checkpoints/style_dense.pt", 0.5, "old"),
+        ("color", "apps/checkpoints/color_dense.pt", 0.5, "new")]
+    # a rerun from other weights does not inherit the old run's CPU time
+    assert runs[-1]["prune_cpu_seconds"] is None
+    same = e(0.5, "new")
+    same["prune_cpu_seconds"] = None
+    assert sweep.merge({"runs": [e(0.5, "new")]}, [same])["runs"][0]["prune_cpu_seconds"] == 7.0
+
+
+def _judged(rate, seed, worse_psnr, worse_col, ref_psnr=20.0, ref_col=30.0, red=2.0):
+    def t(m, w, ref):
+        return {"metric": m, "rule": "rel", "tol": 0.02, "dense": ref, "pruned": ref * (1 - w), "worse": w,
+                "ok": w <= 0.02}
+    terms = [t("psnr_rgb", worse_psnr, ref_psnr), t("colorfulness", worse_col, ref_col)]
+    return {"app": "color", "kind": "sweep", "rate": rate, "rate_1x1": None, "seed": seed,
+            "recipe": {"rate": rate}, "mac_reduction": red, "terms_equal": terms,
+            "within_budget_equal": all(x["ok"] for x in terms)}
+
+
+def test_seed_means_judge_the_mean_over_seeds():
+    runs = [_judged(0.3, 0, 0.03, 0.0, ref_psnr=20.0), _judged(0.3, 1, -0.01, 0.01, ref_psnr=21.0),
+            _judged(0.6, 0, 0.01, 0.05, red=4.0), _judged(0.6, 1, 0.01, 0.04, red=4.0),
+            _judged(0.9, 0, 0.0, 0.0, red=9.0)]  # one seed only: not in the means
+    dup = dict(runs[0], kind="shipped", terms_equal=[dict(x, worse=9.0) for x in runs[0]["terms_equal"]])
+    groups = sweep.seed_means(runs + [dup])  # the shipped run of a (recipe, seed) already there: counted once
+    assert [(g["run"]["rate"], g["seeds"], g["ok"]) for g in groups] == [(0.3, [0, 1], True), (0.6, [0, 1], False)]
+    psnr = groups[0]["terms"][0]
+    assert psnr["mean"] == pytest.approx(0.01) and psnr["sd"] == pytest.approx(0.02 * 2 ** 0.5)
+    # per seed, 0.3 is out (seed 0 misses PSNR): only the single-seed 0.9 passes every seed it has
+    assert sweep.best_run(runs, "within_budget_equal")["rate"] == 0.9
+    seeds, mean, sd = sweep.reference_spread(runs)["psnr_rgb"]
+    assert seeds == [0, 1] and mean == pytest.approx(20.5) and sd == pytest.approx(0.5 * 2 ** 0.5)
+    text = "\n".join(sweep._seed_lines("color", runs))
+    assert "| 0.3 | - | 0, 1 | 2.00x | +1.0 ± 2.8 % | +0.5 ± 0.7 % | yes |" in text
+    assert "| 0.6 | - | 0, 1 | 4.00x | +1.0 ± 0.0 % | +4.5 ± 0.7 % ✗ | **no** |" in text
+    assert "**color, mean over seeds: best rate meeting the budget: 0.3 (2.00x fewer conv MACs, seeds 0, 1)**" in text
+    assert sweep.seed_means(runs[4:]) == [] and sweep._seed_lines("color", runs[4:]) == []
+
+
+def test_stored_verdict_survives_a_missing_reference(tmp_path):
+    e = _judged(0.3, 2, 0.01, 0.01)
+    e["reference"] = "out/quality_sweep/color_dense_equal_seed2_gone.pt"
+    data = sweep.add_reference({"runs": [e]}, [tmp_path])
+    assert data["runs"][0]["terms_equal"] and data["runs"][0]["within_budget_equal"]
+
+
+def test_references_option_trains_each_seeds_twin(tmp_path, dense):
+    argv = ["color", "--rates", "0.5", "--seeds", "0,1", "--references", "--from", str(dense),
+            "--ref-dir", str(tmp_path / "no_refs"), "--ckpt-dir", str(tmp_path / "ckpt"),
+            "--out-dir", str(tmp_path / "res"), *FAST]
+    assert sweep.main(argv) == 0
+    for s in (0, 1):
+        meta = models.load(tmp_path / "ckpt" / f"color_dense_equal_seed{s}.pt").checkpoint_meta
+        assert meta["reference"] == "dense_equal_steps" and meta["seed"] == s
+    data = json.loads((tmp_path / "res" / "quality_sweep.json").read_text())
+    assert len(data["runs"]) == 2 and all(e.get("terms_equal") for e in data["runs"])
+    assert {e["reference"] for e in data["runs"]} == {
+        str(tmp_path / "ckpt" / f"color_dense_equal_seed{s}.pt") for s in (0, 1)}
+    assert "Over seeds" in (tmp_path / "res" / "quality_sweep.md").read_text()
+    # a second sweep finds them and trains none
+    made = (tmp_path / "ckpt" / "color_dense_equal_seed0.pt").stat().st_mtime_ns
+    assert sweep.main(argv) == 0
+    assert (tmp_path / "ckpt" / "color_dense_equal_seed0.pt").stat().st_mtime_ns == made

@@ -207,16 +207,16 @@ def _scatter_rows(b: KernelBuilder, spec: ConvTransposeSpec, ah: _Axis, bufs, ou
             nfull = OW // (2 * V)
 
             def vec_body(j, _):
-                e = vector.load(b.vt, p0, [b.v(b.add(r0, b.mul(j, V)))])
-                o = vector.load(b.vt, p1, [b.v(b.add(r1, b.mul(j, V)))])
-                vector.store(vector.interleave(e, o), out, [b.v(b.add(orow, b.mul(j, 2 * V)))])
+                e = b.load(p0, b.add(r0, b.mul(j, V)))
+                o = b.load(p1, b.add(r1, b.mul(j, V)))
+                b.store(vector.interleave(e, o), out, b.add(orow, b.mul(j, 2 * V)))
 
             b.loop(0, nfull, 1, vec_body)
             rem = OW - nfull * 2 * V
             if rem:
                 e = b.load(p0, b.add(r0, nfull * V), (rem + 1) // 2)
                 o = b.load(p1, b.add(r1, nfull * V), rem // 2) if rem // 2 else b.splat(0.0)
-                vector.maskedstore(out, [b.v(b.add(orow, nfull * 2 * V))], b.mask(rem, 2 * V), vector.interleave(e, o))
+                b.store(vector.interleave(e, o), out, b.add(orow, nfull * 2 * V), rem)
         else:
             for aw, buf in bufs:
                 rb = b.mul(i, aw.count)
