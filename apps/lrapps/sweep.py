@@ -506,8 +506,9 @@ def merge(old: Dict, new: List[Dict]) -> Dict:
             e["prune_cpu_seconds"] = before[_key(e)].get("prune_cpu_seconds")
 
     def kept(e: Dict) -> bool:
-        fp = current.get((e["app"], e["from"]), e.get("from_fingerprint"))
-        return _key(e) not in keys and e.get("from_fingerprint") == fp
+        fp = current.get((e["app"], e["from"]))
+        # runs from before prune recorded fingerprints have none: only their paths can be compared
+        return _key(e) not in keys and (fp is None or e.get("from_fingerprint") in (None, fp))
 
     runs = [e for e in old.get("runs", []) if kept(e)] + new
     return {"budget": Q.BUDGET, "runs": runs}

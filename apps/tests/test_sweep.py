@@ -129,7 +129,8 @@ def test_merge_drops_runs_of_a_dense_model_retrained_in_place():
         return {"app": app, "kind": "sweep", "recipe": {"rate": rate}, "seed": 0, "from": src,
                 "from_fingerprint": fp, "eval_size": 256, "prune_cpu_seconds": 7.0, "rate": rate}
     old = {"runs": [e(0.2, "old"), e(0.5, "old"), e(0.5, "old", src="elsewhere.pt"),
-                    e(0.5, "old", app="style", src="apps/checkpoints/style_dense.pt")]}
+                    e(0.5, "old", app="style", src="apps/checkpoints/style_dense.pt"),
+                    e(0.3, None)]}  # made before fingerprints were recorded: only the path can be compared
     new = [e(0.5, "new")]
     new[0]["prune_cpu_seconds"] = None
     runs = sweep.merge(old, new)["runs"]
@@ -137,6 +138,7 @@ def test_merge_drops_runs_of_a_dense_model_retrained_in_place():
     assert [(r["app"], r["from"], r["rate"], r["from_fingerprint"]) for r in runs] == [
         ("color", "elsewhere.pt", 0.5, "old"),
         ("style", "apps/checkpoints/style_dense.pt", 0.5, "old"),
+        ("color", "apps/checkpoints/color_dense.pt", 0.3, None),
         ("color", "apps/checkpoints/color_dense.pt", 0.5, "new")]
     # a rerun from other weights does not inherit the old run's CPU time
     assert runs[-1]["prune_cpu_seconds"] is None
