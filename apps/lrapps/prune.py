@@ -82,6 +82,8 @@ class Recipe:
     # Knowledge distillation weight (0 = none) and teacher checkpoint (None = the starting model).
     distill: float = 0.0
     teacher: Optional[str] = None
+    # Comma-separated layer names (or name prefixes, e.g. "colorize") kept dense on top of the app's own.
+    keep_dense: Optional[str] = None
 
 
 # Step counts keep each app near 10 minutes on one thread of the shared box.
@@ -106,7 +108,7 @@ _DENSE = {
 
 
 # Fields added after checkpoints were first recorded, with the value that means "not used".
-_OPTIONAL_FIELDS = {"distill": 0.0, "teacher": None}
+_OPTIONAL_FIELDS = {"distill": 0.0, "teacher": None, "keep_dense": None}
 
 
 def recipe_meta(recipe: Recipe) -> Dict:
@@ -149,16 +151,27 @@ class _Distiller:
         self.handle.remove()
 
 
+def _kept(name: str, prefixes) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+
 def prune_config(app: str, model: nn.Module, scheme: str, rate: float, rate_1x1: Optional[float],
-                 rho: float = 1e-2, update_every: int = 50):
-    """An lrprune ``PruneConfig`` naming every layer of ``model`` exactly."""
+                 rho: float = 1e-2, update_every: int = 50, keep_dense: Optional[str] = None):
+    """An lrprune ``PruneConfig`` naming every layer of ``model`` exactly. ``keep_dense``:
+    comma-separated layer names or prefixes (``colorize`` = every layer under it) left dense."""
     import lrprune
 
     if scheme not in SCHEMES:
         raise ValueError(f"unknown pruning scheme {scheme!r}; choose from {SCHEMES}")
+    named = lrprune.prunable_layers(model)
+    keep = [p.strip() for p in (keep_dense or "").split(",") if p.strip()]
+    unknown = [p for p in keep if not any(_kept(n, [p]) for n, _ in named)]
+    if unknown:
+        raise ValueError(f"keep_dense: no prunable layer is named {', '.join(unknown)} or lies under it; "
+                         f"the {app} model's are {', '.join(n for n, _ in named)}")
     layers = {}
-    for name, m in lrprune.prunable_layers(model):
-        if name in _DENSE.get(app, ()) or isinstance(m, nn.Linear):
+    for name, m in named:
+        if name in _DENSE.get(app, ()) or _kept(name, keep) or isinstance(m, nn.Linear):
             layers[name] = None
             continue
         one_by_one = tuple(m.weight.shape[2:]) == (1, 1)
@@ -272,7 +285,7 @@ def admm_prune(task, model: nn.Module, recipe: Recipe, seed: int = 0, progress: 
     else:
         teacher = None
     cfg = prune_config(task.app, model, recipe.scheme, recipe.rate, recipe.rate_1x1,
-                       recipe.rho, recipe.update_every)
+                       recipe.rho, recipe.update_every, recipe.keep_dense)
     pruner = lrprune.ADMMPruner(model, cfg)
     log = _two_phases(task, model, recipe, seed, progress, (f"admm {task.app}", f"retrain {task.app}"), pruner,
                       teacher)
@@ -333,6 +346,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "output during ADMM and retraining (default 0: none)")
     g.add_argument("--teacher", metavar="CKPT",
                    help="teacher for --distill (default: the dense model the run starts from)")
+    g.add_argument("--keep-dense", metavar="LAYERS",
+                   help="comma-separated layer names or prefixes left dense besides the app's own, e.g. "
+                        "colorize,fusion (every layer under colorize, and fusion)")
     g.add_argument("--reference", action="store_true",
                    help="prune nothing: train the dense model with the recipe's exact schedule (ADMM-phase "
                         "steps and lr, then retraining steps and lr), the fair 'dense, equal steps' "
@@ -354,7 +370,7 @@ def recipe_from_args(args) -> Recipe:
     over = {"scheme": args.scheme, "rate": args.rate, "rate_1x1": args.rate_1x1,
             "admm_steps": args.admm_steps, "retrain_steps": args.retrain_steps, "batch": args.batch,
             "crop": args.crop, "lr": args.lr, "retrain_lr": args.retrain_lr, "rho": args.rho,
-            "update_every": args.update_every, "distill": args.distill,
+            "update_every": args.update_every, "distill": args.distill, "keep_dense": args.keep_dense,
             "teacher": _shown_path(args.teacher) if args.teacher else None}
     return Recipe(**{**asdict(RECIPES[args.app]), **{k: v for k, v in over.items() if v is not None}})
 

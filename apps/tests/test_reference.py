@@ -274,3 +274,31 @@ def test_a_dense_model_retrained_in_place_is_not_mistaken_for_the_old_one(tmp_pa
     assert quality.main(["--apps", "superres", "--eval-size", "32", "--out-dir", str(tmp_path / "res")]) == 0
     text = (tmp_path / "res" / "quality.md").read_text()
     assert "the pruned model was made from other weights than `superres_dense.pt` holds now" in text
+
+
+def test_keep_dense_layers(tmp_path):
+    """--keep-dense leaves the named layers (or every layer under a prefix) dense, is recorded in the
+    recipe (so a sweep keeps such runs apart), and a name that matches no layer is an error."""
+    import lrprune
+
+    model = models.build("color", **TINY_COLOR)
+    cfg = prune.prune_config("color", model, "pattern+kernel", 0.5, 0.5, keep_dense="colorize,fusion.0").layers
+    names = [n for n, _ in lrprune.prunable_layers(model)]
+    kept = [n for n in names if n.startswith("colorize.") or n == "fusion.0"]
+    assert kept and all(cfg[n] is None for n in kept)
+    assert cfg["mid.0.0"] == ("pattern+kernel", 0.5) and cfg["low.0.0"] is None  # the app's own stays dense
+    with pytest.raises(ValueError, match="no prunable layer is named colourize or lies under it"):
+        prune.prune_config("color", model, "pattern+kernel", 0.5, 0.5, keep_dense="colourize")
+    with pytest.raises(ValueError, match="no prunable layer is named colorize.9"):
+        prune.prune_config("color", model, "pattern+kernel", 0.5, 0.5, keep_dense="colorize.9")
+
+    dense = save_dense(tmp_path / "color_dense.pt", "color", TINY_COLOR)
+    meta = prune.main(["color", "--from", str(dense), "--keep-dense", "colorize", "--out", str(tmp_path / "p.pt"),
+                       *FAST])
+    assert meta["recipe"]["keep_dense"] == "colorize"
+    pruned = models.load(tmp_path / "p.pt")
+    mods = dict(pruned.named_modules())
+    assert all(not hasattr(mods[n], "lr_sparsity") for n in kept if n.startswith("colorize."))
+    assert hasattr(mods["mid.0.0"], "lr_sparsity")
+    plain = prune.main(["color", "--from", str(dense), "--out", str(tmp_path / "q.pt"), *FAST])
+    assert "keep_dense" not in plain["recipe"]  # recorded only when used: older runs compare equal
