@@ -187,23 +187,35 @@ def _ensure_reference(app: str, seed: int, src: Path, src_fp: str, ckpt_dir: Pat
             "--eval-size", str(eval_size), "--from", str(src), *extra]
     recipe = P.recipe_from_args(P.build_parser().parse_args(argv))
     twin = {"recipe": P.recipe_meta(recipe), "seed": seed, "from": _shown(src), "from_fingerprint": src_fp}
-    found = _find_reference(app, seed, ref_dirs)
+    tag = _ref_tag(app, _shown(src), src_fp)
+    found = _find_reference(app, seed, ref_dirs, tag)
     if found is not None:
         meta = torch.load(found, weights_only=True, map_location="cpu").get("meta", {})
         if not Q.reference_mismatch(meta, twin, _shown(src)):
             log(f"{app} seed {seed}: equal-steps reference {_shown(found)}")
             return found
-    out = ckpt_dir / f"{app}_dense_equal_seed{seed}.pt"
+    out = ckpt_dir / f"{app}_dense_equal_seed{seed}{tag}.pt"
     log(f"{app} seed {seed}: training the equal-steps reference -> {_shown(out)}")
     P.main(argv + ["--out", str(out)])
     torch.set_num_threads(threads)
     return out
 
 
-def _find_reference(app: str, seed, ref_dirs: List[Path]) -> Optional[Path]:
+def _ref_tag(app: str, src_shown: str, src_fp: Optional[str]) -> str:
+    """References made from another dense model than the shipped one carry its digest in the name,
+    so that sweeps of two dense models into one --ckpt-dir never replace each other's."""
+    if src_shown == f"apps/checkpoints/{app}_dense.pt":
+        return ""
+    return "_" + hashlib.sha1(f"{src_shown}|{src_fp}".encode()).hexdigest()[:8]
+
+
+def _find_reference(app: str, seed, ref_dirs: List[Path], tag: str = "") -> Optional[Path]:
     """A seed's own crop sequence needs its own reference (``<app>_dense_equal_seedN.pt``, first
-    directory that has it); the plain name is the recipe's seed."""
-    for name in (f"{app}_dense_equal_seed{seed}.pt", f"{app}_dense_equal.pt"):
+    directory that has it; with the dense model's ``tag`` first); the plain name is the recipe's
+    seed."""
+    names = ([f"{app}_dense_equal_seed{seed}{tag}.pt"] if tag else []) + [
+        f"{app}_dense_equal_seed{seed}.pt", f"{app}_dense_equal.pt"]
+    for name in names:
         for d in ref_dirs:
             if (d / name).is_file():
                 return d / name
@@ -228,7 +240,8 @@ def add_reference(data: Dict, ref_dirs, log=print) -> Dict:
         was = e.get("reference")
         if e.get("terms_equal") and was and not (ROOT / was).is_file() and not Path(was).is_file():
             continue  # judged against a file not here now (e.g. a seed's reference under out/)
-        ref_file = _find_reference(e["app"], e["seed"], ref_dirs)
+        ref_file = _find_reference(e["app"], e["seed"], ref_dirs,
+                                   _ref_tag(e["app"], e["from"], e.get("from_fingerprint")))
         if ref_file is None:
             continue
         for k in ("terms_equal", "within_budget_equal", "reference", "reference_mismatch"):
@@ -271,10 +284,13 @@ def _worse(t: Dict) -> str:
 def _rate(e: Dict) -> str:
     """The rate, with the scheme where it is not the app's recipe's: runs of different schemes
     at the same rates are different runs and must read differently."""
-    scheme = (e.get("recipe") or {}).get("scheme")
+    rec = e.get("recipe") or {}
+    scheme = rec.get("scheme")
     app_recipe = P.RECIPES.get(e["app"])
     other = scheme is not None and app_recipe is not None and scheme != app_recipe.scheme
-    return f"{e['rate']:g}" + (f" ({scheme})" if other else "")
+    notes = ([scheme] if other else []) + ([f"dense: {rec['keep_dense']}"] if rec.get("keep_dense") else []) \
+        + ([f"distilled, W {rec['distill']:g}"] if rec.get("distill") else [])
+    return f"{e['rate']:g}" + (f" ({'; '.join(notes)})" if notes else "")
 
 
 def best_run(entries: List[Dict], key: str = "within_budget") -> Optional[Dict]:

@@ -107,7 +107,7 @@ def test_style_seeds_change_the_crops_not_the_loss_network(tmp_path):
                        "--out-dir", str(tmp_path / "r"), *fast]) == 0
     run = json.loads((tmp_path / "r" / "quality_sweep.json").read_text())["runs"][0]
     assert run["seed"] == 1 and run["terms_equal"]
-    for f in (run["checkpoint"], tmp_path / "c" / "style_dense_equal_seed1.pt"):
+    for f in (run["checkpoint"], *(tmp_path / "c").glob("style_dense_equal_seed1_*.pt")):
         meta = models.load(f).checkpoint_meta
         assert meta["seed"] == 1 and meta["vgg"] == "random(seed=0, width_mult=0.25)"
     from lrapps import prune
@@ -122,6 +122,9 @@ def test_rows_of_another_scheme_name_it():
         return {"app": "superres", "rate": 0.0, "recipe": {"scheme": scheme, "rate": 0.0}}
     assert sweep._rate(e("pattern+kernel")) == "0"  # the recipe's own scheme: as before
     assert sweep._rate(e("kernel")) == "0 (kernel)"
+    kept = {"app": "color", "rate": 0.7, "recipe": {"scheme": "pattern+kernel", "keep_dense": "colorize,fusion",
+                                                    "distill": 2.0}}
+    assert sweep._rate(kept) == "0.7 (dense: colorize,fusion; distilled, W 2)"
 
 
 def test_merge_drops_runs_of_a_dense_model_retrained_in_place():
@@ -189,15 +192,26 @@ def test_references_option_trains_each_seeds_twin(tmp_path, dense):
             "--ref-dir", str(tmp_path / "no_refs"), "--ckpt-dir", str(tmp_path / "ckpt"),
             "--out-dir", str(tmp_path / "res"), *FAST]
     assert sweep.main(argv) == 0
-    for s in (0, 1):
-        meta = models.load(tmp_path / "ckpt" / f"color_dense_equal_seed{s}.pt").checkpoint_meta
+    # not the shipped dense model: the names carry its digest
+    refs = [sorted((tmp_path / "ckpt").glob(f"color_dense_equal_seed{s}_*.pt")) for s in (0, 1)]
+    assert [len(r) for r in refs] == [1, 1]
+    for s, (ref,) in enumerate(refs):
+        meta = models.load(ref).checkpoint_meta
         assert meta["reference"] == "dense_equal_steps" and meta["seed"] == s
     data = json.loads((tmp_path / "res" / "quality_sweep.json").read_text())
     assert len(data["runs"]) == 2 and all(e.get("terms_equal") for e in data["runs"])
-    assert {e["reference"] for e in data["runs"]} == {
-        str(tmp_path / "ckpt" / f"color_dense_equal_seed{s}.pt") for s in (0, 1)}
+    assert {e["reference"] for e in data["runs"]} == {str(r[0]) for r in refs}
     assert "Over seeds" in (tmp_path / "res" / "quality_sweep.md").read_text()
     # a second sweep finds them and trains none
-    made = (tmp_path / "ckpt" / "color_dense_equal_seed0.pt").stat().st_mtime_ns
+    made = refs[0][0].stat().st_mtime_ns
     assert sweep.main(argv) == 0
-    assert (tmp_path / "ckpt" / "color_dense_equal_seed0.pt").stat().st_mtime_ns == made
+    assert refs[0][0].stat().st_mtime_ns == made
+    # another dense model swept into the same directory gets its own references
+    other = tmp_path / "other_dense.pt"
+    torch.manual_seed(1)
+    models.save(other, models.build("color", **TINY_COLOR), "color", {"steps": 0})
+    argv[argv.index("--from") + 1] = str(other)
+    argv[argv.index("--seeds") + 1] = "0"
+    assert sweep.main(argv) == 0
+    assert len(list((tmp_path / "ckpt").glob("color_dense_equal_seed0_*.pt"))) == 2
+    assert refs[0][0].stat().st_mtime_ns == made
