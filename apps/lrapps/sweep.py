@@ -238,10 +238,14 @@ def add_reference(data: Dict, ref_dirs, log=print) -> Dict:
     cache: Dict = {}
     for e in data.get("runs", []):
         was = e.get("reference")
-        if e.get("terms_equal") and was and not (ROOT / was).is_file() and not Path(was).is_file():
+        was_file = next((f for f in ((ROOT / was), Path(was)) if f.is_file()), None) if was else None
+        if e.get("terms_equal") and was and was_file is None:
             continue  # judged against a file not here now (e.g. a seed's reference under out/)
-        ref_file = _find_reference(e["app"], e["seed"], ref_dirs,
-                                   _ref_tag(e["app"], e["from"], e.get("from_fingerprint")))
+        if e.get("terms_equal") and was_file is not None:
+            ref_file = was_file  # its twin, wherever the sweep that judged it found it
+        else:
+            ref_file = _find_reference(e["app"], e["seed"], ref_dirs,
+                                       _ref_tag(e["app"], e["from"], e.get("from_fingerprint")))
         if ref_file is None:
             continue
         for k in ("terms_equal", "within_budget_equal", "reference", "reference_mismatch"):

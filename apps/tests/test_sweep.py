@@ -187,6 +187,25 @@ def test_stored_verdict_survives_a_missing_reference(tmp_path):
     assert data["runs"][0]["terms_equal"] and data["runs"][0]["within_budget_equal"]
 
 
+def test_render_keeps_judging_against_the_twin_found_elsewhere(tmp_path, dense):
+    # a sweep with its own --ckpt-dir found (made) the twins there; a later --render with the
+    # default directories still judges against them, not against a plain-named non-twin
+    argv = ["color", "--rates", "0.5", "--seeds", "1", "--references", "--from", str(dense),
+            "--ref-dir", str(tmp_path / "no_refs"), "--ckpt-dir", str(tmp_path / "elsewhere"),
+            "--out-dir", str(tmp_path / "res"), *FAST]
+    assert sweep.main(argv) == 0
+    before = json.loads((tmp_path / "res" / "quality_sweep.json").read_text())["runs"][0]
+    assert before["terms_equal"]
+    from lrapps import prune
+    prune.main(["color", "--reference", "--seed", "0", "--from", str(dense),  # seed 0's twin, not seed 1's
+                "--out", str(tmp_path / "no_refs" / "color_dense_equal.pt"),
+                *[a for a in FAST if a != "--no-shipped"]])
+    assert sweep.main(["--render", "--out-dir", str(tmp_path / "res"), "--ref-dir", str(tmp_path / "no_refs"),
+                       "--ckpt-dir", str(tmp_path / "other")]) == 0
+    after = json.loads((tmp_path / "res" / "quality_sweep.json").read_text())["runs"][0]
+    assert after["reference"] == before["reference"] and after["terms_equal"] == before["terms_equal"]
+
+
 def test_references_option_trains_each_seeds_twin(tmp_path, dense):
     argv = ["color", "--rates", "0.5", "--seeds", "0,1", "--references", "--from", str(dense),
             "--ref-dir", str(tmp_path / "no_refs"), "--ckpt-dir", str(tmp_path / "ckpt"),
