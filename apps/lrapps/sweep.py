@@ -43,7 +43,7 @@ from . import models
 from . import prune as P
 from . import quality as Q
 
-__all__ = ["run_sweep", "render_markdown", "best_run", "add_reference", "write_results", "main"]
+__all__ = ["run_sweep", "render_markdown", "best_run", "best_rates", "seed_means", "reference_spread", "add_reference", "write_results", "main"]
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -499,6 +499,27 @@ def _verdict(app: str, runs: List[Dict]) -> str:
                      f"budget: {_rate(fair)}{r1} ({fair['mac_reduction']:.2f}x fewer conv MACs"
                      f"{', shipped' if fair['kind'] == 'shipped' else ''})** (of {n_fair} rates judged).")
     return text
+
+
+def best_rates(data: Dict, app: str) -> Optional[str]:
+    """One line for ``app``: the highest MAC cuts that meet the budget against their twins, on
+    every seed judged and on the mean over seeds (None without judged runs)."""
+    runs = [e for e in data.get("runs", []) if e["app"] == app]
+    judged = [e for e in runs if e.get("terms_equal")]
+    if not judged:
+        return None
+    per_seed = best_run(judged, "within_budget_equal")
+    parts = [f"{per_seed['mac_reduction']:.2f}x fewer conv MACs on every seed judged" if per_seed
+             else "no rate on every seed judged"]
+    groups = seed_means(runs)
+    if groups:
+        ok = [g for g in groups if g["ok"]]
+        best = max(ok, key=lambda g: g["run"]["mac_reduction"]) if ok else None
+        parts.append(f"{best['run']['mac_reduction']:.2f}x on the mean of {len(best['seeds'])} seeds" if best
+                     else "no rate on the mean over seeds")
+    cuts = sorted({round(e["mac_reduction"], 2) for e in judged})
+    n = len({json.dumps(e["recipe"], sort_keys=True) for e in judged})
+    return "; ".join(parts) + f" ({n} rates judged, {cuts[0]:.2f}x-{cuts[-1]:.2f}x)"
 
 
 def summary_lines(data: Dict) -> List[str]:

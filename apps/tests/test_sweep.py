@@ -234,3 +234,14 @@ def test_references_option_trains_each_seeds_twin(tmp_path, dense):
     assert sweep.main(argv) == 0
     assert len(list((tmp_path / "ckpt").glob("color_dense_equal_seed0_*.pt"))) == 2
     assert refs[0][0].stat().st_mtime_ns == made
+
+
+def test_best_rates_line():
+    runs = [_judged(0.3, 0, 0.01, 0.0), _judged(0.3, 1, 0.01, 0.01),
+            _judged(0.6, 0, 0.0, 0.01, red=4.0), _judged(0.6, 1, 0.03, 0.0, red=4.0)]
+    assert sweep.best_rates({"runs": runs}, "color") == (
+        "2.00x fewer conv MACs on every seed judged; 4.00x on the mean of 2 seeds (2 rates judged, 2.00x-4.00x)")
+    bad = [_judged(0.3, 0, 0.05, 0.0), _judged(0.3, 1, 0.05, 0.0)]
+    assert sweep.best_rates({"runs": bad}, "color") == (
+        "no rate on every seed judged; no rate on the mean over seeds (1 rates judged, 2.00x-2.00x)")
+    assert sweep.best_rates({"runs": runs}, "style") is None

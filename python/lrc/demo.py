@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
 import statistics
 import sys
@@ -207,7 +208,10 @@ def main(argv=None) -> int:
 
     if not a.no_quality:
         from lrapps import quality as Q
+        from lrapps import sweep as S
 
+        sweep_file = S.ROOT / "bench" / "results" / "quality_sweep.json"
+        sweep_data = json.loads(sweep_file.read_text()) if sweep_file.is_file() else None
         print("\nQuality on the held-out images (PyTorch models; see bench/results/quality.md):")
         for app in apps:
             # the dense model trained for the pruning recipe's extra steps, nothing pruned (lrapps.prune
@@ -230,6 +234,9 @@ def main(argv=None) -> int:
             if reference is not None:
                 fair, ftext = Q.budget_check(app, mean, "equal")
                 print(f"  {'':9s} fair test {'met' if fair else 'MISSED'}: {ftext}")
+            if sweep_data and S.best_rates(sweep_data, app):
+                print(f"  {'':9s} best rate within the fair budget (quality_sweep.md): "
+                      f"{S.best_rates(sweep_data, app)}")
 
     print(f"\ndemo took {time.perf_counter() - t_start:.0f} s")
     if not ok:

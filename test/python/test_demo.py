@@ -22,3 +22,5 @@ def test_demo_superres(tmp_path, capsys):
     assert "budget met" in out or "budget MISSED" in out
     if os.path.exists(os.path.join(ck, "superres_dense_equal.pt")):
         assert "fair test" in out and "dense, equal steps" in out
+    if os.path.exists(os.path.join(ROOT, "bench", "results", "quality_sweep.json")):
+        assert "best rate within the fair budget (quality_sweep.md): " in out and "on every seed judged" in out
