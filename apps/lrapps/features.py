@@ -20,12 +20,13 @@ relu3_3, relu4_3.
 
 from __future__ import annotations
 
+import re
 from typing import Dict, List, Optional
 
 import torch
 import torch.nn as nn
 
-__all__ = ["VGGFeatures", "LAYERS", "CONTENT_LAYER"]
+__all__ = ["VGGFeatures", "LAYERS", "CONTENT_LAYER", "make_extractor", "parse_source"]
 
 # torchvision vgg16 "features" indices of the ReLUs we read.
 LAYERS = {"relu1_2": 3, "relu2_2": 8, "relu3_3": 15, "relu4_3": 22}
@@ -109,3 +110,21 @@ class VGGFeatures(nn.Module):
 def make_extractor(weights: Optional[str] = None, seed: int = 0,
                    width_mult: float = 0.25) -> VGGFeatures:
     return VGGFeatures.from_file(weights) if weights else VGGFeatures.random(seed, width_mult)
+
+
+_RANDOM = re.compile(r"random\(seed=(-?\d+), width_mult=([0-9.eE+-]+)\)$")
+_FILE = re.compile(r"file\((.+)\)$")
+
+
+def parse_source(source: str) -> Dict:
+    """What a ``VGGFeatures.source`` record (as checkpoints keep it) says the extractor was:
+    ``{"seed": int, "width_mult": float}`` for the random fallback, ``{"weights": path}`` for a
+    weights file, ``{}`` for no record; a ValueError for anything else."""
+    m_rand, m_file = _RANDOM.match(source), _FILE.match(source)
+    if m_rand:
+        return {"seed": int(m_rand.group(1)), "width_mult": float(m_rand.group(2))}
+    if m_file:
+        return {"weights": m_file.group(1)}
+    if source:
+        raise ValueError(f"unknown loss network record {source!r}")
+    return {}

@@ -38,7 +38,6 @@ import argparse
 import copy
 import json
 import math
-import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -50,6 +49,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import models
+from .features import parse_source
 
 __all__ = ["RECIPES", "Recipe", "SCHEMES", "prune", "prune_config", "admm_prune", "recipe_from_args",
            "recipe_meta", "distill_loss", "main"]
@@ -375,14 +375,6 @@ def recipe_from_args(args) -> Recipe:
     return Recipe(**{**asdict(RECIPES[args.app]), **{k: v for k, v in over.items() if v is not None}})
 
 
-def _same_loss_network(args, meta: Dict, src: Path) -> None:
-    """Prune against the random loss network the dense model was trained with: --seed then only
-    changes the crops (a seed's own ADMM run and reference), not the objective."""
-    m = re.match(r"random\(seed=(-?\d+), width_mult=", str(meta.get("vgg", "")))
-    if args.vgg_seed is None and args.vgg_weights is None and m:
-        args.vgg_seed = int(m.group(1))
-
-
 def main(argv=None) -> Dict:
     from .train import TASKS, default_out
 
@@ -415,8 +407,13 @@ def main(argv=None) -> Dict:
     model = models.load(src)
     if model.checkpoint_meta.get("app", args.app) != args.app:
         raise SystemExit(f"{src} is not a {args.app} checkpoint")
-    if args.app == "style":
-        _same_loss_network(args, model.checkpoint_meta, src)
+    if args.app == "style" and args.vgg_seed is None and args.vgg_weights is None:
+        # prune against the random loss network the dense model was trained with: --seed then only
+        # changes the crops (a seed's own ADMM run and reference), not the objective
+        try:
+            args.vgg_seed = parse_source(str(model.checkpoint_meta.get("vgg", ""))).get("seed")
+        except ValueError as e:
+            raise SystemExit(f"style: {src}: {e}") from None
     task = TASKS[args.app](args)
     if args.app == "style":
         meta = model.checkpoint_meta

@@ -33,17 +33,17 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import re
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
 from . import data as D
 from . import metrics as M
+from .features import parse_source
 
 __all__ = ["evaluate", "evaluate_models", "eval_options", "task_for", "eval_crops", "main", "BUDGET", "REFERENCES", "budget_terms", "budget_check",
            "reference_path", "reference_mismatch"]
@@ -52,10 +52,6 @@ __all__ = ["evaluate", "evaluate_models", "eval_options", "task_for", "eval_crop
 BUDGET = {"superres": [("psnr_y", "db", 0.2)],
           "color": [("psnr_rgb", "rel", 0.02), ("colorfulness", "rel", 0.02)],
           "style": [("style_loss", "rel", 0.02), ("content_loss", "rel", 0.02)]}
-
-
-_RANDOM_VGG = re.compile(r"random\(seed=(-?\d+), width_mult=([0-9.eE+-]+)\)$")
-_FILE_VGG = re.compile(r"file\((.+)\)$")
 
 
 def eval_options(app: str, meta: Optional[Dict] = None, config: Optional[Dict] = None) -> List[str]:
@@ -80,21 +76,22 @@ def eval_options(app: str, meta: Optional[Dict] = None, config: Optional[Dict] =
             argv += ["--style-image", str(spec)]
         if "style_size" in meta:
             argv += ["--style-size", str(meta["style_size"])]
-        vgg = str(meta.get("vgg", ""))
-        m_rand, m_file = _RANDOM_VGG.match(vgg), _FILE_VGG.match(vgg)
-        if m_rand:
-            argv += ["--vgg-seed", m_rand.group(1), "--vgg-width", m_rand.group(2)]
-        elif m_file:
-            argv += ["--vgg-weights", m_file.group(1)]
-        elif vgg:
-            raise ValueError(f"style: unknown loss network record {vgg!r} in the checkpoint")
+        try:
+            vgg = parse_source(str(meta.get("vgg", "")))
+        except ValueError as e:
+            raise ValueError(f"style: {e} in the checkpoint") from None
+        if "seed" in vgg:
+            argv += ["--vgg-seed", str(vgg["seed"]), "--vgg-width", f"{vgg['width_mult']:g}"]
+        elif "weights" in vgg:
+            argv += ["--vgg-weights", vgg["weights"]]
     return argv
 
 
-def _task(app: str, eval_size: int, meta: Optional[Dict] = None, config: Optional[Dict] = None):
+def _task(app: str, eval_size: int, options: Sequence[str] = ()):
+    """The app's task with ``options`` (``eval_options``) on the train defaults."""
     from .train import TASKS, build_parser
 
-    args = build_parser().parse_args([app, "--eval-size", str(eval_size), *eval_options(app, meta, config)])
+    args = build_parser().parse_args([app, "--eval-size", str(eval_size), *options])
     for k, v in TASKS[app].defaults.items():
         if getattr(args, k) is None:
             setattr(args, k, v)
@@ -115,10 +112,7 @@ def task_for(app: str, models: Dict, eval_size: int = 256):
         raise ValueError(f"{app}: the models were trained for different evaluations and cannot be judged "
                          "on the same images: " + "; ".join(f"{n}: {' '.join(o) or 'built-in defaults'}"
                                                           for n, o in opts.items()))
-    first = next(iter(models.values()), None)
-    if first is None:
-        return _task(app, eval_size)
-    return _task(app, eval_size, getattr(first, "checkpoint_meta", {}), getattr(first, "config", {}))
+    return _task(app, eval_size, next(iter(opts.values()), ()))
 
 
 # Positions of the extra crops for --crops: fractions of the free space (0 = top/left, 1 = bottom/right).

@@ -231,9 +231,10 @@ def add_reference(data: Dict, ref_dirs, log=print) -> Dict:
     steps, batch, crop and learning rates (the rate may differ: that is what is
     being judged). Each reference is measured once per eval size; the metrics
     are deterministic, so merging them into the stored ones gives what a joint
-    evaluation would. A run whose reference is nowhere to be found keeps the
-    verdict stored with it (like its own metrics, measured when the file was
-    there). In place; returns ``data``."""
+    evaluation would. A run already judged is judged again against the
+    reference it names while that file is there, and keeps its stored verdict
+    (like its own metrics, measured when the file was there) when it is not.
+    In place; returns ``data``."""
     ref_dirs = [ref_dirs] if isinstance(ref_dirs, Path) else list(ref_dirs)
     cache: Dict = {}
     for e in data.get("runs", []):
@@ -286,8 +287,9 @@ def _worse(t: Dict) -> str:
 
 
 def _rate(e: Dict) -> str:
-    """The rate, with the scheme where it is not the app's recipe's: runs of different schemes
-    at the same rates are different runs and must read differently."""
+    """The rate, with the scheme where it is not the app's recipe's, kept-dense layers and
+    distillation where used: runs that differ in those at the same rates are different runs and
+    must read differently."""
     rec = e.get("recipe") or {}
     scheme = rec.get("scheme")
     app_recipe = P.RECIPES.get(e["app"])
@@ -372,18 +374,25 @@ def _seed_lines(app: str, runs: List[Dict]) -> List[str]:
                          f"{m} {mean:.4g} ± {sd:.3g} ({100 * sd / abs(mean):.1f} %)")
         L += ["", f"Noise floor: the equal-steps references of seeds {', '.join(map(str, seeds))} (nothing "
               "pruned, another crop order) measure " + "; ".join(parts) + " (mean ± standard deviation)."]
+    return L + ["", _seed_verdict(app, groups), ""]
+
+
+def _seed_best(groups: List[Dict]) -> Optional[Dict]:
+    """The highest-MAC-reduction ``seed_means`` group whose mean meets the budget, or None."""
     ok = [g for g in groups if g["ok"]]
-    if ok:
-        best = max(ok, key=lambda g: g["run"]["mac_reduction"])
-        L += ["", f"**{app}, mean over seeds: best rate meeting the budget: {_rate(best['run'])}"
-              + ("" if best["run"]["rate_1x1"] is None else f" / rate_1x1 {best['run']['rate_1x1']:g}")
-              + f" ({best['run']['mac_reduction']:.2f}x fewer conv MACs, seeds "
-              f"{', '.join(map(str, best['seeds']))})** (of {len(groups)} rates judged on several seeds)."]
-    else:
-        lo = groups[0]["run"]
-        L += ["", f"**{app}, mean over seeds: none of the {len(groups)} rates judged on several seeds meets "
-              f"the budget**, down to {lo['mac_reduction']:.2f}x fewer conv MACs."]
-    return L + [""]
+    return max(ok, key=lambda g: g["run"]["mac_reduction"]) if ok else None
+
+
+def _seed_verdict(app: str, groups: List[Dict]) -> str:
+    best = _seed_best(groups)
+    if best is None:
+        return (f"**{app}, mean over seeds: none of the {len(groups)} rates judged on several seeds meets "
+                f"the budget**, down to {groups[0]['run']['mac_reduction']:.2f}x fewer conv MACs.")
+    run = best["run"]
+    return (f"**{app}, mean over seeds: best rate meeting the budget: {_rate(run)}"
+            + ("" if run["rate_1x1"] is None else f" / rate_1x1 {run['rate_1x1']:g}")
+            + f" ({run['mac_reduction']:.2f}x fewer conv MACs, seeds {', '.join(map(str, best['seeds']))})** "
+            f"(of {len(groups)} rates judged on several seeds).")
 
 
 def render_markdown(data: Dict) -> str:
@@ -513,8 +522,7 @@ def best_rates(data: Dict, app: str) -> Optional[str]:
              else "no rate on every seed judged"]
     groups = seed_means(runs)
     if groups:
-        ok = [g for g in groups if g["ok"]]
-        best = max(ok, key=lambda g: g["run"]["mac_reduction"]) if ok else None
+        best = _seed_best(groups)
         parts.append(f"{best['run']['mac_reduction']:.2f}x on the mean of {len(best['seeds'])} seeds" if best
                      else "no rate on the mean over seeds")
     cuts = sorted({round(e["mac_reduction"], 2) for e in judged})
@@ -529,8 +537,8 @@ def summary_lines(data: Dict) -> List[str]:
         by_app.setdefault(e["app"], []).append(e)
     out = []
     for app, runs in sorted(by_app.items()):
-        seed_verdict = [line for line in _seed_lines(app, runs) if line.startswith(f"**{app}, mean over seeds")]
-        out.append(f"* {_verdict(app, runs)}" + "".join(f" {v}" for v in seed_verdict))
+        groups = seed_means(runs)
+        out.append(f"* {_verdict(app, runs)}" + (f" {_seed_verdict(app, groups)}" if groups else ""))
     return out
 
 

@@ -234,9 +234,9 @@ def main(argv=None) -> int:
             if reference is not None:
                 fair, ftext = Q.budget_check(app, mean, "equal")
                 print(f"  {'':9s} fair test {'met' if fair else 'MISSED'}: {ftext}")
-            if sweep_data and S.best_rates(sweep_data, app):
-                print(f"  {'':9s} best rate within the fair budget (quality_sweep.md): "
-                      f"{S.best_rates(sweep_data, app)}")
+            best = S.best_rates(sweep_data, app) if sweep_data else None
+            if best:
+                print(f"  {'':9s} best rate within the fair budget (quality_sweep.md): {best}")
 
     print(f"\ndemo took {time.perf_counter() - t_start:.0f} s")
     if not ok:
