@@ -104,8 +104,12 @@ def task_for(app: str, models: Dict, eval_size: int = 256):
     another style image, another scale): they cannot be compared on one set of images."""
     from .train import build_parser
 
-    opts = {name: eval_options(app, getattr(m, "checkpoint_meta", {}), getattr(m, "config", {}))
-            for name, m in models.items()}
+    opts = {}
+    for name, m in models.items():
+        try:
+            opts[name] = eval_options(app, getattr(m, "checkpoint_meta", {}), getattr(m, "config", {}))
+        except ValueError as e:
+            raise ValueError(f"{app}, the {name} model: {e}") from None
     # compare what the options mean (a record without style_size means the default size)
     distinct = {tuple(sorted(vars(build_parser().parse_args([app, *o])).items())) for o in opts.values()}
     if len(distinct) > 1:

@@ -72,6 +72,10 @@ def test_models_of_different_data_are_not_compared(tmp_path, folder):
 def test_missing_folder_and_empty_held_out_split(tmp_path):
     with pytest.raises(ValueError, match="trained on --data /nowhere/at/all, which is not a folder here"):
         quality.eval_options("color", {"data": "/nowhere/at/all"})
+    lost = models.load(save_dense(tmp_path / "lost.pt", "color", TINY_COLOR))
+    lost.checkpoint_meta = {"data": "/nowhere/at/all"}
+    with pytest.raises(ValueError, match=r"^color, the pruned model: the model was trained on --data /nowhere"):
+        quality.evaluate_models("color", {"pruned": lost}, 32)
     one = tmp_path / "one"
     one.mkdir()
     Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(one / "a.png")
